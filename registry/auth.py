@@ -1,0 +1,123 @@
+"""Bearer tokens, roles, and the Annotated dependencies that authenticate every request."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlmodel import select
+
+from registry.db import new_session, utcnow
+from registry.errors import Forbidden, Unauthorized
+from registry.principals.models import ApiToken, Principal, Role
+
+TOKEN_PREFIX = "assay_"
+# Writing last_used_at on every request would turn every read into a write; once a minute is
+# enough to tell which tokens are in use.
+_LAST_USED_GRANULARITY = timedelta(minutes=1)
+
+
+def new_token() -> str:
+    """A fresh random token (256 bits), shown to its owner once."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The authenticated caller of one request."""
+
+    id: uuid.UUID
+    name: str
+    role: Role
+    vendor_id: uuid.UUID | None
+    token_id: uuid.UUID | None
+
+    @property
+    def audit(self) -> tuple[str, str]:
+        return (str(self.id), self.name)
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthorized(
+            "This endpoint needs a token: send `Authorization: Bearer <token>` "
+            "(an admin issues tokens with `assay token create`)."
+        )
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Unauthorized("The Authorization header must be `Bearer <token>`.")
+    return value.strip()
+
+
+def authenticate(request: Request) -> Actor:
+    """Resolves the bearer token to its principal, in a short transaction of its own.
+
+    It runs before the handler reads any request body, so an unauthenticated upload is refused
+    before a byte of it is read.
+    """
+    token = _bearer(request)
+    now = utcnow()
+    with new_session(request.app.state.engine) as session:
+        row = session.exec(
+            select(ApiToken, Principal)
+            .join(Principal, Principal.id == ApiToken.principal_id)  # type: ignore[arg-type]
+            .where(ApiToken.token_hash == hash_token(token))
+        ).first()
+        if row is None:
+            raise Unauthorized("The token is not valid: check it or ask an admin for a new one.")
+        api_token, principal = row
+        if api_token.revoked_at is not None:
+            raise Unauthorized("The token was revoked: ask an admin for a new one.")
+        if api_token.expires_at is not None and api_token.expires_at <= now:
+            raise Unauthorized("The token has expired: ask an admin for a new one.")
+        if api_token.last_used_at is None or now - api_token.last_used_at > _LAST_USED_GRANULARITY:
+            api_token.last_used_at = now
+            session.add(api_token)
+            session.commit()
+        return Actor(
+            id=principal.id,
+            name=principal.name,
+            role=Role(principal.role),
+            vendor_id=principal.vendor_id,
+            token_id=api_token.id,
+        )
+
+
+CurrentActor = Annotated[Actor, Depends(authenticate)]
+
+
+def require_roles(*roles: Role) -> Callable[[Actor], Actor]:
+    """A dependency that lets only the given roles through (403 for the others)."""
+    allowed = ", ".join(r.value for r in roles)
+
+    def check(actor: CurrentActor) -> Actor:
+        if actor.role not in roles:
+            raise Forbidden(f"The {actor.role.value} role may not do this; it needs: {allowed}.")
+        return actor
+
+    return check
+
+
+AdminActor = Annotated[Actor, Depends(require_roles(Role.admin))]
+AuditReader = Annotated[Actor, Depends(require_roles(Role.admin, Role.reviewer))]
+CatalogReader = Annotated[
+    Actor, Depends(require_roles(Role.admin, Role.reviewer, Role.vendor, Role.ci, Role.monitor))
+]
+CatalogWriter = Annotated[Actor, Depends(require_roles(Role.admin, Role.vendor))]
+
+
+def as_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("give the time with its zone, e.g. 2027-01-31T00:00:00Z")
+    return moment.astimezone(UTC)

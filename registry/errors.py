@@ -1,0 +1,101 @@
+"""Domain errors that carry their HTTP status; one handler in app.py renders them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class Problem(BaseModel):
+    """One problem in a request, located by its dotted field path."""
+
+    path: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The JSON body of every error response."""
+
+    error: str
+    detail: str
+    problems: list[Problem] = []
+
+
+class AssayError(Exception):
+    """Base of the errors a user can meet; `status` is the HTTP status it maps to."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        problems: list[Problem] | list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        self.problems = [p if isinstance(p, Problem) else Problem(**p) for p in problems or []]
+
+    def body(self) -> ErrorBody:
+        return ErrorBody(error=self.code, detail=self.detail, problems=self.problems)
+
+
+class Unauthorized(AssayError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(AssayError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(AssayError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(AssayError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(AssayError):
+    status = 413
+    code = "payload_too_large"
+
+
+class Invalid(AssayError):
+    status = 422
+    code = "invalid"
+
+
+class ServiceUnavailable(AssayError):
+    status = 503
+    code = "unavailable"
+
+
+class DatabaseBehind(AssayError):
+    """The database schema is older than this code; `assay db upgrade` fixes it."""
+
+    status = 503
+    code = "database_behind"
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` mapping that declares error bodies in the OpenAPI document."""
+    descriptions = {
+        401: "Missing, invalid, expired or revoked token.",
+        403: "The caller's role may not do this.",
+        404: "No such object visible to the caller.",
+        409: "The request conflicts with the current state.",
+        413: "The upload is larger than the configured limit.",
+        422: "The request is invalid; `problems` lists each issue with its field path.",
+        503: "The service cannot serve this now.",
+    }
+    return {s: {"model": ErrorBody, "description": descriptions[s]} for s in statuses}

@@ -1,0 +1,71 @@
+"""Settings from ASSAY_* environment variables; unsafe production settings are refused."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GIB = 1024**3
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from the environment, with safe local defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="ASSAY_", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    home: Path = Path("./.assay")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default: SQLite file inside ASSAY_HOME.",
+    )
+    max_artifact_bytes: int = Field(default=2 * GIB, gt=0)
+    max_manifest_bytes: int = Field(default=1024 * 1024, gt=0)
+    inspection_memory_bytes: int = Field(default=8 * GIB, gt=0)
+    inspection_timeout_s: float = Field(default=600.0, gt=0)
+    allow_sqlite_in_production: bool = False
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if (
+            self.environment == "production"
+            and self.database_url is None
+            and not self.allow_sqlite_in_production
+        ):
+            raise ValueError(
+                "ASSAY_ENVIRONMENT=production needs ASSAY_DATABASE_URL (PostgreSQL); "
+                "set ASSAY_ALLOW_SQLITE_IN_PRODUCTION=true to run one machine on SQLite."
+            )
+        return self
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home_dir / 'assay.db'}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home_dir / "artifacts"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.home_dir / "tmp"
+
+    def ensure_dirs(self) -> None:
+        for path in (self.home_dir, self.artifacts_dir, self.tmp_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

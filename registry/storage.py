@@ -1,0 +1,89 @@
+"""Content-addressed artifact store on local disk: files are named by their SHA-256 only."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def format_digest(hexdigest: str) -> str:
+    return f"sha256:{hexdigest}"
+
+
+def check_digest(digest: str) -> str:
+    """Gives back the digest if it is `sha256:<64 lowercase hex>`, else raises ValueError."""
+    if not DIGEST_PATTERN.fullmatch(digest):
+        raise ValueError(f"a digest is written sha256:<64 lowercase hex digits>, not {digest!r}")
+    return digest
+
+
+class StagedFile:
+    """A temporary file being written and hashed; moved into the store or deleted."""
+
+    def __init__(self, directory: Path) -> None:
+        fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=directory)
+        self.path = Path(name)
+        self._file: BinaryIO = os.fdopen(fd, "wb")
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        self._file.write(chunk)
+        self._hash.update(chunk)
+        self.size += len(chunk)
+
+    def finish(self) -> str:
+        """Flushes and fsyncs the file; gives back its digest."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        return format_digest(self._hash.hexdigest())
+
+    def discard(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+class ArtifactStore:
+    """Files under `root/sha256/<2 hex>/<64 hex>`; keys never come from client-supplied names."""
+
+    def __init__(self, root: Path, tmp_dir: Path) -> None:
+        self.root = root
+        self.tmp_dir = tmp_dir
+
+    def stage(self) -> StagedFile:
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        return StagedFile(self.tmp_dir)
+
+    def path_for(self, digest: str) -> Path:
+        hexdigest = check_digest(digest).removeprefix("sha256:")
+        return self.root / "sha256" / hexdigest[:2] / hexdigest
+
+    def exists(self, digest: str) -> bool:
+        return self.path_for(digest).is_file()
+
+    def commit(self, staged: StagedFile, digest: str) -> Path:
+        """Moves a finished staged file into place under its digest (atomic rename)."""
+        target = self.path_for(digest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            staged.discard()
+            return target
+        os.replace(staged.path, target)
+        os.chmod(target, 0o444)
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return target
+
+    def remove(self, digest: str) -> None:
+        self.path_for(digest).unlink(missing_ok=True)
