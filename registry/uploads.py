@@ -124,7 +124,7 @@ async def receive_submission(
     state = _State(max_artifact=max_artifact, max_manifest=max_manifest, store=store)
     parser = MultipartParser(
         boundary,
-        callbacks={  # type: ignore[arg-type]
+        callbacks={
             "on_part_begin": state.on_part_begin,
             "on_header_field": state.on_header_field,
             "on_header_value": state.on_header_value,

@@ -194,7 +194,7 @@ def _already_registered(session: Session, actor: Actor, digest: str) -> Conflict
 
 
 def _request_hash(model_id: uuid.UUID, manifest: dict[str, Any], digest: str) -> str:
-    payload = {"model_id": str(model_id), "manifest": manifest, "digest": digest}
+    payload: dict[str, Any] = {"model_id": str(model_id), "manifest": manifest, "digest": digest}
     return hashlib.sha256(rfc8785.dumps(payload)).hexdigest()
 
 

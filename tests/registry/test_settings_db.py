@@ -1,0 +1,85 @@
+"""Settings validation and the SQLite connection guarantees the audit trail relies on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from pydantic import ValidationError
+
+from registry.db import get_engine, make_engine
+from registry.settings import Settings
+
+
+def test_default_database_is_sqlite_inside_home(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    assert settings.sqlalchemy_url == f"sqlite:///{tmp_path.resolve() / 'assay.db'}"
+    assert settings.artifacts_dir == tmp_path.resolve() / "artifacts"
+
+
+def test_environment_variables_configure_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASSAY_HOME", str(tmp_path))
+    monkeypatch.setenv("ASSAY_MAX_ARTIFACT_BYTES", "1234")
+    monkeypatch.setenv("ASSAY_DATABASE_URL", "postgresql+psycopg://u@h/db")
+    settings = Settings()
+    assert settings.home_dir == tmp_path.resolve()
+    assert settings.max_artifact_bytes == 1234
+    assert settings.sqlalchemy_url == "postgresql+psycopg://u@h/db"
+
+
+def test_production_refuses_sqlite_unless_allowed(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="ASSAY_DATABASE_URL"):
+        Settings(home=tmp_path, environment="production")
+    allowed = Settings(home=tmp_path, environment="production", allow_sqlite_in_production=True)
+    assert allowed.sqlalchemy_url.startswith("sqlite")
+
+
+def test_nonpositive_artifact_limit_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="max_artifact_bytes"):
+        Settings(home=tmp_path, max_artifact_bytes=0)
+
+
+def test_sqlite_connections_use_wal_full_sync_and_foreign_keys(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            # 2 is FULL
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_writers_take_the_write_lock_at_begin(tmp_path: Path) -> None:
+    """A second writer cannot even begin while the first holds its transaction open."""
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    first = make_engine(url)
+    second = sa.create_engine(url, connect_args={"timeout": 0.1})
+    try:
+        with first.connect() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+            conn.commit()
+            conn.exec_driver_sql("SELECT count(*) FROM t").scalar()  # begins IMMEDIATE
+            with second.connect() as other, pytest.raises(sa.exc.OperationalError, match="locked"):
+                other.exec_driver_sql("BEGIN IMMEDIATE")
+    finally:
+        first.dispose()
+        second.dispose()
+
+
+def test_foreign_keys_are_enforced(settings: Any) -> None:
+    engine = get_engine(settings)
+    with engine.connect() as conn, pytest.raises(sa.exc.IntegrityError):
+        conn.execute(
+            sa.text(
+                "INSERT INTO model (id, vendor_id, name, created_at) "
+                "VALUES (:id, :vendor, 'm', CURRENT_TIMESTAMP)"
+            ),
+            {"id": "0" * 32, "vendor": "1" * 32},
+        )
+        conn.commit()
