@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import pickle
+import shlex
 import shutil
 import socket
 import subprocess
@@ -53,7 +54,7 @@ class Demo:
         self, *args: str, token: str | None = None, check: bool = True, capture: bool = False
     ) -> subprocess.CompletedProcess[str]:
         """Runs `assay ARGS`, printing the command line, and its output unless captured."""
-        shown = " ".join(["assay", *args])
+        shown = shlex.join(["assay", *args])
         print(f"\033[2m$ {shown}\033[0m", flush=True)
         env = {**self.env, **({"ASSAY_TOKEN": token} if token else {})}
         result = subprocess.run(
