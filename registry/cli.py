@@ -1,0 +1,913 @@
+"""The `assay` command: a thin shell over `registry.client`, plus local administration commands.
+
+Start-up time matters (`assay --help` must be instant), so only typer is imported here at module
+level. The HTTP client, rich and every server module (settings, database, app, validators) are
+imported inside the commands that use them; vendors and CI install the client only, without the
+server's dependencies.
+
+Exit codes: 0 success; 1 refused, by the server (4xx) or by a check; 2 usage error, server
+unreachable or server failure (5xx).
+"""
+
+import json
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from rich.console import Console
+
+    from registry.client import AssayClient, AssayError, Page, ProgressCallback, Version
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+
+DEFAULT_URL = (
+    "http://127.0.0.1:8000"  # the same as registry.client.DEFAULT_URL, without importing it
+)
+
+app = typer.Typer(
+    name="assay",
+    help="Assay: validate, approve and monitor medical-imaging AI inside the hospital.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals would include the token
+    # Plain click help: typer's rich help pulls in rich.markdown and markdown-it, several times
+    # the cost of everything else `assay --help` imports.
+    rich_markup_mode=None,
+)
+vendor_app = typer.Typer(help="Vendors (admin).", no_args_is_help=True, rich_markup_mode=None)
+token_app = typer.Typer(help="API tokens (admin).", no_args_is_help=True, rich_markup_mode=None)
+model_app = typer.Typer(
+    help="Models in a vendor's namespace.", no_args_is_help=True, rich_markup_mode=None
+)
+version_app = typer.Typer(help="Model versions.", no_args_is_help=True, rich_markup_mode=None)
+audit_app = typer.Typer(
+    help="The hash-chained audit trail.", no_args_is_help=True, rich_markup_mode=None
+)
+db_app = typer.Typer(
+    help="The installation's database (local).", no_args_is_help=True, rich_markup_mode=None
+)
+admin_app = typer.Typer(
+    help="Installation bootstrap (local).", no_args_is_help=True, rich_markup_mode=None
+)
+app.add_typer(vendor_app, name="vendor")
+app.add_typer(token_app, name="token")
+app.add_typer(model_app, name="model")
+app.add_typer(version_app, name="version")
+app.add_typer(audit_app, name="audit")
+app.add_typer(db_app, name="db")
+app.add_typer(admin_app, name="admin")
+
+
+class Role(StrEnum):
+    admin = "admin"
+    reviewer = "reviewer"
+    vendor = "vendor"
+    ci = "ci"
+    monitor = "monitor"
+
+
+UrlOption = Annotated[
+    str,
+    typer.Option(
+        "--url", envvar="ASSAY_URL", show_envvar=True, help="Base URL of the Assay server."
+    ),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="ASSAY_TOKEN",
+        show_envvar=True,
+        show_default=False,
+        help="API token (prefer the environment variable: arguments show up in `ps`).",
+    ),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")
+]
+LimitOption = Annotated[int, typer.Option(min=1, max=500, help="How many items to list.")]
+OffsetOption = Annotated[int, typer.Option(min=0, help="How many items to skip.")]
+
+
+# --- output ------------------------------------------------------------------------------------
+
+
+def _console(*, stderr: bool = False, width: int | None = None) -> "Console":
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, width=width)
+
+
+def _print_json(document: Any) -> None:
+    typer.echo(json.dumps(document, indent=2, default=str))
+
+
+def _dump(model: "BaseModel") -> dict[str, Any]:
+    return model.model_dump(mode="json")
+
+
+def _text(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    return str(value)
+
+
+def _print_fields(fields: Sequence[tuple[str, Any]]) -> None:
+    """Prints `key: value` lines, aligned, unwrapped so ids and digests can be copied whole."""
+    width = max((len(key) for key, _ in fields), default=0)
+    for key, value in fields:
+        typer.echo(f"  {key + ':':<{width + 1}} {_text(value)}")
+
+
+def _print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Prints a rich table at its natural width, never squeezed to the terminal's.
+
+    Ids and digests must stay whole so they can be copied into the next command: on a narrow
+    terminal a row runs long (as `docker ps` does) instead of folding cells or cutting them.
+    """
+    from rich import box
+    from rich.measure import Measurement
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    for row in rows:
+        table.add_row(*(_cell(value) for value in row))
+    console = _console()
+    needed = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    if needed > console.width:
+        console = _console(width=needed)
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, datetime):
+        # Tables are read at a glance: minutes, in the reader's local time.
+        return value.astimezone().strftime("%Y-%m-%d %H:%M")
+    return _text(value)
+
+
+def _print_page_footer(page: "Page[Any]", offset: int) -> None:
+    shown = len(page.data)
+    if shown == 0:
+        typer.echo("(none)" if offset == 0 else f"(none at offset {offset}; {page.count} in all)")
+    elif page.count > offset + shown:
+        typer.echo(
+            f"showing {offset + 1}-{offset + shown} of {page.count}; "
+            f"use --offset {offset + shown} for more"
+        )
+
+
+def _error(message: str) -> None:
+    from rich.text import Text
+
+    console = _console(stderr=True)
+    console.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
+
+
+def _fail(
+    detail: str,
+    *,
+    code: int,
+    json_output: bool,
+    error: str = "refused",
+    problems: Sequence[Mapping[str, Any]] = (),
+    status: int | None = None,
+    hint: str | None = None,
+) -> NoReturn:
+    """Prints the error (and, with --json, its JSON document on stdout) and exits with `code`."""
+    if json_output:
+        _print_json(
+            {"status": status, "error": error, "detail": detail, "problems": list(problems)}
+        )
+    _error(detail)
+    for problem in problems:
+        path, message = problem.get("path"), problem.get("message", "")
+        typer.echo(f"  {path}: {message}" if path else f"  {message}", err=True)
+    if hint:
+        typer.echo(hint, err=True)
+    raise typer.Exit(code)
+
+
+def _fail_from(exc: "AssayError", *, json_output: bool, token_given: bool) -> NoReturn:
+    from registry.client import ServerError, Unauthorized, UnexpectedResponse, Unreachable
+
+    failed_to_answer = isinstance(exc, Unreachable | ServerError | UnexpectedResponse)
+    hint = None
+    if isinstance(exc, Unauthorized) and not token_given:
+        hint = "no token was given: pass --token or set ASSAY_TOKEN"
+    _fail(
+        exc.detail,
+        code=EXIT_USAGE if failed_to_answer else EXIT_REFUSED,
+        json_output=json_output,
+        error=exc.error,
+        problems=exc.problems,
+        status=exc.status,
+        hint=hint,
+    )
+
+
+# --- remote commands: plumbing -----------------------------------------------------------------
+
+
+def _make_client(url: str, token: str | None) -> "AssayClient":
+    """Returns the client the remote commands use (tests replace this to inject a transport)."""
+    from registry.client import AssayClient
+
+    return AssayClient(url, token)
+
+
+@contextmanager
+def _remote(url: str, token: str | None, json_output: bool) -> Iterator["AssayClient"]:
+    """Yields a client; an `AssayError` inside the block becomes a message and an exit code."""
+    from registry.client import AssayError
+
+    client = _make_client(url, token)
+    try:
+        with client:
+            yield client
+    except AssayError as exc:
+        _fail_from(exc, json_output=json_output, token_given=bool(token))
+
+
+# --- remote commands ---------------------------------------------------------------------------
+
+
+@app.command()
+def whoami(
+    url: UrlOption = DEFAULT_URL, token: TokenOption = None, json_output: JsonOption = False
+) -> None:
+    """Show who the token belongs to: principal, role and vendor."""
+    with _remote(url, token, json_output) as client:
+        me = client.me()
+    if json_output:
+        _print_json(_dump(me))
+        return
+    vendor = f"{me.vendor_name} ({me.vendor_id})" if me.vendor_id else None
+    _print_fields(
+        [
+            ("name", me.name),
+            ("role", me.role),
+            ("vendor", vendor),
+            ("principal", me.id),
+            ("token", me.token_id),
+            ("server", url),
+        ]
+    )
+
+
+@vendor_app.command("create")
+def vendor_create(
+    name: Annotated[str, typer.Argument(help="Short unique name, e.g. acme.")],
+    display_name: Annotated[str | None, typer.Option(help="Name shown to people.")] = None,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Register a vendor."""
+    with _remote(url, token, json_output) as client:
+        vendor = client.create_vendor(name, display_name=display_name)
+    if json_output:
+        _print_json(_dump(vendor))
+        return
+    typer.echo(f"Created vendor {vendor.name}.")
+    _print_fields([("id", vendor.id), ("display name", vendor.display_name)])
+
+
+@vendor_app.command("list")
+def vendor_list(
+    limit: LimitOption = 100,
+    offset: OffsetOption = 0,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List vendors."""
+    with _remote(url, token, json_output) as client:
+        page = client.list_vendors(limit=limit, offset=offset)
+    if json_output:
+        _print_json(_dump(page))
+        return
+    rows = [(v.id, v.name, v.display_name, v.created_at) for v in page.data]
+    _print_table(["id", "name", "display name", "created"], rows)
+    _print_page_footer(page, offset)
+
+
+def _parse_expiry(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO 8601 time; write e.g. 2026-06-30 or 2026-06-30T17:00:00Z",
+            param_hint="--expires-at",
+        ) from exc
+    # A time without a zone means local time, as the person typing it would read it.
+    return parsed if parsed.tzinfo is not None else parsed.astimezone()
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[Role, typer.Option(help="What the token may do.")],
+    name: Annotated[str, typer.Option(help="Who or what uses it, e.g. ci-main or jane.doe.")],
+    vendor: Annotated[
+        str | None, typer.Option(help="Vendor id (required for the vendor role).")
+    ] = None,
+    expires_at: Annotated[
+        str | None,
+        typer.Option(help="ISO 8601 expiry time; without a zone, local time.", show_default=False),
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Issue a token; its secret is printed once and never again."""
+    expiry = _parse_expiry(expires_at)
+    with _remote(url, token, json_output) as client:
+        created = client.create_token(role.value, name, vendor_id=vendor, expires_at=expiry)
+    if json_output:
+        _print_json(_dump(created))
+        return
+    typer.echo(f"Created {created.role} token {created.name!r} (id {created.id}).")
+    if created.expires_at:
+        typer.echo(f"It expires at {_text(created.expires_at)}.")
+    typer.echo("")
+    typer.echo(f"  {created.token}")
+    typer.echo("")
+    _warn("store it now: it will not be shown again.")
+
+
+def _warn(message: str) -> None:
+    from rich.text import Text
+
+    _console(stderr=True).print(
+        Text("warning: ", style="bold yellow") + Text(message), soft_wrap=True
+    )
+
+
+@token_app.command("list")
+def token_list(
+    limit: LimitOption = 100,
+    offset: OffsetOption = 0,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List tokens (prefixes only; secrets are never stored)."""
+    with _remote(url, token, json_output) as client:
+        page = client.list_tokens(limit=limit, offset=offset)
+    if json_output:
+        _print_json(_dump(page))
+        return
+    rows = [
+        (
+            t.id,
+            t.name,
+            t.role,
+            t.prefix,
+            t.vendor_id,
+            t.expires_at,
+            "revoked" if t.revoked_at else "active",
+            t.last_used_at,
+        )
+        for t in page.data
+    ]
+    columns = ["id", "name", "role", "prefix", "vendor", "expires", "state", "last used"]
+    _print_table(columns, rows)
+    _print_page_footer(page, offset)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="Id of the token to revoke.")],
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Revoke a token; it stops working at once."""
+    with _remote(url, token, json_output) as client:
+        revoked = client.revoke_token(token_id)
+    if json_output:
+        _print_json(_dump(revoked))
+        return
+    typer.echo(f"Revoked token {revoked.name!r} ({revoked.id}) at {_text(revoked.revoked_at)}.")
+
+
+@model_app.command("create")
+def model_create(
+    name: Annotated[str, typer.Argument(help="Model name, unique within the vendor.")],
+    vendor: Annotated[
+        str | None, typer.Option(help="Vendor id (admins only; vendors use their own).")
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="One line about the model.")] = None,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Create a model; its versions are then submitted with `assay submit`."""
+    with _remote(url, token, json_output) as client:
+        model = client.create_model(name, vendor_id=vendor, description=description)
+    if json_output:
+        _print_json(_dump(model))
+        return
+    typer.echo(f"Created model {model.name}.")
+    _print_fields([("id", model.id), ("vendor", model.vendor_id)])
+    typer.echo(f"Submit a version with: assay submit {model.id} --artifact FILE --manifest FILE")
+
+
+@model_app.command("list")
+def model_list(
+    limit: LimitOption = 100,
+    offset: OffsetOption = 0,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List the models you may see."""
+    with _remote(url, token, json_output) as client:
+        page = client.list_models(limit=limit, offset=offset)
+    if json_output:
+        _print_json(_dump(page))
+        return
+    rows = [(m.id, m.name, m.vendor_id, m.version_count, m.created_at) for m in page.data]
+    _print_table(["id", "name", "vendor", "versions", "created"], rows)
+    _print_page_footer(page, offset)
+
+
+@model_app.command("show")
+def model_show(
+    model_id: Annotated[str, typer.Argument(help="Model id.")],
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show one model."""
+    with _remote(url, token, json_output) as client:
+        model = client.get_model(model_id)
+    if json_output:
+        _print_json(_dump(model))
+        return
+    _print_fields(
+        [
+            ("id", model.id),
+            ("name", model.name),
+            ("vendor", model.vendor_id),
+            ("description", model.description),
+            ("versions", model.version_count),
+            ("created", model.created_at),
+        ]
+    )
+
+
+def _human_size(size: int | None) -> str:
+    if size is None:
+        return "-"
+    amount = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if amount < 1000 or unit == "GB":
+            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1000
+    return f"{size} B"  # unreachable; keeps mypy sure of a return
+
+
+def _first(report: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if report.get(key) is not None:
+            return report[key]
+    return None
+
+
+def _summarize_operators(operators: Any) -> str | None:
+    """Returns e.g. "7 types: Conv x12, Relu x12, Gemm x1, ..." from a list or a counts map."""
+    if operators is None:
+        return None
+    if isinstance(operators, Mapping):
+        counted = sorted(operators.items(), key=lambda item: (-_as_int(item[1]), str(item[0])))
+        names = [f"{name} x{count}" for name, count in counted]
+    elif isinstance(operators, list):
+        names = [
+            str(op.get("op_type") or op.get("name") or op) if isinstance(op, Mapping) else str(op)
+            for op in operators
+        ]
+    else:
+        return str(operators)
+    shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+    return f"{len(names)} types: {shown}" if names else "none"
+
+
+def _as_int(value: Any) -> int:
+    return value if isinstance(value, int) else 0
+
+
+def _intake_fields(version: "Version") -> list[tuple[str, Any]]:
+    """Returns the intake report's headline: format, parameter count, operators, warnings."""
+    report = version.intake_report
+    parameters = _first(report, "parameter_count", "parameters", "num_parameters", "n_parameters")
+    operators = _first(report, "operators", "operator_counts", "operator_types", "ops")
+    fields: list[tuple[str, Any]] = [
+        ("format", version.format or report.get("format")),
+        ("parameters", f"{parameters:,}" if isinstance(parameters, int) else parameters),
+        ("operators", _summarize_operators(operators)),
+    ]
+    for key in ("inputs", "outputs"):
+        tensors = _summarize_tensors(report.get(key))
+        if tensors:
+            fields.append((key, tensors))
+    checks = report.get("checks")
+    if isinstance(checks, list) and checks:
+        failed = [
+            str(check.get("name"))
+            for check in checks
+            if isinstance(check, Mapping) and check.get("passed") is False
+        ]
+        passed = len(checks) - len(failed)
+        fields.append(
+            ("checks", f"{passed} passed" + (f", failed: {', '.join(failed)}" if failed else ""))
+        )
+    warnings = report.get("warnings")
+    if isinstance(warnings, list) and warnings:
+        fields.append(("warnings", "; ".join(str(w) for w in warnings)))
+    return fields
+
+
+def _summarize_tensors(tensors: Any) -> str | None:
+    """Returns e.g. "x float32 [N, 1, 224, 224]" for the report's list of inputs or outputs."""
+    if not isinstance(tensors, list):
+        return None
+    described = []
+    for tensor in tensors:
+        if not isinstance(tensor, Mapping):
+            continue
+        shape = tensor.get("shape")
+        dims = ", ".join(str(dim) for dim in shape) if isinstance(shape, list) else "?"
+        described.append(f"{tensor.get('name', '?')} {tensor.get('dtype', '?')} [{dims}]")
+    return "; ".join(described) or None
+
+
+def _version_fields(version: "Version") -> list[tuple[str, Any]]:
+    return [
+        ("id", version.id),
+        ("model", version.model_id),
+        ("number", version.number),
+        ("label", version.version_label),
+        ("status", version.status),
+        ("digest", version.digest),
+        ("size", _human_size(version.size_bytes)),
+        *_intake_fields(version),
+        ("submitted by", version.submitted_by),
+        ("created", version.created_at),
+    ]
+
+
+@contextmanager
+def _upload_progress(artifact: Path) -> Iterator["ProgressCallback"]:
+    """Yields a progress callback that drives a transfer bar on stderr while the upload runs."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TransferSpeedColumn,
+    )
+
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=_console(stderr=True),
+        transient=True,
+    )
+    task = progress.add_task(f"uploading {artifact.name}", total=None)
+
+    def on_progress(sent: int, total: int) -> None:
+        progress.update(task, completed=sent, total=total)
+        if sent >= total:
+            progress.update(task, description="waiting for the intake report")
+
+    with progress:
+        yield on_progress
+
+
+@app.command()
+def submit(
+    model_id: Annotated[str, typer.Argument(help="Id of the model this is a version of.")],
+    artifact: Annotated[
+        Path,
+        typer.Option(exists=True, dir_okay=False, readable=True, help="Model file (ONNX, ...)."),
+    ],
+    manifest: Annotated[
+        Path,
+        typer.Option(exists=True, dir_okay=False, readable=True, help="Manifest JSON file."),
+    ],
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(help="Reuse the same key when retrying, so a lost answer is not a duplicate."),
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Upload a model version: the artifact and its manifest."""
+    try:
+        manifest_document = json.loads(manifest.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        # Checked before uploading a possibly large artifact for nothing.
+        _fail(f"{manifest} is not valid JSON: {exc}", code=EXIT_REFUSED, json_output=json_output)
+    if not isinstance(manifest_document, dict):
+        _fail(f"{manifest} must hold a JSON object", code=EXIT_REFUSED, json_output=json_output)
+    with (
+        _remote(url, token, json_output) as client,
+        _upload_progress(artifact) as on_progress,
+    ):
+        version = client.submit_version(
+            model_id, artifact, manifest, idempotency_key, on_progress=on_progress
+        )
+    if json_output:
+        _print_json(_dump(version))
+        return
+    label = f" ({version.version_label})" if version.version_label else ""
+    typer.echo(f"Submitted version {version.number}{label} of model {version.model_id}.")
+    _print_fields(_version_fields(version))
+    typer.echo(f"Follow it with: assay version show {version.id}")
+
+
+@app.command()
+def versions(
+    model_id: Annotated[str, typer.Argument(help="Model id.")],
+    limit: LimitOption = 100,
+    offset: OffsetOption = 0,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List a model's versions."""
+    with _remote(url, token, json_output) as client:
+        page = client.list_versions(model_id, limit=limit, offset=offset)
+    if json_output:
+        _print_json(_dump(page))
+        return
+    rows = [(v.id, v.number, v.version_label, v.status, _short_digest(v.digest)) for v in page.data]
+    # Narrow on purpose, for an 80-column terminal: `assay version show` has the rest.
+    columns = ["id", "#", "label", "status", "digest"]
+    _print_table(columns, rows)
+    _print_page_footer(page, offset)
+
+
+def _short_digest(digest: str) -> str:
+    algorithm, _, hexdigest = digest.partition(":")
+    return f"{algorithm}:{hexdigest[:12]}" if hexdigest else digest[:12]
+
+
+@version_app.command("show")
+def version_show(
+    version_id: Annotated[str, typer.Argument(help="Version id.")],
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show one version: status, digest and intake report."""
+    with _remote(url, token, json_output) as client:
+        version = client.get_version(version_id)
+    if json_output:
+        _print_json(_dump(version))
+        return
+    _print_fields(_version_fields(version))
+
+
+@audit_app.command("list")
+def audit_list(
+    limit: LimitOption = 100,
+    offset: OffsetOption = 0,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List audit events, oldest first (admin, reviewer)."""
+    with _remote(url, token, json_output) as client:
+        page = client.audit_events(limit=limit, offset=offset)
+    if json_output:
+        _print_json(_dump(page))
+        return
+    rows = [
+        (e.seq, e.at, e.actor or e.actor_name, e.action, e.object_type, e.object_id, e.hash[:12])
+        for e in page.data
+    ]
+    columns = ["seq", "at", "actor", "action", "object", "object id", "hash"]
+    _print_table(columns, rows)
+    _print_page_footer(page, offset)
+
+
+@app.command("manifest-schema")
+def manifest_schema(url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
+    """Print the JSON Schema of the model manifest (always JSON)."""
+    with _remote(url, token, json_output=True) as client:
+        schema = client.manifest_schema()
+    _print_json(schema)
+
+
+# --- local commands ----------------------------------------------------------------------------
+
+
+def _server_error(exc: BaseException) -> Any:
+    """Returns `exc` if it is one of the server's domain errors (`registry.errors`), else None."""
+    errors = sys.modules.get("registry.errors")
+    base = getattr(errors, "AssayError", None)
+    if isinstance(base, type) and isinstance(exc, base):
+        return exc
+    return None
+
+
+@contextmanager
+def _local(json_output: bool) -> Iterator[None]:
+    """Runs a local command: server domain errors become messages and exit codes."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        _fail(
+            f"this command needs the server installation (pip install 'assay[server]'): {exc}",
+            code=EXIT_USAGE,
+            json_output=json_output,
+            error="server_not_installed",
+        )
+    except Exception as exc:
+        error = _server_error(exc)
+        if error is None:
+            raise
+        status = int(getattr(error, "status", 500))
+        code_name = str(getattr(error, "code", "error"))
+        refused = status < 500 or code_name == "database_behind"
+        problems = [
+            p.model_dump() if hasattr(p, "model_dump") else dict(p)
+            for p in getattr(error, "problems", [])
+        ]
+        _fail(
+            str(getattr(error, "detail", error)),
+            code=EXIT_REFUSED if refused else EXIT_USAGE,
+            json_output=json_output,
+            error=code_name,
+            problems=problems,
+            status=status,
+        )
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    json_output: JsonOption = False,
+) -> None:
+    """Run the server for the installation in ASSAY_HOME / ASSAY_DATABASE_URL."""
+    with _local(json_output):
+        from registry.app import serve as run_server
+
+        run_server(host=host, port=port)
+
+
+@db_app.command("upgrade")
+def db_upgrade(json_output: JsonOption = False) -> None:
+    """Migrate the installation's database to the newest schema."""
+    with _local(json_output):
+        from registry.db import upgrade_database
+
+        revision = upgrade_database()
+    if json_output:
+        _print_json({"revision": revision})
+        return
+    typer.echo(f"Database is at revision {revision}.")
+
+
+@admin_app.command("init")
+def admin_init(
+    name: Annotated[str, typer.Option(help="Name of the first admin.")] = "admin",
+    json_output: JsonOption = False,
+) -> None:
+    """Create the first admin and print its token (once)."""
+    with _local(json_output):
+        from registry.bootstrap import init_admin
+
+        admin_token = init_admin(name=name)
+    if json_output:
+        _print_json({"token": admin_token})
+        return
+    typer.echo(f"Created the first admin, {name!r}. Its token:")
+    typer.echo("")
+    typer.echo(f"  {admin_token}")
+    typer.echo("")
+    typer.echo("Use it in this shell with:")
+    typer.echo(f"  export ASSAY_TOKEN={admin_token}")
+    _warn("store it now: it will not be shown again.")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    expect_head: Annotated[
+        str | None,
+        typer.Option(
+            help="A head hash recorded earlier, outside the database: it must still be in the "
+            "chain (events appended since are fine; deleted ones are not).",
+            show_default=False,
+        ),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Verify the audit hash chain in the local database (not over HTTP)."""
+    with _local(json_output):
+        from registry.audit import verify_installation
+
+        result = verify_installation(expect_head=expect_head)
+    if json_output:
+        _print_json(result.model_dump(mode="json"))
+        if not result.ok:
+            raise typer.Exit(EXIT_REFUSED)
+        return
+    if result.ok:
+        events = "event" if result.length == 1 else "events"
+        typer.echo(f"Audit chain intact: {result.length} {events}.")
+        typer.echo(f"  head: {result.head or '- (empty chain)'}")
+        grown = getattr(result, "grown_since_expected", None)
+        if expect_head is not None:
+            since = f"; {grown} appended since" if grown else ""
+            typer.echo(f"  expected head found in the chain{since}")
+        return
+    seq, reason = result.first_broken_seq, result.reason or "no reason given"
+    if seq is not None:
+        # The server's reason may already name the event; do not say it twice.
+        reason = reason.removeprefix(f"event {seq}: ")
+        _error(f"audit chain broken at event {seq}: {reason}")
+        typer.echo(f"  intact events before it: {result.length}", err=True)
+        typer.echo(f"  last intact head: {result.head or '-'}", err=True)
+    else:
+        _error(f"audit chain verification failed: {reason}")
+        typer.echo(f"  events: {result.length}", err=True)
+        typer.echo(f"  head: {result.head or '-'}", err=True)
+    raise typer.Exit(EXIT_REFUSED)
+
+
+@app.command("example-model")
+def example_model(
+    out: Annotated[Path, typer.Option(file_okay=False, help="Directory to write into.")],
+    variant: Annotated[
+        int, typer.Option(min=0, help="Which example (each has its own digest).")
+    ] = 0,
+    json_output: JsonOption = False,
+) -> None:
+    """Write a small example model and its manifest, ready to submit."""
+    with _local(json_output):
+        from validators.runtime.example import write_example_model
+
+        model_path, manifest_path = write_example_model(Path(out), variant=variant)
+    if json_output:
+        _print_json({"artifact": str(model_path), "manifest": str(manifest_path)})
+        return
+    typer.echo(f"Wrote the example model to {model_path}")
+    typer.echo(f"  and its manifest to {manifest_path}")
+    typer.echo("Submit it with:")
+    typer.echo(f"  assay submit MODEL_ID --artifact {model_path} --manifest {manifest_path}")
+
+
+# --- entry point -------------------------------------------------------------------------------
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"assay {version('assay')}")
+        except PackageNotFoundError:
+            typer.echo("assay (version unknown: not installed as a package)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Show the version."
+        ),
+    ] = False,
+) -> None:
+    """Assay: validate, approve and monitor medical-imaging AI inside the hospital."""
+
+
+def main() -> None:
+    """Runs the `assay` command."""
+    app()
