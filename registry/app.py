@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -14,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from registry import __version__
 from registry.audit_routes import router as audit_router
+from registry.auth import authenticate
 from registry.catalog.routes import router as catalog_router
 from registry.db import check_current, get_engine
 from registry.errors import AssayError, ErrorBody, Problem
@@ -66,6 +68,15 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
+def _problem(error: Any) -> Problem:
+    if error.get("type") == "json_invalid":
+        position = error.get("loc", ("body", "?"))[-1]
+        return Problem(
+            path="body", message=f"The body is not valid JSON (error at character {position})."
+        )
+    return Problem(path=_dotted(tuple(error.get("loc", ()))), message=str(error.get("msg", "")))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AssayError)
     async def _assay_error(_request: Request, exc: AssayError) -> JSONResponse:
@@ -73,11 +84,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(exc.status, exc.body(), headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            Problem(path=_dotted(tuple(e.get("loc", ()))), message=str(e.get("msg", "")))
-            for e in exc.errors()
-        ]
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI validates a JSON body before it runs the dependencies; authenticate first so
+        # that an unauthenticated caller learns nothing about the body it sent.
+        if request.url.path not in PUBLIC_PATHS:
+            try:
+                await run_in_threadpool(authenticate, request)
+            except AssayError as auth_error:
+                return _error(auth_error.status, auth_error.body(), {"WWW-Authenticate": "Bearer"})
+        problems = [_problem(e) for e in exc.errors()]
         body = ErrorBody(
             error="invalid",
             detail=f"The request has {len(problems)} problem(s); see `problems`.",
@@ -86,11 +101,16 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(422, body)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed"}
         detail = exc.detail if isinstance(exc.detail, str) else "Request failed."
         if exc.status_code == 404:
             detail = "No such endpoint: see /docs for the API."
+        elif exc.status_code == 405:
+            allowed = (exc.headers or {}).get("allow", (exc.headers or {}).get("Allow", ""))
+            detail = (
+                f"The method {request.method} is not allowed here; allowed: {allowed or 'none'}."
+            )
         body = ErrorBody(error=codes.get(exc.status_code, "http_error"), detail=detail)
         return _error(exc.status_code, body, getattr(exc, "headers", None))
 
