@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -54,9 +57,27 @@ class StagedFile:
 class ArtifactStore:
     """Files under `root/sha256/<2 hex>/<64 hex>`; keys never come from client-supplied names."""
 
-    def __init__(self, root: Path, tmp_dir: Path) -> None:
+    def __init__(self, root: Path, tmp_dir: Path, *, lock_path: Path | None = None) -> None:
         self.root = root
         self.tmp_dir = tmp_dir
+        self.lock_path = lock_path or tmp_dir.parent / "store.lock"
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock_path.touch(exist_ok=True)
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Holds the store's lock (across threads and processes on this host).
+
+        Placing a file, recording the version that references it, and removing a file that no
+        version references all happen under it, so one request can never remove a file that a
+        concurrent request with the same bytes is about to reference.
+        """
+        with open(self.lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def stage(self) -> StagedFile:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -76,8 +97,8 @@ class ArtifactStore:
         if target.exists():
             staged.discard()
             return target
+        os.chmod(staged.path, 0o444)
         os.replace(staged.path, target)
-        os.chmod(target, 0o444)
         dir_fd = os.open(target.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)

@@ -291,35 +291,38 @@ def submit_version(
         staged.discard()
         raise
 
-    store.commit(staged, submission.digest)
-    try:
-        return _record_version(
-            engine,
-            actor,
-            model_id=model_id,
-            submission=submission,
-            manifest=manifest,
-            report=report,
-            request_hash=request_hash,
-            idempotency_key=idempotency_key,
-        )
-    except BaseException as exc:
-        with new_session(engine) as session:
-            if (
-                session.exec(
+    with store.exclusive():
+        store.commit(staged, submission.digest)
+        try:
+            return _record_version(
+                engine,
+                actor,
+                model_id=model_id,
+                submission=submission,
+                manifest=manifest,
+                report=report,
+                request_hash=request_hash,
+                idempotency_key=idempotency_key,
+            )
+        except BaseException as exc:
+            with new_session(engine) as session:
+                referenced = session.exec(
                     select(ModelVersion).where(ModelVersion.digest == submission.digest)
                 ).first()
-                is None
-            ):
-                store.remove(submission.digest)
-            if isinstance(exc, IntegrityError):
-                if conflict := _already_registered(session, actor, submission.digest):
-                    raise conflict from exc
-                if idempotency_key and (
-                    replay := _replay(session, actor, idempotency_key, request_hash)
-                ):
-                    return replay
-        raise
+                if referenced is None:
+                    store.remove(submission.digest)
+                if isinstance(exc, IntegrityError):
+                    # A concurrent retry with the same Idempotency-Key lost the race to the
+                    # first request: it gets the first response, as a sequential retry would
+                    # (the replay is checked before the duplicate digest, as above).
+                    replay = idempotency_key and _replay(
+                        session, actor, idempotency_key, request_hash
+                    )
+                    if replay:
+                        return replay
+                    if conflict := _already_registered(session, actor, submission.digest):
+                        raise conflict from exc
+            raise
 
 
 def _record_version(

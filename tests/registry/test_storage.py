@@ -1,0 +1,171 @@
+"""Unit tests of the content-addressed artifact store (`registry.storage`)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from registry.storage import ArtifactStore, StagedFile, check_digest, format_digest
+
+PAYLOAD = b"an artifact's bytes\x00\x01\x02" * 100
+DIGEST = format_digest(hashlib.sha256(PAYLOAD).hexdigest())
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ArtifactStore:
+    return ArtifactStore(tmp_path / "artifacts", tmp_path / "tmp")
+
+
+def _staged(store: ArtifactStore, data: bytes = PAYLOAD) -> tuple[StagedFile, str]:
+    staged = store.stage()
+    staged.write(data[: len(data) // 2])
+    staged.write(data[len(data) // 2 :])
+    return staged, staged.finish()
+
+
+def _files_under(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def test_check_digest_accepts_a_lowercase_sha256() -> None:
+    assert check_digest(DIGEST) == DIGEST
+
+
+@pytest.mark.parametrize(
+    "digest",
+    [
+        "sha256:../..",
+        "sha256:../../etc/passwd",
+        "sha256:" + "A" * 64,
+        "sha256:" + "a" * 63,
+        "sha256:" + "a" * 65,
+        "sha512:" + "a" * 64,
+        "a" * 64,
+        "sha256:" + "a" * 62 + "/x",
+        "sha256:" + "g" * 64,
+        "sha256:" + "a" * 64 + "\n",
+        "sha256:" + "a" * 64 + "\x00",
+        " sha256:" + "a" * 64,
+        "",
+    ],
+)
+def test_check_digest_refuses_anything_but_sha256_and_64_lowercase_hex(digest: str) -> None:
+    with pytest.raises(ValueError, match="sha256:<64 lowercase hex"):
+        check_digest(digest)
+
+
+@pytest.mark.parametrize("digest", ["sha256:../..", "sha256:" + "A" * 64, "sha256:abc"])
+def test_path_for_refuses_malformed_digests(store: ArtifactStore, digest: str) -> None:
+    with pytest.raises(ValueError):
+        store.path_for(digest)
+
+
+def test_path_for_is_inside_the_root_and_depends_only_on_the_digest(
+    store: ArtifactStore,
+) -> None:
+    hexdigest = DIGEST.removeprefix("sha256:")
+    path = store.path_for(DIGEST)
+    assert path == store.root / "sha256" / hexdigest[:2] / hexdigest
+    assert path.resolve().is_relative_to(store.root.resolve())
+
+
+def test_staged_file_digest_is_the_sha256_of_what_was_written(store: ArtifactStore) -> None:
+    staged, digest = _staged(store)
+    assert digest == DIGEST
+    assert staged.size == len(PAYLOAD)
+    assert staged.path.parent == store.tmp_dir
+    assert staged.path.read_bytes() == PAYLOAD
+
+
+def test_commit_moves_the_file_under_its_digest_and_leaves_no_temporary(
+    store: ArtifactStore,
+) -> None:
+    staged, digest = _staged(store)
+    target = store.commit(staged, digest)
+    assert target == store.path_for(digest)
+    assert target.read_bytes() == PAYLOAD
+    assert store.exists(digest)
+    assert _files_under(store.tmp_dir) == []
+    assert _files_under(store.root) == [target]
+
+
+def test_committed_files_are_read_only(store: ArtifactStore) -> None:
+    staged, digest = _staged(store)
+    target = store.commit(staged, digest)
+    mode = stat.S_IMODE(target.stat().st_mode)
+    assert mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) == 0
+    if os.geteuid() != 0:  # root ignores permission bits
+        with pytest.raises(PermissionError):
+            target.open("ab")
+
+
+def test_commit_of_the_same_digest_twice_keeps_one_file_and_drops_the_second_staging(
+    store: ArtifactStore,
+) -> None:
+    first, digest = _staged(store)
+    target = store.commit(first, digest)
+    inode = target.stat().st_ino
+    second, second_digest = _staged(store)
+    assert second_digest == digest
+    assert store.commit(second, digest) == target
+    assert target.stat().st_ino == inode
+    assert target.read_bytes() == PAYLOAD
+    assert not second.path.exists()
+    assert _files_under(store.tmp_dir) == []
+    assert _files_under(store.root) == [target]
+
+
+def test_commit_replaces_atomically_by_rename(
+    store: ArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The target only ever appears through one os.replace of the finished temporary file, so a
+    # reader never sees a half-written artifact under its digest.
+    staged, digest = _staged(store)
+    calls: list[tuple[str, str]] = []
+    real_replace = os.replace
+
+    def recording_replace(src: str | Path, dst: str | Path) -> None:
+        assert not Path(dst).exists()
+        assert Path(src).read_bytes() == PAYLOAD
+        calls.append((str(src), str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", recording_replace)
+    target = store.commit(staged, digest)
+    assert calls == [(str(staged.path), str(target))]
+
+
+def test_discard_removes_the_staged_file(store: ArtifactStore) -> None:
+    staged = store.stage()
+    staged.write(b"partial")
+    staged.discard()
+    assert not staged.path.exists()
+    assert _files_under(store.tmp_dir) == []
+
+
+def test_discard_after_finish_removes_the_staged_file(store: ArtifactStore) -> None:
+    staged, _ = _staged(store)
+    staged.discard()
+    assert _files_under(store.tmp_dir) == []
+
+
+def test_remove_deletes_the_committed_file_and_tolerates_a_missing_one(
+    store: ArtifactStore,
+) -> None:
+    staged, digest = _staged(store)
+    store.commit(staged, digest)
+    store.remove(digest)
+    assert not store.exists(digest)
+    store.remove(digest)  # already gone: no error
+
+
+def test_remove_refuses_a_malformed_digest(store: ArtifactStore, tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    with pytest.raises(ValueError):
+        store.remove("sha256:../../victim")
+    assert victim.read_bytes() == b"keep me"
