@@ -1,0 +1,266 @@
+"""Renders the results (the JSON file) as `docs/benchmarks.md`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks._common import MIB
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def _s(value: float) -> str:
+    return f"{value:.3f} s" if value < 10 else f"{value:.1f} s"
+
+
+def _ms(value: float) -> str:
+    return f"{value * 1000:.0f} ms"
+
+
+def _mib(value: float) -> str:
+    return f"{value:.1f} MiB"
+
+
+def _met(met: bool) -> str:
+    return "met" if met else "**missed**"
+
+
+def _provenance(entry: dict[str, Any]) -> str:
+    load = entry.get("load_average_1min")
+    shown = f" Load average (1 min) {load['before']} before, {load['after']} after." if load else ""
+    return f"Measured {entry['measured_at']} with `{entry['command']}`.{shown}"
+
+
+def _summary(benchmarks: dict[str, Any]) -> list[str]:
+    rows = [
+        "| what | Assay | MLflow (reference) | Assay ÷ MLflow | target |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    large = benchmarks.get("large-artifact")
+    if large:
+        size = f"{large['artifact_bytes'] / 1e6:.0f} MB"
+        a, m = large["assay"], large["mlflow"]
+        rows.append(
+            f"| {size} artifact: wall time (median) | {_s(a['wall_s_median'])} | "
+            f"{_s(m['wall_s_median'])} | {_ratio(large['ratios']['time_assay_over_mlflow'])} | |"
+        )
+        rows.append(
+            f"| {size} artifact: peak RSS growth | server {_mib(a['server_peak_growth_mib_max'])} "
+            f"(intake child peak {_mib(a['intake_child_peak_rss_mib_max'])}) | "
+            f"{_mib(m['process_peak_growth_mib_max'])} | "
+            f"{_ratio(large['ratios']['memory_assay_over_mlflow'])} | "
+            f"server < {large['target_server_growth_mib']} MiB: {_met(large['target_met'])} |"
+        )
+    latency = benchmarks.get("submission-latency")
+    if latency:
+        a, m = latency["assay"], latency["mlflow"]
+        for key, label in (("p50", "p50"), ("p99", "p99")):
+            rows.append(
+                f"| small model submission {label} ({latency['count']} sequential) | "
+                f"{_ms(a[key + '_s'])} | {_ms(m[key + '_s'])} | "
+                f"{_ratio(latency['ratios'][key + '_assay_over_mlflow'])} | |"
+            )
+    startup = benchmarks.get("startup")
+    if startup:
+        med = startup["median_s"]
+        rows.append(
+            f"| `assay --help` vs `mlflow --help` (median of {startup['runs']}) | "
+            f"{_ms(med['assay'])} | {_ms(med['mlflow'])} | "
+            f"{_ratio(startup['ratios']['assay_over_mlflow'])} | "
+            f"< {startup['target_s'] * 1000:.0f} ms: {_met(startup['target_met'])} |"
+        )
+    return rows
+
+
+NOISE_MIB = 8.0
+
+
+def _noise_note(assay: dict[str, Any], mlflow: dict[str, Any]) -> str:
+    if max(assay["server_peak_growth_mib_max"], mlflow["process_peak_growth_mib_max"]) >= NOISE_MIB:
+        return ""
+    return (
+        f" Both processes stay flat (growth under {NOISE_MIB:.0f} MiB, the size of allocator "
+        "and SQLite cache noise), so the memory ratio compares noise: what it shows is that "
+        "neither side's memory grows with the artifact."
+    )
+
+
+def _large_section(entry: dict[str, Any]) -> list[str]:
+    a, m = entry["assay"], entry["mlflow"]
+    size_mb = entry["artifact_bytes"] / 1e6
+    lines = [
+        f"## 1. A {size_mb:.0f} MB artifact through the API",
+        "",
+        _provenance(entry),
+        "",
+        f"A valid ONNX model of {entry['artifact_bytes']:,} bytes (Flatten → MatMul → MatMul → "
+        "Add; almost all of it one float32 initializer; no external data; accepted by "
+        "`onnx.checker` with `full_check=True`), with a binary manifest "
+        '(`[N, 1, 64, 64]` in, `["N", 1]` logits out).',
+        "",
+        f"- **Assay**: a fresh installation in a temporary `ASSAY_HOME`, the real server started "
+        f"as its own process (`{entry['server_command']}`); vendor, token and model created "
+        "over HTTP; one small submission to warm the server up; then the artifact streamed from "
+        "disk with httpx (multipart). The server's RSS is sampled every 20 ms with psutil from "
+        "just before the request until just after the response; growth = peak - RSS just "
+        "before. The intake child process (ONNX parsing and full check, apart from the server "
+        "by design, under an address-space limit) is sampled on its own. Wall time is the "
+        "client's, request to response.",
+        "- **MLflow**: `mlflow.log_artifact` in a new run, then `mlflow.register_model` of the "
+        "logged artifact's URI, on a local SQLite tracking/registry database with artifacts on "
+        "local disk, in its own process (after a warm-up registration), sampled the same way.",
+        "",
+        f"| {entry['repeats']} run{'s' if entry['repeats'] > 1 else ''} each | Assay | MLflow |",
+        "| --- | --- | --- |",
+        f"| wall time, median | {_s(a['wall_s_median'])} | {_s(m['wall_s_median'])} |",
+        "| wall time, each run | "
+        + ", ".join(_s(r["wall_s"]) for r in a["runs"])
+        + " | "
+        + ", ".join(_s(r["wall_s"]) for r in m["runs"])
+        + " |",
+        f"| peak RSS growth of the process, max over runs | "
+        f"{_mib(a['server_peak_growth_mib_max'])} (server) | "
+        f"{_mib(m['process_peak_growth_mib_max'])} |",
+        "| RSS before → peak, first run | "
+        f"{_mib(a['runs'][0]['baseline_rss_mib'])} → {_mib(a['runs'][0]['peak_rss_mib'])} | "
+        f"{_mib(m['runs'][0]['baseline_rss_mib'])} → {_mib(m['runs'][0]['peak_rss_mib'])} |",
+        f"| intake child, peak RSS | {_mib(a['intake_child_peak_rss_mib_max'])} | — |",
+        *(
+            f"| {label} | {_s(a[key])} | — |"
+            for key, label in (
+                ("intake_alone_s", "intake child alone (called directly)"),
+                ("sha256_alone_s", "for scale: SHA-256 of the file alone"),
+                ("copy_fsync_alone_s", "for scale: copy + fsync of the file alone"),
+            )
+            if key in a
+        ),
+        "",
+        f"Ratios (Assay ÷ MLflow): time {_ratio(entry['ratios']['time_assay_over_mlflow'])}, "
+        f"memory growth {_ratio(entry['ratios']['memory_assay_over_mlflow'])}. "
+        f"Target: the server grows by less than {entry['target_server_growth_mib']} MiB — "
+        f"{_met(entry['target_met'])}.{_noise_note(a, m)}",
+        "",
+        "What each side does for that time: MLflow copies the file into its artifact directory "
+        "(`shutil.copy`, which the kernel does without passing the bytes through Python) and "
+        "writes a run and a model-version row; it does not look inside the file, hash it or "
+        "fsync it. Assay receives the upload over HTTP, writes it to a staging file while "
+        "hashing it (SHA-256), fsyncs it, parses the manifest, runs static intake in a child "
+        "process (protobuf parse of the whole model and `onnx.checker` full check, which holds "
+        "the model in memory: the child's peak is "
+        f"{a['intake_child_peak_rss_mib_max'] * MIB / entry['artifact_bytes']:.1f}x the "
+        "artifact's size, bounded by `ASSAY_INSPECTION_MEMORY_BYTES`), moves the file into the "
+        "content-addressed store, and writes the version row, the audit event and the "
+        "idempotency record in one SQLite transaction (`synchronous=FULL`).",
+        "",
+    ]
+    return lines
+
+
+def _latency_section(entry: dict[str, Any]) -> list[str]:
+    a, m = entry["assay"], entry["mlflow"]
+    sizes = ", ".join(f"{s:,}" for s in entry["artifact_bytes"])
+    return [
+        "## 2. Submission latency of a small model",
+        "",
+        _provenance(entry),
+        "",
+        f"{entry['count']} submissions, one after the other, of files of {sizes} bytes that "
+        f"differ only in their digest ({entry['variants']}). Assay: over HTTP to the real "
+        "server after one warm-up submission, timed from the client. MLflow: the same files, "
+        "`log_artifact` + `register_model` in a new run each, in its own process after a "
+        "warm-up, timed from the driving process.",
+        "",
+        "| | Assay | MLflow | Assay ÷ MLflow |",
+        "| --- | --- | --- | --- |",
+        f"| p50 | {_ms(a['p50_s'])} | {_ms(m['p50_s'])} | "
+        f"{_ratio(entry['ratios']['p50_assay_over_mlflow'])} |",
+        f"| p99 | {_ms(a['p99_s'])} | {_ms(m['p99_s'])} | "
+        f"{_ratio(entry['ratios']['p99_assay_over_mlflow'])} |",
+        f"| min / max | {_ms(a['min_s'])} / {_ms(a['max_s'])} | "
+        f"{_ms(m['min_s'])} / {_ms(m['max_s'])} | |",
+        "",
+        "An Assay submission includes an HTTP round trip, a new intake child process (a Python "
+        "interpreter that imports onnx and checks the model"
+        + (
+            f": about {_ms(a['intake_alone_s_median'])} when timed on its own (median of 5), "
+            "most of a submission's time"
+            if "intake_alone_s_median" in a
+            else ""
+        )
+        + "), an fsync of the artifact "
+        "and a SQLite commit with `synchronous=FULL`; MLflow's is an in-process file copy and "
+        "a few SQLite writes. "
+        + (
+            "With fewer than 100 submissions the p99 is close to the slowest one."
+            if entry["count"] < 100
+            else "The p99 of 100 submissions is the slowest one or two."
+        ),
+        "",
+    ]
+
+
+def _startup_section(entry: dict[str, Any]) -> list[str]:
+    med, cmds = entry["median_s"], entry["commands"]
+    return [
+        "## 3. Start-up: `assay --help`",
+        "",
+        _provenance(entry),
+        "",
+        f"Each command run {entry['runs']} times as a fresh process, alternating, after one "
+        "untimed run each; wall time from spawn to exit.",
+        "",
+        "| command | median | fastest | all runs |",
+        "| --- | --- | --- | --- |",
+        *(
+            f"| `{cmds[name]}` | {_ms(med[name])} | {_ms(min(entry['timings_s'][name]))} | "
+            + ", ".join(f"{v * 1000:.0f}" for v in entry["timings_s"][name])
+            + " ms |"
+            for name in ("assay", "mlflow", "python")
+        ),
+        "",
+        f"Assay ÷ MLflow: {_ratio(entry['ratios']['assay_over_mlflow'])}. Target: under "
+        f"{entry['target_s'] * 1000:.0f} ms — {_met(entry['target_met'])}. The bare "
+        "interpreter is the floor both commands start from.",
+        "",
+    ]
+
+
+def render(results: dict[str, Any]) -> str:
+    """The Markdown page for the results."""
+    machine = results["machine"]
+    packages = ", ".join(f"{name} {version}" for name, version in machine["packages"].items())
+    benchmarks = results["benchmarks"]
+    lines = [
+        "# Benchmarks",
+        "",
+        "<!-- Generated by `make bench` (python -m benchmarks) from benchmarks.json; "
+        "edit benchmarks/report.py, not this file. -->",
+        "",
+        "Each benchmark measures Assay beside the tool a user would otherwise pick, in the same "
+        "run on the same machine, and reports the ratio Assay ÷ reference (below 1: Assay is "
+        "faster or smaller). Re-run with `make bench`; `make bench BENCH_ARGS=--quick` is a "
+        "smaller smoke run written to `bench-out/`, and `BENCH_ARGS='--only startup'` re-runs "
+        "one benchmark and keeps the others' figures.",
+        "",
+        f"Last run: {results['generated_at']}, `{results['command']}`.",
+        "",
+        f"Machine: {machine['cpu_model']}, {machine['logical_cores']} logical cores "
+        f"({machine['physical_cores']} physical), {machine['memory_gib']} GiB RAM, "
+        f"{machine['os']}, Python {machine['python']}.",
+        "",
+        f"Versions: {packages}.",
+        "",
+        "## Summary",
+        "",
+        *_summary(benchmarks),
+        "",
+    ]
+    if "large-artifact" in benchmarks:
+        lines += _large_section(benchmarks["large-artifact"])
+    if "submission-latency" in benchmarks:
+        lines += _latency_section(benchmarks["submission-latency"])
+    if "startup" in benchmarks:
+        lines += _startup_section(benchmarks["startup"])
+    return "\n".join(lines).rstrip() + "\n"
