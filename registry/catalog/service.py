@@ -315,8 +315,10 @@ def submit_version(
                     # A concurrent retry with the same Idempotency-Key lost the race to the
                     # first request: it gets the first response, as a sequential retry would
                     # (the replay is checked before the duplicate digest, as above).
-                    replay = idempotency_key and _replay(
-                        session, actor, idempotency_key, request_hash
+                    replay = (
+                        _replay(session, actor, idempotency_key, request_hash)
+                        if idempotency_key
+                        else None
                     )
                     if replay:
                         return replay
