@@ -1,0 +1,82 @@
+"""The predictions-file reader: the contract, and errors that name the column or line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from validators.data.predictions import PredictionsInvalid, read_predictions
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "predictions.csv"
+    path.write_text(text)
+    return path
+
+
+def test_binary_file_reads_into_arrays_and_attributes(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "case_id,patient_id,label,score,sex,age\n"
+        "c1,p1,1,0.9,F,54\n"
+        "c2,p1,0,0.2,F,54\n"
+        "c3,p2,0,0.4,,70\n",
+    )
+    predictions = read_predictions(path)
+    assert predictions.task == "binary"
+    assert predictions.y_true.tolist() == [True, False, False]
+    np.testing.assert_array_equal(predictions.y_score, [0.9, 0.2, 0.4])
+    assert predictions.n_patients == 2
+    assert predictions.attributes["sex"].tolist() == ["F", "F", None]
+    assert predictions.attributes["age"].tolist() == ["54", "54", "70"]
+
+
+def test_multilabel_file_pairs_label_and_score_columns(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "case_id,patient_id,label:effusion,score:effusion,label:nodule,score:nodule,site\n"
+        "c1,p1,1,0.8,0,0.1,A\n"
+        "c2,p2,0,0.3,1,0.7,B\n",
+    )
+    predictions = read_predictions(path)
+    assert predictions.task == "multilabel"
+    assert predictions.labels == ("effusion", "nodule")
+    assert predictions.y_true.tolist() == [[True, False], [False, True]]
+    assert predictions.y_score.shape == (2, 2)
+    assert list(predictions.attributes) == ["site"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("patient_id,label,score\np1,1,0.5\n", "column 'case_id' is missing"),
+        ("case_id,patient_id,label,score\n", "no rows"),
+        ("case_id,patient_id,label,score\nc1,p1,2,0.5\n", "line 2 has '2' but a label is 0 or 1"),
+        ("case_id,patient_id,label,score\nc1,p1,1,\n", "column 'score': line 2"),
+        ("case_id,patient_id,label,score\nc1,p1,1,nan\n", "a score is a finite number"),
+        ("case_id,patient_id,label,score\nc1,p1,1,abc\n", "a score is a finite number"),
+        ("case_id,patient_id,label,score\nc1,p1,1,0.5\nc1,p2,0,0.5\n", "lines 2, 3"),
+        ("case_id,patient_id,label,score\nc1,,1,0.5\n", "'patient_id' is empty on lines 2"),
+        ("case_id,patient_id,label\nc1,p1,1\n", "column 'score' is missing"),
+        ("case_id,patient_id,label:a,score:b\nc1,p1,1,0.5\n", "needs both label:a and score:a"),
+        ("case_id,patient_id,label,score,label:a,score:a\nc1,p1,1,.5,1,.5\n", "mixes binary"),
+        ("case_id,patient_id,sex\nc1,p1,F\n", "no label and score columns"),
+    ],
+)
+def test_bad_files_are_refused_with_the_column_or_line(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(PredictionsInvalid, match=message):
+        read_predictions(write(tmp_path, text))
+
+
+def test_empty_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(PredictionsInvalid, match="empty"):
+        read_predictions(write(tmp_path, ""))
+
+
+def test_missing_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(PredictionsInvalid, match="no predictions file"):
+        read_predictions(tmp_path / "absent.csv")

@@ -1,0 +1,170 @@
+"""Reads a predictions file (DESIGN.md's contract) into typed arrays, naming any bad row."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+REQUIRED = ("case_id", "patient_id")
+_LABEL_VALUES = {"0": False, "1": True, "0.0": False, "1.0": True, "false": False, "true": True}
+_SHAPE_HINT = (
+    "a predictions file has the columns case_id, patient_id, then label and score (binary) or "
+    "label:<name> and score:<name> for each label (multilabel), then any attribute columns"
+)
+
+
+class PredictionsInvalid(ValueError):
+    """The predictions file does not follow the contract; the message names the column or row."""
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One predictions file: ground truth, scores and attributes, row-aligned."""
+
+    task: Literal["binary", "multilabel"]
+    labels: tuple[str, ...]
+    case_ids: NDArray[np.str_]
+    patient_ids: NDArray[np.str_]
+    y_true: NDArray[np.bool_]  # [N] for binary, [N, L] for multilabel
+    y_score: NDArray[np.float64]  # same shape as y_true
+    attributes: dict[str, NDArray[np.object_]]  # column -> values (None where missing)
+
+    @property
+    def n_cases(self) -> int:
+        return int(self.case_ids.shape[0])
+
+    @property
+    def n_patients(self) -> int:
+        return int(np.unique(self.patient_ids).shape[0])
+
+
+def _line(row: int) -> int:
+    """The file line of a 0-based data row (line 1 is the header)."""
+    return row + 2
+
+
+def _rows(mask: NDArray[np.bool_], limit: int = 5) -> str:
+    lines = [str(_line(int(i))) for i in np.flatnonzero(mask)[:limit]]
+    more = int(mask.sum()) - len(lines)
+    return ", ".join(lines) + (f" and {more} more" if more > 0 else "")
+
+
+def _labels(column: str, values: NDArray[np.object_]) -> NDArray[np.bool_]:
+    normalized = np.array([str(v).strip().lower() if v is not None else "" for v in values])
+    known = np.isin(normalized, list(_LABEL_VALUES))
+    if not known.all():
+        first = int(np.flatnonzero(~known)[0])
+        raise PredictionsInvalid(
+            f"column {column!r}: line {_line(first)} has {values[first]!r} but a label is 0 or 1 "
+            f"(lines {_rows(~known)})."
+        )
+    return np.array([_LABEL_VALUES[v] for v in normalized], dtype=bool)
+
+
+def _scores(column: str, values: NDArray[np.object_]) -> NDArray[np.float64]:
+    scores = np.empty(values.shape[0], dtype=np.float64)
+    bad = np.zeros(values.shape[0], dtype=bool)
+    for i, value in enumerate(values):
+        try:
+            scores[i] = float(value) if value is not None else np.nan
+        except ValueError:
+            scores[i] = np.nan
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise PredictionsInvalid(
+            f"column {column!r}: line {_line(first)} has {values[first]!r} but a score is a "
+            f"finite number (lines {_rows(bad)})."
+        )
+    return scores
+
+
+def read_predictions(source: str | Path | io.TextIOBase) -> Predictions:
+    """Reads and validates a predictions CSV; raises PredictionsInvalid naming what is wrong."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(source, dtype=str, keep_default_na=False, na_values=[""])
+    except FileNotFoundError as exc:
+        raise PredictionsInvalid(f"no predictions file at {source}.") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise PredictionsInvalid(f"the predictions file is empty; {_SHAPE_HINT}.") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise PredictionsInvalid(f"the predictions file is not a readable CSV: {exc}.") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    duplicated = frame.columns[frame.columns.duplicated()].tolist()
+    if duplicated:
+        raise PredictionsInvalid(f"column {duplicated[0]!r} appears twice; give each column once.")
+    for column in REQUIRED:
+        if column not in frame.columns:
+            raise PredictionsInvalid(f"column {column!r} is missing; {_SHAPE_HINT}.")
+    if frame.empty:
+        raise PredictionsInvalid("the predictions file has a header but no rows.")
+    columns = {c: frame[c].astype(object).where(frame[c].notna(), None).to_numpy() for c in frame}
+
+    for column in REQUIRED:
+        missing = np.array([v is None or str(v).strip() == "" for v in columns[column]])
+        if missing.any():
+            raise PredictionsInvalid(f"column {column!r} is empty on lines {_rows(missing)}.")
+    case_ids = np.array([str(v).strip() for v in columns["case_id"]])
+    patient_ids = np.array([str(v).strip() for v in columns["patient_id"]])
+    _, first_index, counts = np.unique(case_ids, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        repeated = case_ids[np.sort(first_index[counts > 1])][0]
+        mask = case_ids == repeated
+        raise PredictionsInvalid(
+            f"case_id {repeated!r} appears on more than one line (lines {_rows(mask)}); "
+            "a case_id is unique."
+        )
+
+    multi = sorted(c.split(":", 1)[1] for c in frame.columns if c.startswith("label:"))
+    multi_scores = sorted(c.split(":", 1)[1] for c in frame.columns if c.startswith("score:"))
+    binary = "label" in frame.columns or "score" in frame.columns
+    if binary and (multi or multi_scores):
+        raise PredictionsInvalid(
+            "the file mixes binary (label, score) and multilabel (label:<name>, score:<name>) "
+            "columns; use one form."
+        )
+    if binary:
+        for column in ("label", "score"):
+            if column not in frame.columns:
+                raise PredictionsInvalid(f"column {column!r} is missing; {_SHAPE_HINT}.")
+        task: Literal["binary", "multilabel"] = "binary"
+        labels: tuple[str, ...] = ("label",)
+        y_true = _labels("label", columns["label"])
+        y_score = _scores("score", columns["score"])
+        used = {"label", "score"}
+    elif multi or multi_scores:
+        if multi != multi_scores:
+            unpaired = sorted(set(multi) ^ set(multi_scores))
+            raise PredictionsInvalid(
+                f"label {unpaired[0]!r} needs both label:{unpaired[0]} and score:{unpaired[0]} "
+                "columns."
+            )
+        task = "multilabel"
+        labels = tuple(multi)
+        y_true = np.column_stack([_labels(f"label:{n}", columns[f"label:{n}"]) for n in labels])
+        y_score = np.column_stack([_scores(f"score:{n}", columns[f"score:{n}"]) for n in labels])
+        used = {f"label:{n}" for n in labels} | {f"score:{n}" for n in labels}
+    else:
+        raise PredictionsInvalid(f"no label and score columns; {_SHAPE_HINT}.")
+
+    attributes = {
+        c: np.array([None if v is None else str(v).strip() for v in columns[c]], dtype=object)
+        for c in frame.columns
+        if c not in used and c not in REQUIRED
+    }
+    return Predictions(
+        task=task,
+        labels=labels,
+        case_ids=case_ids,
+        patient_ids=patient_ids,
+        y_true=y_true,
+        y_score=y_score,
+        attributes=attributes,
+    )
