@@ -1,0 +1,1154 @@
+"""Intervals: the vectorized case- and patient-level bootstrap, Wilson, and DeLong.
+
+The bootstrap never calls a metric once per replicate. A `BootstrapPlan` draws, for each replicate
+r, how many times each case (or each patient, the cluster bootstrap) is resampled: a row of integer
+weights. Rows are produced in blocks `W` of shape `[R_block, N]` (bounded memory), and every
+metric is computed for all rows of a block at once from sufficient statistics: confusion counts
+are `W @ indicators`; AUROC and average precision come from one sort of the scores, done before
+resampling, and running sums of the gathered weights (`validators.metrics.ranking_batch`);
+Brier, log loss and ECE are `W @ per-case losses`. Because the same `W` serves every population,
+a subgroup is just a mask over the same replicates, and differences between groups are paired.
+
+Replicate r's weights depend only on (seed, r, number of units): they are drawn from a PCG64
+stream seeded by `SeedSequence(seed, spawn_key=(r,))`, so results are reproducible to the last
+digit whatever the block size, and any replicate can be regenerated on its own.
+
+`evaluate_binary` and `evaluate_multilabel` (behind `metrics.binary_metrics` and
+`metrics.multilabel_metrics`) assemble the typed results. `BinaryPopulation` is the reusable
+piece for subgroups: build one per group mask, feed all of them the same weight blocks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from validators.calibration import (
+    BinStrategy,
+    CalibrationFit,
+    bin_edges,
+    calibration_slope_intercept,
+    decision_curve,
+    ece_batch,
+    ece_features,
+    logistic_recalibration_batch,
+    logit,
+    recalibration_features,
+    reliability_curve,
+)
+from validators.metrics import (
+    COUNT_METRICS,
+    NO_WEIGHT,
+    BoolArray,
+    CiMethod,
+    ConfusionCountsBatch,
+    FloatArray,
+    IntArray,
+    MetricBatch,
+    MetricValue,
+    RankedCases,
+    RankingBatch,
+    ScoreScale,
+    _Reasons,
+    count_metric_batch,
+    log_losses,
+    net_benefit_from_counts,
+    ranking_batch,
+    roc_curve,
+    sigmoid,
+    squared_errors,
+    validate_binary,
+    validate_probabilities,
+)
+from validators.results import (
+    AveragedMetrics,
+    BinaryMetrics,
+    BootstrapUnit,
+    Estimate,
+    LabelResult,
+    MultilabelMetrics,
+)
+
+__all__ = [
+    "AVERAGED_METRIC_NAMES",
+    "BINARY_METRIC_NAMES",
+    "BinaryPopulation",
+    "BootstrapPlan",
+    "DelongComparison",
+    "DelongInterval",
+    "EvaluationSettings",
+    "Interval",
+    "PopulationBatch",
+    "RankedCases",
+    "RankingBatch",
+    "WeightBlock",
+    "auroc_batch",
+    "cluster_index",
+    "collect_replicates",
+    "confusion_counts_batch",
+    "delong_auc_variance",
+    "delong_interval",
+    "delong_paired_test",
+    "evaluate_binary",
+    "evaluate_multilabel",
+    "grouped_confusion_counts_batch",
+    "method_name",
+    "percentile_interval",
+    "probabilities_from",
+    "ranking_batch",
+    "wilson_interval",
+]
+
+BINARY_METRIC_NAMES: tuple[str, ...] = (
+    "prevalence",
+    "auroc",
+    "average_precision",
+    "sensitivity",
+    "specificity",
+    "ppv",
+    "npv",
+    "f1",
+    "balanced_accuracy",
+    "lr_positive",
+    "lr_negative",
+    "sensitivity_at_specificity",
+    "specificity_at_sensitivity",
+    "brier",
+    "log_loss",
+    "ece",
+    "ece_equal_mass",
+    "calibration_slope",
+    "calibration_intercept",
+    "net_benefit",
+)
+"""The `Estimate` fields of `BinaryMetrics`, in order."""
+
+AVERAGED_METRIC_NAMES: tuple[str, ...] = tuple(AveragedMetrics.model_fields)
+"""The `Estimate` fields of `AveragedMetrics` (macro and micro averages)."""
+
+BLOCK_ELEMENTS = 1 << 24
+"""Weights per block by default (R_block x N): 64 MiB of int32, a few times that in work arrays."""
+
+_EXACT_FLOAT32 = 1 << 24
+
+
+# --------------------------------------------------------------------------------------------
+# Resampling weights
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class WeightBlock:
+    """Replicates `start` to `stop - 1`: `counts[r, i]` is how often case i is drawn in r."""
+
+    start: int
+    stop: int
+    counts: NDArray[np.signedinteger[Any]]
+
+
+@dataclass(frozen=True, eq=False)
+class BootstrapPlan:
+    """Which cases each bootstrap replicate draws, generated block by block on demand.
+
+    With `clusters` (patient index per case) whole patients are resampled and each case takes
+    its patient's count: all images of a patient move together. Otherwise cases are resampled.
+    """
+
+    n_cases: int
+    replicates: int
+    seed: int
+    clusters: IntArray | None
+    n_clusters: int
+    block_size: int
+    dtype: type[np.signedinteger[Any]]
+
+    @classmethod
+    def create(
+        cls,
+        n_cases: int,
+        *,
+        replicates: int = 1000,
+        seed: int = 0,
+        groups: ArrayLike | None = None,
+        block_size: int | None = None,
+    ) -> BootstrapPlan:
+        """Return a plan for `n_cases`; `groups` (patient ids, one per case) resamples patients."""
+        if n_cases < 1:
+            raise ValueError(f"the bootstrap needs at least one case; got {n_cases}")
+        if replicates < 1:
+            raise ValueError(f"replicates must be at least 1; got {replicates}")
+        if seed < 0:
+            raise ValueError(f"seed must be a non-negative integer; got {seed}")
+        clusters, n_clusters = None, n_cases
+        if groups is not None:
+            clusters, n_clusters = cluster_index(groups, n_cases)
+        size = block_size or max(1, BLOCK_ELEMENTS // n_cases)
+        # A row's total is at most (units drawn) x (largest cluster); int32 sums must not overflow.
+        largest = 1 if clusters is None else int(np.bincount(clusters).max())
+        dtype = np.int32 if n_clusters * largest < 2**31 else np.int64
+        return cls(
+            n_cases=n_cases,
+            replicates=replicates,
+            seed=seed,
+            clusters=clusters,
+            n_clusters=n_clusters,
+            block_size=min(size, replicates),
+            dtype=dtype,
+        )
+
+    @property
+    def unit(self) -> BootstrapUnit:
+        """What is resampled: cases, or patients."""
+        return "case" if self.clusters is None else "patient"
+
+    @property
+    def n_units(self) -> int:
+        """How many units (cases or patients) each replicate draws."""
+        return self.n_clusters
+
+    def weights(self, start: int, stop: int) -> NDArray[np.signedinteger[Any]]:
+        """Return the `[stop - start, n_cases]` resampling counts of replicates start..stop-1.
+
+        The dtype is int32 (int64 if a row's total could reach 2^31), as the kernels expect.
+        """
+        if not 0 <= start <= stop <= self.replicates:
+            raise ValueError(f"replicates {start}..{stop} are outside 0..{self.replicates}")
+        out = np.empty((stop - start, self.n_cases), dtype=self.dtype)
+        for row, replicate in enumerate(range(start, stop)):
+            stream = np.random.SeedSequence(self.seed, spawn_key=(replicate,))
+            draws = np.random.Generator(np.random.PCG64(stream)).integers(
+                0, self.n_units, size=self.n_units
+            )
+            counts = np.bincount(draws, minlength=self.n_units)
+            out[row] = counts if self.clusters is None else counts[self.clusters]
+        return out
+
+    def blocks(self) -> Iterator[WeightBlock]:
+        """Yield the replicates in blocks of `block_size` rows."""
+        for start in range(0, self.replicates, self.block_size):
+            stop = min(start + self.block_size, self.replicates)
+            yield WeightBlock(start=start, stop=stop, counts=self.weights(start, stop))
+
+
+def _one_per_case(groups: ArrayLike, n_cases: int) -> NDArray[Any]:
+    ids = np.asarray(groups)
+    if ids.ndim != 1 or ids.shape[0] != n_cases:
+        raise ValueError(
+            f"groups must hold one patient id per case ({n_cases}); got shape {ids.shape}"
+        )
+    return ids
+
+
+def cluster_index(groups: ArrayLike, n_cases: int) -> tuple[IntArray, int]:
+    """Return each case's cluster number (0..k-1, in sorted order of the ids) and k."""
+    ids = _one_per_case(groups, n_cases)
+    if ids.dtype.kind == "f" and np.isnan(ids).any():
+        raise ValueError("groups holds NaN patient ids; expected an id for every case")
+    if ids.dtype == object and any(value is None for value in ids):
+        raise ValueError("groups holds missing patient ids; expected an id for every case")
+    uniques, inverse = np.unique(ids, return_inverse=True)
+    return inverse.astype(np.intp), int(uniques.shape[0])
+
+
+# --------------------------------------------------------------------------------------------
+# Batch kernels over a weight block
+# --------------------------------------------------------------------------------------------
+
+
+def _exact_float(weights: NDArray[Any]) -> NDArray[np.floating]:
+    """Return the weights as a float matrix in which their integer sums are exact."""
+    if weights.dtype in (np.float32, np.float64):
+        return weights
+    if np.issubdtype(weights.dtype, np.integer) and int(weights.sum(axis=1).max()) < _EXACT_FLOAT32:
+        return weights.astype(np.float32)
+    return weights.astype(np.float64)
+
+
+def grouped_confusion_counts_batch(
+    weights: NDArray[Any],
+    y_true: BoolArray,
+    y_pred: BoolArray,
+    masks: BoolArray,
+) -> list[ConfusionCountsBatch]:
+    """Return confusion counts per replicate for each population mask (`masks` is `[G, N]`).
+
+    One matrix product `W @ [positive, called positive, true positive, member]` for all groups;
+    exact for integer weights.
+    """
+    masks = np.atleast_2d(masks)
+    columns = np.stack([y_true & masks, y_pred & masks, y_true & y_pred & masks, masks], axis=2)
+    indicator = columns.transpose(1, 0, 2).reshape(y_true.shape[0], -1)
+    w = _exact_float(weights)
+    sums = (w @ indicator.astype(w.dtype)).astype(np.float64)
+    out = []
+    for g in range(masks.shape[0]):
+        positive, called, tp, total = (sums[:, 4 * g + k] for k in range(4))
+        fp = called - tp
+        fn = positive - tp
+        out.append(ConfusionCountsBatch(tp=tp, fp=fp, tn=total - positive - fp, fn=fn))
+    return out
+
+
+def confusion_counts_batch(
+    weights: NDArray[Any],
+    y_true: BoolArray,
+    y_pred: BoolArray,
+    *,
+    mask: BoolArray | None = None,
+) -> ConfusionCountsBatch:
+    """Return (TP, FP, TN, FN) per weight row, each `[R]`, over the cases in `mask` (or all)."""
+    population = np.ones(y_true.shape[0], dtype=bool) if mask is None else mask
+    return grouped_confusion_counts_batch(weights, y_true, y_pred, population[None, :])[0]
+
+
+def auroc_batch(weights: NDArray[Any], ranked: RankedCases) -> MetricBatch:
+    """Return the AUROC per weight row of the population `ranked` was built for."""
+    return ranking_batch(weights, ranked).auroc
+
+
+# --------------------------------------------------------------------------------------------
+# Intervals
+# --------------------------------------------------------------------------------------------
+
+
+class Interval(NamedTuple):
+    """Bounds of an interval, or None with the reason; undefined bootstrap replicates skipped."""
+
+    lower: float | None
+    upper: float | None
+    replicates_undefined: int = 0
+    reason: str | None = None
+
+
+def percentile_interval(
+    values: ArrayLike, level: float = 0.95, *, max_undefined_fraction: float = 0.5
+) -> Interval:
+    """Return the percentile bootstrap interval of replicate values (NaN = undefined replicate).
+
+    Undefined replicates are left out and counted; when more than `max_undefined_fraction` of
+    them are undefined there is no interval. Quantiles use numpy's default (linear) rule.
+    """
+    _check_level(level)
+    replicate_values = np.asarray(values, dtype=np.float64)
+    defined = replicate_values[~np.isnan(replicate_values)]
+    undefined = int(replicate_values.shape[0] - defined.shape[0])
+    if replicate_values.shape[0] == 0:
+        return Interval(None, None, 0, "no bootstrap replicates")
+    if defined.shape[0] == 0 or undefined > max_undefined_fraction * replicate_values.shape[0]:
+        return Interval(
+            None,
+            None,
+            undefined,
+            f"undefined in {undefined} of {replicate_values.shape[0]} bootstrap replicates "
+            f"(more than {max_undefined_fraction:.0%}): too few cases to estimate its uncertainty",
+        )
+    # Levels are decimals (0.95, 0.9): round away the binary error of 1 - level.
+    alpha = round((1.0 - level) / 2.0, 12)
+    lower, upper = np.quantile(defined, [alpha, 1.0 - alpha])
+    return Interval(float(lower), float(upper), undefined, None)
+
+
+def _check_level(level: float) -> None:
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be strictly between 0 and 1; got {level!r}")
+
+
+def _z(level: float) -> float:
+    _check_level(level)
+    return NormalDist().inv_cdf(0.5 + level / 2.0)
+
+
+def wilson_interval(successes: float, n: float, level: float = 0.95) -> Interval:
+    """Return the Wilson score interval of a proportion successes / n (Wilson 1927).
+
+    (p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n); for 8/10 at 95%: [0.4902, 0.9433].
+    """
+    z = _z(level)
+    if n <= 0:
+        return Interval(None, None, 0, "no cases in the denominator")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must lie between 0 and n = {n}; got {successes}")
+    p = successes / n
+    denominator = 1.0 + z * z / n
+    center = (p + z * z / (2.0 * n)) / denominator
+    half = z * math.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n)) / denominator
+    # At 0 and n the bounds are exactly 0 and 1; floating point would leave 1e-17 of dust.
+    lower = 0.0 if successes == 0 else max(0.0, center - half)
+    upper = 1.0 if successes == n else min(1.0, center + half)
+    return Interval(lower, upper)
+
+
+def _midranks(values: FloatArray) -> FloatArray:
+    """Return 1-based ranks with ties given the mean of their positions."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(ordered)) + 1]
+    ends = np.r_[starts[1:], ordered.shape[0]]
+    ranks = np.empty(values.shape[0])
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return ranks
+
+
+def _delong(labels: BoolArray, scores: FloatArray) -> tuple[FloatArray, FloatArray] | str:
+    """Return the AUCs `[k]` and their DeLong covariance `[k, k]` for `scores` `[k, N]`.
+
+    The fast algorithm of Sun & Xu (2014): structural components from midranks, O(N log N).
+    With m positives X and n negatives Y: V10_i = (rank of X_i among all - rank among X) / n,
+    V01_j = 1 - (rank of Y_j among all - rank among Y) / m, and Cov = S10 / m + S01 / n.
+    """
+    m = int(labels.sum())
+    n = int(labels.shape[0] - m)
+    if m < 2 or n < 2:
+        return "DeLong's variance needs at least 2 positive and 2 negative cases"
+    positives = scores[:, labels]
+    negatives = scores[:, ~labels]
+    aucs = np.empty(scores.shape[0])
+    v10 = np.empty((scores.shape[0], m))
+    v01 = np.empty((scores.shape[0], n))
+    for k in range(scores.shape[0]):
+        overall = _midranks(np.concatenate([positives[k], negatives[k]]))
+        within_pos = _midranks(positives[k])
+        within_neg = _midranks(negatives[k])
+        aucs[k] = (overall[:m].sum() - m * (m + 1) / 2.0) / (m * n)
+        v10[k] = (overall[:m] - within_pos) / n
+        v01[k] = 1.0 - (overall[m:] - within_neg) / m
+    covariance = np.atleast_2d(np.cov(v10)) / m + np.atleast_2d(np.cov(v01)) / n
+    return aucs, covariance
+
+
+class DelongInterval(NamedTuple):
+    """AUROC with its DeLong standard error and Wald interval (clipped to [0, 1])."""
+
+    auc: float | None
+    variance: float | None
+    lower: float | None
+    upper: float | None
+    reason: str | None
+
+
+def delong_auc_variance(y_true: ArrayLike, y_score: ArrayLike) -> tuple[float, float] | str:
+    """Return (AUROC, DeLong variance), or the reason it is undefined."""
+    labels, scores = validate_binary(y_true, y_score)
+    result = _delong(labels, scores[None, :])
+    if isinstance(result, str):
+        return result
+    aucs, covariance = result
+    return float(aucs[0]), float(covariance[0, 0])
+
+
+def delong_interval(y_true: ArrayLike, y_score: ArrayLike, level: float = 0.95) -> DelongInterval:
+    """Return AUROC +- z * DeLong standard error, clipped to [0, 1]."""
+    z = _z(level)
+    result = delong_auc_variance(y_true, y_score)
+    if isinstance(result, str):
+        return DelongInterval(None, None, None, None, result)
+    auc, variance = result
+    half = z * math.sqrt(max(variance, 0.0))
+    return DelongInterval(auc, variance, max(0.0, auc - half), min(1.0, auc + half), None)
+
+
+class DelongComparison(NamedTuple):
+    """DeLong's paired test of AUROC(a) - AUROC(b) on the same cases (two-sided)."""
+
+    auc_a: float | None
+    auc_b: float | None
+    difference: float | None
+    se: float | None
+    z: float | None
+    p_value: float | None
+    lower: float | None
+    upper: float | None
+    reason: str | None
+
+
+def delong_paired_test(
+    y_true: ArrayLike, score_a: ArrayLike, score_b: ArrayLike, *, level: float = 0.95
+) -> DelongComparison:
+    """Return DeLong's test (DeLong, DeLong & Clarke-Pearson 1988) of two correlated AUROCs.
+
+    z = (AUC_a - AUC_b) / sqrt(Var_a + Var_b - 2 Cov_ab), p = 2 (1 - Phi(|z|)); the interval
+    of the difference is difference +- z_level * se.
+    """
+    z_level = _z(level)
+    labels, a = validate_binary(y_true, score_a)
+    _, b = validate_binary(labels, score_b)
+    result = _delong(labels, np.stack([a, b]))
+    if isinstance(result, str):
+        return DelongComparison(None, None, None, None, None, None, None, None, result)
+    aucs, cov = result
+    difference = float(aucs[0] - aucs[1])
+    se = math.sqrt(max(float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]), 0.0))
+    lower, upper = difference - z_level * se, difference + z_level * se
+    if se == 0.0:
+        return DelongComparison(
+            float(aucs[0]),
+            float(aucs[1]),
+            difference,
+            0.0,
+            None,
+            None,
+            lower,
+            upper,
+            "the difference has zero variance (the two scores rank the cases alike)",
+        )
+    z = difference / se
+    p_value = math.erfc(abs(z) / math.sqrt(2.0))
+    return DelongComparison(
+        float(aucs[0]), float(aucs[1]), difference, se, z, p_value, lower, upper, None
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Populations: everything one label needs per weight block
+# --------------------------------------------------------------------------------------------
+
+_WILSON_COUNTS = {
+    "sensitivity": ("tp", ("tp", "fn")),
+    "specificity": ("tn", ("tn", "fp")),
+    "ppv": ("tp", ("tp", "fp")),
+    "npv": ("tn", ("tn", "fn")),
+    "prevalence": ("positive", ("tp", "fn", "tn", "fp")),
+}
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """How a population is evaluated: operating point, targets, bins and interval method."""
+
+    threshold: float = 0.5
+    scores: ScoreScale = "probability"
+    target_specificity: float = 0.9
+    target_sensitivity: float = 0.9
+    n_bins: int = 10
+    level: float = 0.95
+    ci: frozenset[str] = frozenset({"bootstrap"})
+    max_undefined_fraction: float = 0.5
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        threshold: float = 0.5,
+        scores: ScoreScale = "probability",
+        target_specificity: float = 0.9,
+        target_sensitivity: float = 0.9,
+        n_bins: int = 10,
+        level: float = 0.95,
+        ci: CiMethod | Sequence[CiMethod] = "bootstrap",
+        max_undefined_fraction: float = 0.5,
+    ) -> EvaluationSettings:
+        """Return validated settings; `ci` is one method or several ("wilson", "delong")."""
+        methods = frozenset([ci] if isinstance(ci, str) else ci)
+        unknown = methods - {"bootstrap", "wilson", "delong", "none"}
+        if unknown or not methods:
+            raise ValueError(
+                f"ci must be 'bootstrap', 'wilson', 'delong' or 'none' (or wilson and delong "
+                f"together); got {sorted(unknown) or 'nothing'}"
+            )
+        if "none" in methods and len(methods) > 1:
+            raise ValueError("ci 'none' cannot be combined with another interval method")
+        if scores not in ("probability", "logit"):
+            raise ValueError(f"scores must be 'probability' or 'logit'; got {scores!r}")
+        if not math.isfinite(threshold):
+            raise ValueError(f"threshold must be a finite number; got {threshold!r}")
+        for name, target in (
+            ("target_specificity", target_specificity),
+            ("target_sensitivity", target_sensitivity),
+        ):
+            if not 0.0 <= target <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1; got {target!r}")
+        if n_bins < 1:
+            raise ValueError(f"n_bins must be at least 1; got {n_bins}")
+        _check_level(level)
+        return cls(
+            threshold=float(threshold),
+            scores=scores,
+            target_specificity=float(target_specificity),
+            target_sensitivity=float(target_sensitivity),
+            n_bins=n_bins,
+            level=float(level),
+            ci=methods,
+            max_undefined_fraction=max_undefined_fraction,
+        )
+
+    @property
+    def threshold_probability(self) -> float:
+        """The operating threshold as a probability (for the net benefit)."""
+        if self.scores == "probability":
+            return self.threshold
+        return float(sigmoid(np.array([self.threshold]))[0])
+
+    def method_for(self, metric: str) -> str:
+        """Return the interval method of `metric`: wilson, delong, bootstrap or none."""
+        if "none" in self.ci:
+            return "none"
+        if metric in _WILSON_COUNTS and "wilson" in self.ci:
+            return "wilson"
+        if metric == "auroc" and "delong" in self.ci:
+            return "delong"
+        return "bootstrap"
+
+    @property
+    def needs_bootstrap(self) -> bool:
+        """Whether any metric's interval comes from the bootstrap."""
+        return "none" not in self.ci
+
+
+def method_name(method: str, unit: BootstrapUnit) -> str:
+    """Return the method string stored in an `Estimate`."""
+    if method == "bootstrap":
+        return f"bootstrap_percentile_{unit}"
+    return method
+
+
+def probabilities_from(scores: FloatArray, scale: ScoreScale) -> FloatArray:
+    """Return probabilities: the scores themselves (checked) or the sigmoid of logits."""
+    if scale == "probability":
+        return validate_probabilities(scores, name="y_score")
+    return sigmoid(scores)
+
+
+_LOGIT_LIMIT = float(logit(np.array([1.0]))[0])
+
+
+class PopulationBatch(NamedTuple):
+    """Every metric of one population over R weight rows, and the sums they came from."""
+
+    metrics: dict[str, MetricBatch]
+    counts: ConfusionCountsBatch
+    ranking: RankingBatch
+    loss_sums: FloatArray
+    total_weight: FloatArray
+
+
+class BinaryPopulation:
+    """One label on one population (all cases, or a subgroup mask), prepared once.
+
+    `evaluate(W)` returns every metric for each row of a weight block `W` (`[R, N]` over all
+    cases; rows outside the mask are ignored); `evaluate_point()` the point estimates;
+    `result(...)` the typed `BinaryMetrics`. Subgroups built from the same arrays and fed the same
+    blocks give paired replicates.
+    """
+
+    def __init__(
+        self,
+        labels: BoolArray,
+        scores: FloatArray,
+        probabilities: FloatArray,
+        settings: EvaluationSettings,
+        *,
+        mask: BoolArray | None = None,
+    ) -> None:
+        self.settings = settings
+        self.index = np.arange(labels.shape[0]) if mask is None else np.flatnonzero(mask)
+        self.whole = mask is None
+        self.labels = labels[self.index]
+        self.scores = scores[self.index]
+        self.probabilities = probabilities[self.index]
+        self.n_cases = int(self.index.shape[0])
+        self.n_total = int(labels.shape[0])
+        self.ranked = RankedCases.build(labels, scores, mask=mask)
+        # An empty population (an empty intersection of attributes) has every metric undefined.
+        strategies: tuple[BinStrategy, BinStrategy] = (
+            ("uniform", "quantile") if self.n_cases else ("uniform", "uniform")
+        )
+        edges = [bin_edges(self.probabilities, settings.n_bins, s) for s in strategies]
+        self.loss_features = np.column_stack(
+            [
+                squared_errors(self.labels, self.probabilities),
+                log_losses(self.labels, self.probabilities),
+                *(ece_features(self.labels, self.probabilities, e) for e in edges),
+            ]
+        )
+        self.recalibration_x = (
+            np.clip(self.scores, -_LOGIT_LIMIT, _LOGIT_LIMIT)
+            if settings.scores == "logit"
+            else logit(self.probabilities)
+        )
+        fit = (
+            calibration_slope_intercept(self.labels, sigmoid(self.recalibration_x))
+            if self.n_cases
+            else CalibrationFit(MetricValue(None, NO_WEIGHT), MetricValue(None, NO_WEIGHT))
+        )
+        self.recalibration = fit
+        self.recalibration_start: tuple[float, float] | None = None
+        if fit.slope.value is not None and fit.intercept.value is not None:
+            self.recalibration_start = (fit.intercept.value, fit.slope.value)
+            self.loss_features = np.column_stack(
+                [
+                    self.loss_features,
+                    recalibration_features(
+                        self.labels, self.recalibration_x, self.recalibration_start
+                    ),
+                ]
+            )
+
+    def _columns(self, weights: NDArray[Any]) -> NDArray[Any]:
+        return weights if self.whole else np.take(weights, self.index, axis=1)
+
+    def evaluate(self, weights: NDArray[Any]) -> PopulationBatch:
+        """Return every metric for each row of `weights` (`[R, N]`, N = all cases)."""
+        s = self.settings
+        rows = weights.shape[0]
+        ranking = ranking_batch(
+            weights,
+            self.ranked,
+            average_precision=True,
+            threshold=s.threshold,
+            target_specificity=s.target_specificity,
+            target_sensitivity=s.target_sensitivity,
+        )
+        assert ranking.counts is not None
+        assert ranking.average_precision is not None
+        assert ranking.sensitivity_at_specificity is not None
+        assert ranking.specificity_at_sensitivity is not None
+        counts = ranking.counts
+        metrics = {name: count_metric_batch(name, counts) for name in COUNT_METRICS}
+        metrics["auroc"] = ranking.auroc
+        metrics["average_precision"] = ranking.average_precision
+        metrics["sensitivity_at_specificity"] = ranking.sensitivity_at_specificity
+        metrics["specificity_at_sensitivity"] = ranking.specificity_at_sensitivity
+
+        own = self._columns(weights)
+        w = own.astype(np.float64)
+        sums = w @ self.loss_features
+        total = ranking.positives + ranking.negatives
+        reasons = _Reasons(rows)
+        metrics["brier"] = reasons.finish(reasons.divide(sums[:, 0], total, NO_WEIGHT))
+        reasons = _Reasons(rows)
+        metrics["log_loss"] = reasons.finish(reasons.divide(sums[:, 1], total, NO_WEIGHT))
+        bins = s.n_bins
+        metrics["ece"] = ece_batch(sums[:, 2 : 2 + bins], total)
+        metrics["ece_equal_mass"] = ece_batch(sums[:, 2 + bins : 2 + 2 * bins], total)
+        metrics["net_benefit"] = net_benefit_from_counts(counts, s.threshold_probability)
+        if self.recalibration_start is None:
+            reason = self.recalibration.slope.reason or "undefined"
+            metrics["calibration_slope"] = MetricBatch.undefined(rows, reason)
+            metrics["calibration_intercept"] = MetricBatch.undefined(rows, reason)
+        else:
+            slopes, intercepts = logistic_recalibration_batch(
+                own,
+                self.labels,
+                self.recalibration_x,
+                self.recalibration_start,
+                first_step_sums=sums[:, 2 + 2 * bins :],
+            )
+            metrics["calibration_slope"] = slopes
+            metrics["calibration_intercept"] = intercepts
+        return PopulationBatch(
+            metrics=metrics,
+            counts=counts,
+            ranking=ranking,
+            loss_sums=sums[:, :2],
+            total_weight=total,
+        )
+
+    def evaluate_point(self) -> PopulationBatch:
+        """Return the point estimates: every metric with unit weights (one row)."""
+        batch = self.evaluate(np.ones((1, self.n_total), dtype=np.int64))
+        slope, intercept = self.recalibration
+        # The point fit is the damped-Newton one, not a refit from itself.
+        batch.metrics["calibration_slope"] = _single(slope)
+        batch.metrics["calibration_intercept"] = _single(intercept)
+        return batch
+
+    def estimates(
+        self,
+        point: PopulationBatch,
+        replicates: dict[str, FloatArray] | None,
+        *,
+        unit: BootstrapUnit,
+        n_units: int,
+        clustered: bool,
+    ) -> dict[str, Estimate]:
+        """Return one `Estimate` per metric, with the interval its settings ask for."""
+        s = self.settings
+        counts = {
+            field: round(float(getattr(point.counts, field)[0]))
+            for field in ["tp", "fp", "tn", "fn"]
+        }
+        counts["positive"] = counts["tp"] + counts["fn"]
+        out: dict[str, Estimate] = {}
+        for name in BINARY_METRIC_NAMES:
+            value = point.metrics[name].value()
+            method = s.method_for(name)
+            if value.value is None:
+                n = n_units if method == "bootstrap" else self.n_cases
+                out[name] = _estimate(
+                    value, None, s.level, n, self.n_cases, _stored_method(method, unit), None
+                )
+            elif method == "wilson":
+                successes_key, denominator_keys = _WILSON_COUNTS[name]
+                interval = wilson_interval(
+                    counts[successes_key], sum(counts[k] for k in denominator_keys), s.level
+                )
+                out[name] = _estimate(
+                    value,
+                    interval,
+                    s.level,
+                    self.n_cases,
+                    self.n_cases,
+                    "wilson",
+                    _independence_note(clustered),
+                )
+            elif method == "delong":
+                delong = delong_interval(self.labels, self.scores, s.level)
+                interval = Interval(delong.lower, delong.upper, 0, delong.reason)
+                out[name] = _estimate(
+                    value,
+                    interval,
+                    s.level,
+                    self.n_cases,
+                    self.n_cases,
+                    "delong",
+                    _independence_note(clustered),
+                )
+            elif method == "bootstrap" and replicates is not None:
+                interval = percentile_interval(
+                    replicates[name], s.level, max_undefined_fraction=s.max_undefined_fraction
+                )
+                out[name] = _estimate(
+                    value,
+                    interval,
+                    s.level,
+                    n_units,
+                    self.n_cases,
+                    method_name("bootstrap", unit),
+                    None,
+                )
+            else:
+                out[name] = _estimate(
+                    value, None, s.level, self.n_cases, self.n_cases, "none", None
+                )
+        return out
+
+    def result(self, estimates: dict[str, Estimate], *, n_patients: int | None) -> BinaryMetrics:
+        """Return the typed metrics of this population, with its curves."""
+        s = self.settings
+        positives = int(self.labels.sum())
+        empty = self.n_cases == 0
+        return BinaryMetrics(
+            scores=s.scores,
+            threshold=s.threshold,
+            target_specificity=s.target_specificity,
+            target_sensitivity=s.target_sensitivity,
+            calibration_bins=s.n_bins,
+            n_cases=self.n_cases,
+            n_patients=n_patients,
+            n_positive=positives,
+            n_negative=self.n_cases - positives,
+            roc_curve=None if empty else roc_curve(self.labels, self.scores),
+            calibration_curve=None
+            if empty
+            else reliability_curve(
+                self.labels, self.probabilities, n_bins=s.n_bins, strategy="uniform"
+            ),
+            calibration_curve_equal_mass=None
+            if empty
+            else reliability_curve(
+                self.labels, self.probabilities, n_bins=s.n_bins, strategy="quantile"
+            ),
+            decision_curve=None if empty else decision_curve(self.labels, self.probabilities),
+            **estimates,
+        )
+
+
+def _stored_method(method: str, unit: BootstrapUnit) -> str:
+    return method_name(method, unit) if method == "bootstrap" else method
+
+
+def _single(value: MetricValue) -> MetricBatch:
+    if value.value is None:
+        return MetricBatch.undefined(1, value.reason or "undefined")
+    return MetricBatch(np.array([value.value]), np.zeros(1, dtype=np.int16), ())
+
+
+def _independence_note(clustered: bool) -> str | None:
+    if not clustered:
+        return None
+    return "this interval treats cases as independent although patients contribute several"
+
+
+def _estimate(
+    value: MetricValue,
+    interval: Interval | None,
+    level: float,
+    n: int,
+    n_cases: int,
+    method: str,
+    note: str | None,
+) -> Estimate:
+    if value.value is None:
+        return Estimate.undefined(
+            value.reason or "undefined", n=n, n_cases=n_cases, level=level, method=method
+        )
+    if interval is None:
+        return Estimate.ok(value.value, level=level, n=n, n_cases=n_cases, method=method)
+    if interval.lower is None or interval.upper is None:
+        return Estimate.undefined(
+            interval.reason or "no interval",
+            n=n,
+            n_cases=n_cases,
+            level=level,
+            method=method,
+            replicates_undefined=interval.replicates_undefined,
+        )
+    return Estimate.ok(
+        value.value,
+        lower=interval.lower,
+        upper=interval.upper,
+        level=level,
+        n=n,
+        n_cases=n_cases,
+        method=method,
+        replicates_undefined=interval.replicates_undefined,
+        note=note,
+    )
+
+
+def collect_replicates(
+    plan: BootstrapPlan, populations: Sequence[BinaryPopulation]
+) -> list[dict[str, FloatArray]]:
+    """Return, per population, each metric's value in every replicate (NaN where undefined).
+
+    All populations see the same weight blocks, so their replicates are paired.
+    """
+    tables = [
+        {name: np.empty(plan.replicates) for name in BINARY_METRIC_NAMES} for _ in populations
+    ]
+    for block in plan.blocks():
+        for population, table in zip(populations, tables, strict=True):
+            batch = population.evaluate(block.counts)
+            for name in BINARY_METRIC_NAMES:
+                table[name][block.start : block.stop] = batch.metrics[name].values
+    return tables
+
+
+# --------------------------------------------------------------------------------------------
+# Whole evaluations
+# --------------------------------------------------------------------------------------------
+
+
+def evaluate_binary(
+    y_true: ArrayLike,
+    y_score: ArrayLike,
+    *,
+    threshold: float = 0.5,
+    scores: ScoreScale = "probability",
+    target_specificity: float = 0.9,
+    target_sensitivity: float = 0.9,
+    ci: CiMethod | Sequence[CiMethod] = "bootstrap",
+    replicates: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    groups: ArrayLike | None = None,
+    n_bins: int = 10,
+) -> BinaryMetrics:
+    """Return `BinaryMetrics` with intervals; see `validators.metrics.binary_metrics`."""
+    labels, raw = validate_binary(y_true, y_score)
+    settings = EvaluationSettings.create(
+        threshold=threshold,
+        scores=scores,
+        target_specificity=target_specificity,
+        target_sensitivity=target_sensitivity,
+        n_bins=n_bins,
+        level=level,
+        ci=ci,
+    )
+    probabilities = probabilities_from(raw, settings.scores)
+    # Resample the cases in ascending score order: every gather in the kernels is then monotone.
+    order = np.argsort(raw, kind="stable")
+    labels, raw, probabilities = labels[order], raw[order], probabilities[order]
+    if groups is not None:
+        groups = _one_per_case(groups, labels.shape[0])[order]
+    plan = BootstrapPlan.create(labels.shape[0], replicates=replicates, seed=seed, groups=groups)
+    population = BinaryPopulation(labels, raw, probabilities, settings)
+    point = population.evaluate_point()
+    tables = collect_replicates(plan, [population]) if settings.needs_bootstrap else None
+    estimates = population.estimates(
+        point,
+        tables[0] if tables else None,
+        unit=plan.unit,
+        n_units=plan.n_units,
+        clustered=plan.n_units < plan.n_cases,
+    )
+    n_patients = plan.n_clusters if groups is not None else None
+    return population.result(estimates, n_patients=n_patients)
+
+
+def _micro(batches: Sequence[PopulationBatch], ranking: RankingBatch) -> dict[str, MetricBatch]:
+    """Return the pooled (micro-averaged) metrics from the labels' counts and the pooled ranking."""
+    counts = ConfusionCountsBatch(
+        *(
+            np.sum([getattr(b.counts, f) for b in batches], axis=0)
+            for f in ConfusionCountsBatch._fields
+        )
+    )
+    metrics = {
+        name: count_metric_batch(name, counts)
+        for name in ("sensitivity", "specificity", "ppv", "npv", "f1", "balanced_accuracy")
+    }
+    metrics["auroc"] = ranking.auroc
+    assert ranking.average_precision is not None
+    metrics["average_precision"] = ranking.average_precision
+    losses = np.sum([b.loss_sums for b in batches], axis=0)
+    total = np.sum([b.total_weight for b in batches], axis=0)
+    for column, name in enumerate(("brier", "log_loss")):
+        reasons = _Reasons(total.shape[0])
+        metrics[name] = reasons.finish(reasons.divide(losses[:, column], total, NO_WEIGHT))
+    return metrics
+
+
+def evaluate_multilabel(
+    y_true: ArrayLike,
+    y_score: ArrayLike,
+    labels: Sequence[str],
+    *,
+    thresholds: float | Sequence[float] = 0.5,
+    scores: ScoreScale = "probability",
+    target_specificity: float = 0.9,
+    target_sensitivity: float = 0.9,
+    ci: CiMethod | Sequence[CiMethod] = "bootstrap",
+    replicates: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    groups: ArrayLike | None = None,
+    n_bins: int = 10,
+) -> MultilabelMetrics:
+    """Return `MultilabelMetrics`; see `validators.metrics.multilabel_metrics`."""
+    truth = np.asarray(y_true)
+    score = np.asarray(y_score)
+    names = [str(label) for label in labels]
+    if truth.ndim != 2 or score.shape != truth.shape or truth.shape[1] != len(names):
+        raise ValueError(
+            f"expected y_true and y_score of shape [N, {len(names)}] (one column per label); "
+            f"got {truth.shape} and {score.shape}"
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"labels must be distinct; got {names}")
+    per_label_thresholds = (
+        [float(thresholds)] * len(names)
+        if isinstance(thresholds, int | float)
+        else [float(t) for t in thresholds]
+    )
+    if len(per_label_thresholds) != len(names):
+        raise ValueError(
+            f"expected one threshold per label ({len(names)}); got {len(per_label_thresholds)}"
+        )
+    columns: list[tuple[BoolArray, FloatArray]] = []
+    for k, name in enumerate(names):
+        try:
+            columns.append(validate_binary(truth[:, k], score[:, k]))
+        except ValueError as error:
+            raise ValueError(f"label {name!r}: {error}") from None
+    populations = []
+    for (label_truth, label_score), cut in zip(columns, per_label_thresholds, strict=True):
+        settings = EvaluationSettings.create(
+            threshold=cut,
+            scores=scores,
+            target_specificity=target_specificity,
+            target_sensitivity=target_sensitivity,
+            n_bins=n_bins,
+            level=level,
+            ci=ci,
+        )
+        populations.append(
+            BinaryPopulation(
+                label_truth, label_score, probabilities_from(label_score, scores), settings
+            )
+        )
+    n_cases = truth.shape[0]
+    pooled = RankedCases.build(
+        np.stack([c[0] for c in columns], axis=1).ravel(),
+        np.stack([c[1] for c in columns], axis=1).ravel(),
+        columns=np.repeat(np.arange(n_cases), len(names)),
+    )
+    plan = BootstrapPlan.create(n_cases, replicates=replicates, seed=seed, groups=groups)
+    settings = populations[0].settings
+
+    points = [p.evaluate_point() for p in populations]
+    point_micro = _micro(
+        points, ranking_batch(np.ones((1, n_cases), dtype=np.int64), pooled, average_precision=True)
+    )
+    tables: list[dict[str, FloatArray]] | None = None
+    micro_table: dict[str, FloatArray] | None = None
+    if settings.needs_bootstrap:
+        tables = [
+            {name: np.empty(plan.replicates) for name in BINARY_METRIC_NAMES} for _ in populations
+        ]
+        micro_table = {name: np.empty(plan.replicates) for name in AVERAGED_METRIC_NAMES}
+        for block in plan.blocks():
+            batches = [p.evaluate(block.counts) for p in populations]
+            for batch, table in zip(batches, tables, strict=True):
+                for name in BINARY_METRIC_NAMES:
+                    table[name][block.start : block.stop] = batch.metrics[name].values
+            micro = _micro(batches, ranking_batch(block.counts, pooled, average_precision=True))
+            for name in AVERAGED_METRIC_NAMES:
+                micro_table[name][block.start : block.stop] = micro[name].values
+
+    clustered = plan.n_units < plan.n_cases
+    n_patients = plan.n_clusters if groups is not None else None
+    per_label = []
+    label_estimates = []
+    for k, (name, population) in enumerate(zip(names, populations, strict=True)):
+        estimates = population.estimates(
+            points[k],
+            tables[k] if tables else None,
+            unit=plan.unit,
+            n_units=plan.n_units,
+            clustered=clustered,
+        )
+        label_estimates.append(estimates)
+        per_label.append(
+            LabelResult(label=name, metrics=population.result(estimates, n_patients=n_patients))
+        )
+
+    method = method_name("bootstrap", plan.unit) if settings.needs_bootstrap else "none"
+    n_units = plan.n_units if settings.needs_bootstrap else n_cases
+
+    def averaged(values: dict[str, tuple[MetricValue, FloatArray | None]]) -> AveragedMetrics:
+        out = {}
+        for name, (value, replicate_values) in values.items():
+            interval = (
+                percentile_interval(
+                    replicate_values,
+                    settings.level,
+                    max_undefined_fraction=settings.max_undefined_fraction,
+                )
+                if replicate_values is not None
+                else None
+            )
+            out[name] = _estimate(value, interval, settings.level, n_units, n_cases, method, None)
+        return AveragedMetrics(**out)
+
+    macro: dict[str, tuple[MetricValue, FloatArray | None]] = {}
+    for name in AVERAGED_METRIC_NAMES:
+        values = [points[k].metrics[name].value() for k in range(len(names))]
+        defined = [k for k, v in enumerate(values) if v.value is not None]
+        if not defined:
+            macro[name] = (
+                MetricValue(None, f"undefined for every label ({values[0].reason})"),
+                None,
+            )
+            continue
+        mean = float(np.mean([values[k].value for k in defined]))
+        replicate_mean = (
+            np.mean([tables[k][name] for k in defined], axis=0) if tables is not None else None
+        )
+        macro[name] = (MetricValue(mean, None), replicate_mean)
+    micro_values = {
+        name: (point_micro[name].value(), micro_table[name] if micro_table else None)
+        for name in AVERAGED_METRIC_NAMES
+    }
+    return MultilabelMetrics(
+        labels=names,
+        per_label=per_label,
+        macro=averaged(macro),
+        micro=averaged(micro_values),
+    )

@@ -1,0 +1,408 @@
+"""Typed evaluation results: estimates with their intervals, curve points, and provenance.
+
+Every model here has one shape whatever the data: a metric that cannot be computed is still there,
+with `status` `undefined` and the reason, and a curve that cannot be drawn is `None`. Numbers are
+always finite (`allow_inf_nan=False`), so the JSON never holds NaN or Infinity, and every model
+round-trips through JSON exactly: `Model.model_validate_json(m.model_dump_json()) == m`.
+
+Only pydantic and the standard library are imported at module level: the service reads and
+writes these models without loading numpy or the statistics.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "MAX_CURVE_POINTS",
+    "AveragedMetrics",
+    "BinaryMetrics",
+    "BootstrapUnit",
+    "CalibrationBin",
+    "CalibrationCurve",
+    "DecisionCurve",
+    "Estimate",
+    "EstimateStatus",
+    "EvaluationResult",
+    "LabelResult",
+    "MultilabelMetrics",
+    "Provenance",
+    "RocCurve",
+]
+
+MAX_CURVE_POINTS = 201
+"""Most points a stored ROC or decision curve may hold: enough to plot, small to store."""
+
+EstimateStatus = Literal["ok", "undefined", "suppressed"]
+BootstrapUnit = Literal["case", "patient"]
+
+
+class _Result(BaseModel):
+    """Base of every result model: unknown keys are errors, numbers are finite, values frozen."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+
+class Estimate(_Result):
+    """One number with its interval and how it was computed (DESIGN.md, "Results").
+
+    `status` is `ok` (the estimate is a number), `undefined` (the data do not define it: one class
+    only, a zero denominator, or an interval that could not be formed; `reason` says which) or
+    `suppressed` (withheld from a vendor-facing view because a group or count is too small; then
+    `n` and `n_cases` are withheld too, as they are themselves small counts). `reason` is required
+    unless the status is `ok`; on an `ok` estimate it may carry a caveat.
+
+    `n` counts the units the interval was computed over: patients where the bootstrap resamples
+    patients, cases otherwise. `n_cases` always counts cases. `replicates_undefined` counts the
+    bootstrap replicates in which the metric was undefined and that the percentile interval left
+    out (0 for other methods).
+    """
+
+    estimate: float | None
+    lower: float | None
+    upper: float | None
+    level: float = Field(gt=0.0, lt=1.0)
+    n: int | None = Field(ge=0)
+    n_cases: int | None = Field(ge=0)
+    method: str
+    status: EstimateStatus
+    reason: str | None
+    replicates_undefined: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if (self.lower is None) != (self.upper is None):
+            raise ValueError("an interval needs both bounds, or neither")
+        if self.lower is not None and self.upper is not None and self.lower > self.upper:
+            raise ValueError(f"lower bound {self.lower} is above upper bound {self.upper}")
+        if self.status == "ok":
+            if self.estimate is None:
+                raise ValueError("an ok estimate needs a number; use status 'undefined' instead")
+            if self.n is None or self.n_cases is None:
+                raise ValueError("an ok estimate needs its n and n_cases")
+            return self
+        if self.estimate is not None or self.lower is not None:
+            raise ValueError(f"a {self.status} estimate carries no numbers")
+        if not self.reason:
+            raise ValueError(f"a {self.status} estimate needs the reason")
+        if self.status == "undefined" and (self.n is None or self.n_cases is None):
+            raise ValueError("an undefined estimate still reports n and n_cases")
+        if self.status == "suppressed" and (self.n is not None or self.n_cases is not None):
+            raise ValueError("a suppressed estimate withholds n and n_cases")
+        return self
+
+    @classmethod
+    def ok(
+        cls,
+        estimate: float,
+        *,
+        lower: float | None = None,
+        upper: float | None = None,
+        level: float,
+        n: int,
+        n_cases: int | None = None,
+        method: str,
+        replicates_undefined: int = 0,
+        note: str | None = None,
+    ) -> Estimate:
+        """Return a defined estimate; without bounds it is a point estimate only."""
+        return cls(
+            estimate=estimate,
+            lower=lower,
+            upper=upper,
+            level=level,
+            n=n,
+            n_cases=n if n_cases is None else n_cases,
+            method=method,
+            status="ok",
+            reason=note,
+            replicates_undefined=replicates_undefined,
+        )
+
+    @classmethod
+    def undefined(
+        cls,
+        reason: str,
+        *,
+        n: int,
+        n_cases: int | None = None,
+        level: float,
+        method: str,
+        replicates_undefined: int = 0,
+    ) -> Estimate:
+        """Return an estimate the data do not define, with the reason."""
+        return cls(
+            estimate=None,
+            lower=None,
+            upper=None,
+            level=level,
+            n=n,
+            n_cases=n if n_cases is None else n_cases,
+            method=method,
+            status="undefined",
+            reason=reason,
+            replicates_undefined=replicates_undefined,
+        )
+
+    @classmethod
+    def suppressed(
+        cls,
+        reason: str = "fewer cases than the policy's minimum group size",
+        *,
+        level: float,
+        method: str,
+    ) -> Estimate:
+        """Return an estimate withheld from a vendor-facing view: no numbers, no counts."""
+        return cls(
+            estimate=None,
+            lower=None,
+            upper=None,
+            level=level,
+            n=None,
+            n_cases=None,
+            method=method,
+            status="suppressed",
+            reason=reason,
+        )
+
+    def suppress(
+        self, reason: str = "fewer cases than the policy's minimum group size"
+    ) -> Estimate:
+        """Return this estimate withheld: same level and method, no numbers, no counts."""
+        return Estimate.suppressed(reason, level=self.level, method=self.method)
+
+
+def _check_lengths(name: str, **columns: Sequence[object]) -> None:
+    lengths = {key: len(values) for key, values in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"{name} columns must have one length each; got {lengths}")
+    longest = max(lengths.values(), default=0)
+    if longest > MAX_CURVE_POINTS:
+        raise ValueError(f"{name} holds {longest} points; at most {MAX_CURVE_POINTS} are stored")
+
+
+class RocCurve(_Result):
+    """ROC curve points in order of decreasing threshold, from (0, 0) to (1, 1).
+
+    Point `i` is the operating point "positive when score >= thresholds[i]"; the first point's
+    threshold is `None`, meaning above every score (nothing called positive). Thinned to at most
+    `MAX_CURVE_POINTS` points along the curve's length, always keeping both ends.
+    """
+
+    fpr: list[float]
+    tpr: list[float]
+    thresholds: list[float | None]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        _check_lengths("ROC curve", fpr=self.fpr, tpr=self.tpr, thresholds=self.thresholds)
+        return self
+
+
+class CalibrationBin(_Result):
+    """One bin of a reliability diagram: its score range and what happened in it."""
+
+    lower: float
+    upper: float
+    mean_predicted: float
+    observed_rate: float
+    count: int = Field(ge=1)
+
+
+class CalibrationCurve(_Result):
+    """Reliability diagram: equal-width (`uniform`) or equal-mass (`quantile`) bins.
+
+    Bins are `(lower, upper]` (the first also includes its lower edge), as in sklearn's
+    `calibration_curve`; empty bins are left out, so there may be fewer than `n_bins`.
+    """
+
+    strategy: Literal["uniform", "quantile"]
+    n_bins: int = Field(ge=1)
+    bins: list[CalibrationBin]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if len(self.bins) > self.n_bins:
+            raise ValueError(f"{len(self.bins)} bins stored for n_bins={self.n_bins}")
+        return self
+
+
+class DecisionCurve(_Result):
+    """Net benefit over threshold probabilities (Vickers & Elkin 2006).
+
+    `net_benefit_model[i]` is the model's net benefit when cases with predicted probability
+    `>= thresholds[i]` are treated; `net_benefit_all` treats everyone; treating no one is 0.
+    """
+
+    thresholds: list[float]
+    net_benefit_model: list[float]
+    net_benefit_all: list[float]
+    net_benefit_none: float = 0.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        _check_lengths(
+            "decision curve",
+            thresholds=self.thresholds,
+            net_benefit_model=self.net_benefit_model,
+            net_benefit_all=self.net_benefit_all,
+        )
+        return self
+
+
+class BinaryMetrics(_Result):
+    """Every binary metric of one label on one population, each an `Estimate`, plus the curves.
+
+    Operating-point metrics use the rule "positive when score >= threshold", on the scale the
+    scores were given in (`scores`). Counts are `None` only when withheld by suppression; curves
+    are `None` where the data do not define them (the ROC curve needs both classes) or where
+    they are withheld.
+    """
+
+    task: Literal["binary"] = "binary"
+    scores: Literal["probability", "logit"]
+    threshold: float
+    target_specificity: float = Field(ge=0.0, le=1.0)
+    target_sensitivity: float = Field(ge=0.0, le=1.0)
+    calibration_bins: int = Field(ge=1)
+    n_cases: int | None = Field(ge=0)
+    n_patients: int | None = Field(ge=0)
+    n_positive: int | None = Field(ge=0)
+    n_negative: int | None = Field(ge=0)
+
+    prevalence: Estimate
+    auroc: Estimate
+    average_precision: Estimate
+    sensitivity: Estimate
+    specificity: Estimate
+    ppv: Estimate
+    npv: Estimate
+    f1: Estimate
+    balanced_accuracy: Estimate
+    lr_positive: Estimate
+    lr_negative: Estimate
+    sensitivity_at_specificity: Estimate
+    specificity_at_sensitivity: Estimate
+    brier: Estimate
+    log_loss: Estimate
+    ece: Estimate
+    ece_equal_mass: Estimate
+    calibration_slope: Estimate
+    calibration_intercept: Estimate
+    net_benefit: Estimate
+
+    roc_curve: RocCurve | None
+    calibration_curve: CalibrationCurve | None
+    calibration_curve_equal_mass: CalibrationCurve | None
+    decision_curve: DecisionCurve | None
+
+
+class LabelResult(_Result):
+    """The binary metrics of one label of a multilabel task."""
+
+    label: str
+    metrics: BinaryMetrics
+
+
+class AveragedMetrics(_Result):
+    """Metrics averaged over labels: `macro` (mean of per-label values) or `micro` (pooled)."""
+
+    auroc: Estimate
+    average_precision: Estimate
+    sensitivity: Estimate
+    specificity: Estimate
+    ppv: Estimate
+    npv: Estimate
+    f1: Estimate
+    balanced_accuracy: Estimate
+    brier: Estimate
+    log_loss: Estimate
+
+
+class MultilabelMetrics(_Result):
+    """Per-label binary metrics and their macro and micro averages, from the same replicates."""
+
+    task: Literal["multilabel"] = "multilabel"
+    labels: list[str]
+    per_label: list[LabelResult]
+    macro: AveragedMetrics
+    micro: AveragedMetrics
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if [result.label for result in self.per_label] != self.labels:
+            raise ValueError("per_label must follow the order of labels, one result each")
+        return self
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+class Provenance(_Result):
+    """What produced a result: library versions, the resampling settings and the time."""
+
+    assay_version: str
+    python_version: str
+    numpy_version: str
+    sklearn_version: str | None
+    seed: int
+    replicates: int = Field(ge=0)
+    level: float = Field(gt=0.0, lt=1.0)
+    ci_method: str
+    bootstrap_unit: BootstrapUnit | None
+    created_at: datetime
+
+    @classmethod
+    def capture(
+        cls,
+        *,
+        seed: int,
+        replicates: int,
+        level: float,
+        ci_method: str,
+        bootstrap_unit: BootstrapUnit | None,
+        created_at: datetime | None = None,
+    ) -> Provenance:
+        """Return the provenance of a result computed now, in this environment."""
+        import numpy
+
+        return cls(
+            assay_version=_package_version("assay") or "unknown",
+            python_version=platform.python_version(),
+            numpy_version=numpy.__version__,
+            sklearn_version=_package_version("scikit-learn"),
+            seed=seed,
+            replicates=replicates,
+            level=level,
+            ci_method=ci_method,
+            bootstrap_unit=bootstrap_unit,
+            created_at=created_at or datetime.now(UTC),
+        )
+
+
+class EvaluationResult(_Result):
+    """The evaluation of one model on one dataset: the overall metrics and their provenance.
+
+    Subgroups, disparities and the policy verdict are added by `validators.fairness` and
+    `validators.policy`, which extend this model.
+    """
+
+    task: Literal["binary", "multilabel"]
+    provenance: Provenance
+    overall: Annotated[BinaryMetrics | MultilabelMetrics, Field(discriminator="task")]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.overall.task != self.task:
+            raise ValueError(f"a {self.task} result holds {self.overall.task} metrics")
+        return self
