@@ -26,14 +26,20 @@ __all__ = [
     "BootstrapUnit",
     "CalibrationBin",
     "CalibrationCurve",
+    "CriterionResult",
     "DecisionCurve",
+    "Disparity",
     "Estimate",
     "EstimateStatus",
     "EvaluationResult",
+    "FairnessGap",
+    "GroupResult",
     "LabelResult",
     "MultilabelMetrics",
     "Provenance",
     "RocCurve",
+    "SubgroupTable",
+    "Verdict",
 ]
 
 MAX_CURVE_POINTS = 201
@@ -390,16 +396,104 @@ class Provenance(_Result):
         )
 
 
-class EvaluationResult(_Result):
-    """The evaluation of one model on one dataset: the overall metrics and their provenance.
+MetricsOf = Annotated[BinaryMetrics | MultilabelMetrics, Field(discriminator="task")]
+GroupStatus = Literal["ok", "empty", "suppressed"]
+FairnessGapName = Literal[
+    "equal_opportunity_difference",
+    "equalized_odds_difference",
+    "demographic_parity_difference",
+]
 
-    Subgroups, disparities and the policy verdict are added by `validators.fairness` and
-    `validators.policy`, which extend this model.
+
+class GroupResult(_Result):
+    """One subgroup: the attribute values that define it, its size and its metrics.
+
+    `status` is `empty` for an intersection with no case (shown, not dropped), `suppressed` in a
+    vendor-facing view when the group (or a complementary one) is below the minimum size, and
+    `ok` otherwise. `insufficient_n` flags a group below the minimum in the committee view, which
+    still shows its numbers. `metrics` is `None` when empty or suppressed.
+    """
+
+    attributes: dict[str, str]
+    label: str
+    status: GroupStatus
+    insufficient_n: bool
+    n_cases: int | None = Field(ge=0)
+    n_patients: int | None = Field(ge=0)
+    metrics: MetricsOf | None
+
+
+class SubgroupTable(_Result):
+    """Every group of one attribute, or of one intersection of attributes."""
+
+    attributes: list[str]
+    groups: list[GroupResult]
+
+
+class Disparity(_Result):
+    """A metric's gap between a group and a reference (`overall` or another group's label).
+
+    The interval comes from the same bootstrap replicates as both sides (paired).
+    """
+
+    attributes: list[str]
+    metric: str
+    kind: Literal["difference", "ratio"]
+    group: str
+    reference: str
+    value: Estimate
+
+
+class FairnessGap(_Result):
+    """A fairness summary over the groups of one attribute (or intersection), with its CI."""
+
+    attributes: list[str]
+    name: FairnessGapName
+    value: Estimate
+
+
+CriterionOutcome = Literal["pass", "fail", "insufficient_data"]
+
+
+class CriterionResult(_Result):
+    """How one policy criterion came out, with the observed value and the reason."""
+
+    id: str
+    description: str
+    severity: Literal["required", "advisory"]
+    outcome: CriterionOutcome
+    reason: str
+    observed: float | None = None
+    limit: float | None = None
+
+
+class Verdict(_Result):
+    """The policy's verdict: passed only if no required criterion failed or lacked data."""
+
+    policy_name: str
+    policy_version: str
+    passed: bool
+    criteria: list[CriterionResult]
+    summary: str
+
+
+class EvaluationResult(_Result):
+    """The evaluation of one model on one dataset.
+
+    `overall` holds the metrics on every case; `subgroups`, `disparities` and `fairness` come from
+    `validators.fairness`; `verdict` from `validators.policy` when a policy was given. `view` says
+    whether small cells were suppressed for a vendor (`vendor`) or shown flagged (`committee`).
     """
 
     task: Literal["binary", "multilabel"]
+    view: Literal["committee", "vendor"] = "committee"
     provenance: Provenance
-    overall: Annotated[BinaryMetrics | MultilabelMetrics, Field(discriminator="task")]
+    overall: MetricsOf
+    subgroups: list[SubgroupTable] = Field(default_factory=list)
+    disparities: list[Disparity] = Field(default_factory=list)
+    fairness: list[FairnessGap] = Field(default_factory=list)
+    verdict: Verdict | None = None
+    policy: dict[str, object] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
