@@ -13,17 +13,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import large_artifact, startup, submission_latency
+from benchmarks import fairness, large_artifact, startup, submission_latency
 from benchmarks._common import REPO_ROOT, BenchmarkError, machine, now_iso, progress
 from benchmarks.report import render
 
-NAMES = (large_artifact.NAME, submission_latency.NAME, startup.NAME)
+NAMES = (large_artifact.NAME, submission_latency.NAME, startup.NAME, fairness.NAME)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Measure Assay beside MLflow and write docs/benchmarks.md.",
+        description="Measure Assay beside MLflow and fairlearn and write docs/benchmarks.md.",
     )
     parser.add_argument(
         "--only",
@@ -35,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smoke run: a 50 MB artifact, 10 submissions, 5 start-ups; written to bench-out/",
+        help="smoke run: a 50 MB artifact, 10 submissions, 5 start-ups, fairness on 20,000 "
+        "cases with 200 replicates; written to bench-out/",
     )
     parser.add_argument(
         "--size-mb", type=int, help="size of the large artifact in MB (default 500; quick 50)"
@@ -91,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
             ),
             submission_latency.NAME: lambda: submission_latency.run(workdir=workdir, count=count),
             startup.NAME: lambda: startup.run(runs=5 if quick else 10),
+            fairness.NAME: lambda: fairness.run(
+                rows=20_000 if quick else 100_000,
+                replicates=200 if quick else 1000,
+                fairlearn_replicates=3 if quick else 20,
+                repeats=1 if quick else 3,
+            ),
         }
         fresh: dict[str, Any] = {}
         failures: list[str] = []

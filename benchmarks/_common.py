@@ -36,6 +36,9 @@ KEY_PACKAGES = (
     "typer",
     "mlflow",
     "psutil",
+    "fairlearn",
+    "scikit-learn",
+    "pandas",
 )
 
 

@@ -35,7 +35,8 @@ def _provenance(entry: dict[str, Any]) -> str:
 
 def _summary(benchmarks: dict[str, Any]) -> list[str]:
     rows = [
-        "| what | Assay | MLflow (reference) | Assay ÷ MLflow | target |",
+        "| what | Assay | reference (MLflow; fairlearn in the fairness rows) | "
+        "Assay ÷ reference | target |",
         "| --- | --- | --- | --- | --- |",
     ]
     large = benchmarks.get("large-artifact")
@@ -71,7 +72,48 @@ def _summary(benchmarks: dict[str, Any]) -> list[str]:
             f"{_ratio(startup['ratios']['assay_over_mlflow'])} | "
             f"< {startup['target_s'] * 1000:.0f} ms: {_met(startup['target_met'])} |"
         )
+    fairness = benchmarks.get("fairness")
+    if fairness:
+        a, f = fairness["assay"], fairness["fairlearn"]
+        ref, met, targets = a["reference"], fairness["target_met"], fairness["targets"]
+        speedup = fairness["speedup_fairlearn_over_assay"]["intersection"]
+        rows.append(
+            f"| fairness reference job ({fairness['rows']:,} cases, {ref['groups']} groups, "
+            f"{fairness['replicates']:,} replicates): wall time (median) | "
+            f"{_s(ref['wall_s_median'])} | — | | "
+            f"< {targets['reference_wall_s']:.0f} s: {_met(met['time'])} |"
+        )
+        rows.append(
+            f"| fairness reference job: peak RSS of the process | "
+            f"{_mib(ref['peak_rss_mib_max'])} | — | | "
+            f"< {targets['reference_peak_rss_mib']:.0f} MiB: {_met(met['memory'])} |"
+        )
+        rows.append(
+            f"| bootstrap time per replicate, fairlearn's {f['groups']} groups "
+            f"(`MetricFrame`, n_boot={f['replicates']}) | "
+            f"{_ms_fine(a['intersection']['per_replicate_s'])} | "
+            f"{_ms(f['per_replicate_s'])} | {_ratio_fine(_inverse(speedup))} | "
+            f"fairlearn ÷ Assay {_speedup(speedup)}: >= {targets['speedup_floor']:.0f} "
+            f"{_met(met['speedup_floor'])}, >= {targets['speedup_aim']:.0f} "
+            f"{_met(met['speedup_aim'])} |"
+        )
     return rows
+
+
+def _inverse(value: float | None) -> float | None:
+    return None if not value else 1.0 / value
+
+
+def _ratio_fine(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.5f}x"
+
+
+def _ms_fine(value: float) -> str:
+    return f"{value * 1000:.2f} ms"
+
+
+def _speedup(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}x"
 
 
 NOISE_MIB = 8.0
@@ -227,6 +269,61 @@ def _startup_section(entry: dict[str, Any]) -> list[str]:
     ]
 
 
+def _fairness_section(entry: dict[str, Any]) -> list[str]:
+    a, f, speedups = entry["assay"], entry["fairlearn"], entry["speedup_fairlearn_over_assay"]
+    descriptions = {
+        "reference": "the reference job: overall and the 10 groups of sex, site and age band",
+        "intersection": "the same plus the sex x site x age-band intersection (fairlearn's groups)",
+        "complete": "the reference groups with every overall metric and curve (`assay score`)",
+    }
+    metrics = ", ".join(entry["metrics"])
+    lines = [
+        "## 4. Subgroup metrics with bootstrap intervals, beside fairlearn",
+        "",
+        _provenance(entry),
+        "",
+        f"{entry['rows']:,} synthetic cases (prevalence 0.2, scores with ties), sex (2 levels), "
+        f"site (4) and age (banded 0-18, 18-40, 40-65, 65+); {metrics} at threshold "
+        f"{entry['threshold']}, overall and per group, with {entry['replicates']:,} percentile "
+        "bootstrap replicates, and with them the paired disparities (to overall and to the "
+        "largest group) and the three fairness gaps. Assay's side is "
+        "`validators.fairness.evaluate_binary_with_subgroups`, each configuration in a fresh "
+        "process that times one call after building the data and importing the library; peak "
+        "RSS is the process's `ru_maxrss` (interpreter and data included). fairlearn's side is "
+        "`MetricFrame(metrics={auroc, sensitivity, specificity, ppv}, y_pred=scores, "
+        "sensitive_features=<the three columns>)` (sklearn's metrics, which gives the "
+        f"{f['groups']} intersection groups), run without and with `n_boot={f['replicates']}`; "
+        "its time per replicate is the difference divided by `n_boot`, while Assay's is the "
+        "whole call (point estimates included) divided by the replicates.",
+        "",
+        "| Assay configuration | groups | disparities, gaps | wall time (median; runs) "
+        "| per replicate | peak RSS | fairlearn ÷ Assay per replicate |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        *(
+            f"| {descriptions[name]} | {a[name]['groups']} | {a[name]['disparities']}, "
+            f"{a[name]['fairness_gaps']} | {_s(a[name]['wall_s_median'])} ("
+            + ", ".join(f"{v:.2f}" for v in a[name]["wall_s_runs"])
+            + f") | {_ms_fine(a[name]['per_replicate_s'])} | {_mib(a[name]['peak_rss_mib_max'])} "
+            f"| {_speedup(speedups[name])} |"
+            for name in ("reference", "intersection", "complete")
+        ),
+        "",
+        f"fairlearn: point estimates {_s(f['point_estimates_s'])}, with n_boot={f['replicates']} "
+        f"{_s(f['with_bootstrap_s'])}: {_ms(f['per_replicate_s'])} per replicate. The ratio "
+        "that counts is the intersection configuration's, where Assay computes at least "
+        "fairlearn's groups (and 10 more, with disparities and gaps).",
+        "",
+        "Why the difference: fairlearn draws each replicate as a resampled DataFrame and calls "
+        "every metric on every group (sklearn validates and sorts each time). Assay draws integer "
+        "resampling weights for a block of replicates and computes each group's metrics for the "
+        "whole block from sufficient statistics: one sort of the scores before resampling, then "
+        "per group a gather and running sum of the weights (AUROC and the confusion counts at "
+        "once); no Python loop over replicates. See docs/statistics.md and docs/fairness.md.",
+        "",
+    ]
+    return lines
+
+
 def render(results: dict[str, Any]) -> str:
     """The Markdown page for the results."""
     machine = results["machine"]
@@ -263,4 +360,6 @@ def render(results: dict[str, Any]) -> str:
         lines += _latency_section(benchmarks["submission-latency"])
     if "startup" in benchmarks:
         lines += _startup_section(benchmarks["startup"])
+    if "fairness" in benchmarks:
+        lines += _fairness_section(benchmarks["fairness"])
     return "\n".join(lines).rstrip() + "\n"

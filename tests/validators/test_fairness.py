@@ -1,0 +1,611 @@
+"""Tests of subgroup tables, paired disparities and fairness gaps.
+
+Point estimates are checked against fairlearn's `MetricFrame` (with sklearn's metrics inside)
+and its fairness functions; bootstrap intervals against fairlearn's `n_boot` intervals on the
+same data, within Monte Carlo error.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from fairlearn import metrics as fl
+from numpy.typing import NDArray
+from sklearn import metrics as sk
+
+from validators.bootstrap import EvaluationSettings
+from validators.fairness import (
+    MISSING,
+    SubgroupSpec,
+    age_band_labels,
+    evaluate_binary_with_subgroups,
+    evaluate_subgroups,
+)
+from validators.metrics import binary_metrics
+from validators.results import (
+    BinaryMetrics,
+    Disparity,
+    EvaluationResult,
+    FairnessGap,
+    GroupResult,
+    Provenance,
+    SubgroupTable,
+)
+
+BoolArray = NDArray[np.bool_]
+FloatArray = NDArray[np.float64]
+ObjectArray = NDArray[np.object_]
+THRESHOLD = 0.5
+SETTINGS = EvaluationSettings.create(threshold=THRESHOLD)
+
+
+def make_cases(
+    *,
+    n: int,
+    seed: int,
+    prevalence: float = 0.3,
+    missing_fraction: float = 0.0,
+) -> tuple[BoolArray, FloatArray, dict[str, ObjectArray]]:
+    """Return labels, probabilities and attributes (sex, site, age) with group differences."""
+    rng = np.random.default_rng(seed)
+    sex = rng.choice(np.array(["F", "M"], dtype=object), n, p=[0.45, 0.55])
+    site = rng.choice(np.array(["A", "B", "C"], dtype=object), n, p=[0.5, 0.3, 0.2])
+    age = rng.integers(20, 90, n).astype(object)
+    labels = rng.random(n) < prevalence
+    # The model separates the classes less well at site C and for women: real disparities.
+    signal = 1.6 - 0.8 * (site == "C") - 0.4 * (sex == "F")
+    scores = np.round(1.0 / (1.0 + np.exp(-(rng.normal(size=n) + signal * labels - 0.8))), 3)
+    if missing_fraction:
+        sex[rng.random(n) < missing_fraction] = None
+    return labels, scores, {"sex": sex, "site": site, "age": age}
+
+
+def run(
+    labels: BoolArray,
+    scores: FloatArray,
+    attributes: dict[str, ObjectArray],
+    *,
+    spec: SubgroupSpec | None = None,
+    settings: EvaluationSettings = SETTINGS,
+    **kwargs: Any,
+) -> tuple[list[SubgroupTable], list[Disparity], list[FairnessGap]]:
+    return evaluate_subgroups(
+        labels, scores, attributes, spec=spec or SubgroupSpec(), settings=settings, **kwargs
+    )
+
+
+def table_of(tables: list[SubgroupTable], *attributes: str) -> SubgroupTable:
+    return next(t for t in tables if tuple(t.attributes) == attributes)
+
+
+def group_of(table: SubgroupTable, label: str) -> GroupResult:
+    return next(g for g in table.groups if g.label == label)
+
+
+def metrics_of(group: GroupResult) -> BinaryMetrics:
+    assert isinstance(group.metrics, BinaryMetrics)
+    return group.metrics
+
+
+def value(estimate: Any) -> float:
+    assert estimate.status == "ok", estimate.reason
+    assert estimate.estimate is not None
+    return float(estimate.estimate)
+
+
+def gap_of(gaps: list[FairnessGap], name: str, *attributes: str) -> FairnessGap:
+    return next(g for g in gaps if g.name == name and tuple(g.attributes) == attributes)
+
+
+# Independent implementations for fairlearn's MetricFrame: y_pred is the score, thresholded
+# here, so that AUROC (sklearn's) sees the scores and the rates see the decisions.
+def _called(y_score: Any) -> BoolArray:
+    return np.asarray(y_score) >= THRESHOLD
+
+
+def fl_sensitivity(y_true: Any, y_score: Any) -> float:
+    return float(sk.recall_score(y_true, _called(y_score), zero_division=np.nan))
+
+
+def fl_specificity(y_true: Any, y_score: Any) -> float:
+    return float(fl.true_negative_rate(y_true, _called(y_score)))
+
+
+def fl_fpr(y_true: Any, y_score: Any) -> float:
+    return float(fl.false_positive_rate(y_true, _called(y_score)))
+
+
+def fl_ppv(y_true: Any, y_score: Any) -> float:
+    return float(sk.precision_score(y_true, _called(y_score), zero_division=np.nan))
+
+
+def fl_npv(y_true: Any, y_score: Any) -> float:
+    return float(sk.precision_score(~np.asarray(y_true), ~_called(y_score), zero_division=np.nan))
+
+
+def fl_selection_rate(y_true: Any, y_score: Any) -> float:
+    return float(fl.selection_rate(y_true, _called(y_score)))
+
+
+FAIRLEARN_METRICS = {
+    "auroc": sk.roc_auc_score,
+    "sensitivity": fl_sensitivity,
+    "specificity": fl_specificity,
+    "ppv": fl_ppv,
+    "npv": fl_npv,
+}
+
+
+def ages(*values: object) -> ObjectArray:
+    return np.array(values, dtype=object)
+
+
+# --- age bands ------------------------------------------------------------------------------
+
+
+def test_age_bands_are_left_closed_at_every_edge() -> None:
+    bands = age_band_labels(ages(0, 17.99, 18, "39.5", 40, 64, "65", 101), (0, 18, 40, 65))
+    assert bands.tolist() == ["0-18", "0-18", "18-40", "18-40", "40-65", "40-65", "65+", "65+"]
+
+
+def test_missing_ages_have_no_band_and_ages_below_the_first_edge_get_their_own() -> None:
+    bands = age_band_labels(ages(None, "", "  ", float("nan"), 5, 18.5, 70), (18, 65))
+    assert bands.tolist() == [None, None, None, None, "<18", "18-65", "65+"]
+    assert age_band_labels(ages(3, 45), (0, 17.5)).tolist() == ["0-17.5", "17.5+"]
+
+
+@pytest.mark.parametrize("bad", ["forty", "-3", "inf", "NA"])
+def test_an_unreadable_age_is_refused_naming_its_line(bad: str) -> None:
+    with pytest.raises(ValueError, match=r"column 'age': line 4 has .* non-negative number"):
+        age_band_labels(ages("30", None, bad, "50"), (0, 18, 40, 65))
+
+
+@pytest.mark.parametrize("edges", [(), (18, 18), (40, 18), (-5, 18)])
+def test_invalid_band_edges_are_refused(edges: tuple[float, ...]) -> None:
+    with pytest.raises(ValueError, match="age band"):
+        SubgroupSpec(age_bands=edges)
+
+
+# --- groups and their point estimates against fairlearn ---------------------------------------
+
+
+def test_group_point_estimates_equal_fairlearn_metric_frame() -> None:
+    labels, scores, attributes = make_cases(n=3000, seed=1)
+    spec = SubgroupSpec(intersections=(("sex", "site"),))
+    tables, _, _ = run(labels, scores, attributes, spec=spec, settings=SETTINGS, replicates=20)
+    bands = age_band_labels(attributes["age"], spec.age_bands)
+    features = {"sex": attributes["sex"], "site": attributes["site"], "age_band": bands}
+    checked = 0
+    for columns in (("sex",), ("site",), ("age_band",), ("sex", "site")):
+        frame = fl.MetricFrame(
+            metrics=FAIRLEARN_METRICS,
+            y_true=labels,
+            y_pred=scores,
+            sensitive_features=pd.DataFrame({c: features[c] for c in columns}),
+        )
+        table = table_of(tables, *columns)
+        assert len(table.groups) == len(frame.by_group)
+        for key, row in frame.by_group.iterrows():
+            levels = key if isinstance(key, tuple) else (key,)
+            label = " & ".join(f"{c}={v}" for c, v in zip(columns, levels, strict=True))
+            metrics = metrics_of(group_of(table, label))
+            for name in FAIRLEARN_METRICS:
+                assert value(getattr(metrics, name)) == pytest.approx(row[name], abs=1e-12)
+                checked += 1
+    assert checked == 5 * (2 + 3 + 3 + 6)
+
+
+def test_group_counts_and_labels() -> None:
+    labels, scores, attributes = make_cases(n=500, seed=2)
+    tables, _, _ = run(labels, scores, attributes, replicates=10)
+    assert [t.attributes for t in tables] == [["sex"], ["site"], ["age_band"]]
+    sex = table_of(tables, "sex")
+    assert [g.label for g in sex.groups] == ["sex=F", "sex=M"]
+    assert sum(g.n_cases or 0 for g in sex.groups) == 500
+    female = group_of(sex, "sex=F")
+    assert female.attributes == {"sex": "F"}
+    assert female.n_cases == int((attributes["sex"] == "F").sum())
+    assert metrics_of(female).n_positive == int(labels[attributes["sex"] == "F"].sum())
+    # Groups keep no curves; every metric is present, with an interval only where asked.
+    assert metrics_of(female).roc_curve is None
+    assert metrics_of(female).brier.method == "none"
+    assert metrics_of(female).auroc.method == "bootstrap_percentile_case"
+    assert female.n_patients is None
+    age = table_of(tables, "age_band")
+    assert [g.label for g in age.groups] == ["age_band=18-40", "age_band=40-65", "age_band=65+"]
+
+
+def test_fairness_gaps_equal_fairlearn_when_every_group_is_large() -> None:
+    labels, scores, attributes = make_cases(n=4000, seed=3)
+    spec = SubgroupSpec(attributes=("sex", "site"), intersections=(("sex", "site"),))
+    _, _, gaps = run(labels, scores, attributes, spec=spec, replicates=20)
+    predicted = scores >= THRESHOLD
+    for columns in (("sex",), ("site",), ("sex", "site")):
+        features = pd.DataFrame({c: attributes[c] for c in columns})
+        expected = {
+            "equal_opportunity_difference": fl.equal_opportunity_difference(
+                labels, predicted, sensitive_features=features
+            ),
+            "equalized_odds_difference": fl.equalized_odds_difference(
+                labels, predicted, sensitive_features=features, agg="worst_case"
+            ),
+            "demographic_parity_difference": fl.demographic_parity_difference(
+                labels, predicted, sensitive_features=features
+            ),
+        }
+        for name, reference in expected.items():
+            ours = gap_of(gaps, name, *columns)
+            assert value(ours.value) == pytest.approx(reference, abs=1e-12), (name, columns)
+
+
+def test_fairness_gaps_leave_out_small_and_missing_groups() -> None:
+    labels, scores, attributes = make_cases(n=2000, seed=4, missing_fraction=0.05)
+    site = attributes["site"].copy()
+    site[:8] = "D"  # a site with 8 cases: shown, flagged, left out of the gaps
+    attributes["site"] = site
+    tables, _, gaps = run(labels, scores, attributes, replicates=50)
+    d = group_of(table_of(tables, "site"), "site=D")
+    assert d.n_cases == 8 and d.insufficient_n and d.status == "ok"
+    assert d.metrics is not None  # the committee view keeps the numbers
+    large = site != "D"
+    expected = fl.demographic_parity_difference(
+        labels[large], scores[large] >= THRESHOLD, sensitive_features=site[large]
+    )
+    gap = gap_of(gaps, "demographic_parity_difference", "site")
+    assert value(gap.value) == pytest.approx(expected, abs=1e-12)
+    assert gap.value.reason == "over 3 groups: site=A, site=B, site=C"
+    # The (missing) sex group is shown but is not a group of the gap.
+    missing = group_of(table_of(tables, "sex"), f"sex={MISSING}")
+    assert missing.n_cases == int(pd.isna(attributes["sex"]).sum()) > 0
+    sex_gap = gap_of(gaps, "equal_opportunity_difference", "sex")
+    assert sex_gap.value.reason == "over 2 groups: sex=F, sex=M"
+
+
+# --- bootstrap intervals against fairlearn's ---------------------------------------------------
+
+
+def test_bootstrap_intervals_agree_with_fairlearn_within_monte_carlo_error() -> None:
+    labels, scores, attributes = make_cases(n=4000, seed=5)
+    spec = SubgroupSpec(attributes=("sex",), metrics=("auroc", "sensitivity"))
+    tables, _, gaps = run(labels, scores, attributes, spec=spec, replicates=1000, seed=0)
+    frame = fl.MetricFrame(
+        metrics={
+            "auroc": sk.roc_auc_score,
+            "sensitivity": fl_sensitivity,
+            "selection_rate": fl_selection_rate,
+        },
+        y_true=labels,
+        y_pred=scores,
+        sensitive_features=pd.Series(attributes["sex"], name="sex"),
+        n_boot=100,
+        ci_quantiles=[0.025, 0.975],
+        random_state=0,
+    )
+    lower, upper = frame.by_group_ci
+
+    # Monte Carlo error of a 2.5% or 97.5% bootstrap quantile from B replicates, for a normal
+    # sampling distribution of sd sigma: sigma * sqrt(q (1 - q) / B) / phi(z_q) = 0.267 sigma at
+    # B = 100 (fairlearn) and 0.085 sigma at B = 1000 (ours); their difference has sd 0.28 sigma.
+    # sigma is our interval's width / 3.92. We allow 4 such sd: 0.29 x the interval's width.
+    def tolerance(lo: float, hi: float) -> float:
+        return 4 * 0.28 * (hi - lo) / 3.92
+
+    for level in ("F", "M"):
+        metrics = metrics_of(group_of(table_of(tables, "sex"), f"sex={level}"))
+        for name in ("auroc", "sensitivity"):
+            ours = getattr(metrics, name)
+            assert ours.lower is not None and ours.upper is not None
+            allowed = tolerance(ours.lower, ours.upper)
+            assert ours.lower == pytest.approx(lower.loc[level, name], abs=allowed)
+            assert ours.upper == pytest.approx(upper.loc[level, name], abs=allowed)
+    # Fairlearn's between-groups differences are taken per replicate, as ours: paired.
+    differences = frame.difference_ci(method="between_groups")
+    for gap_name, metric in (
+        ("equal_opportunity_difference", "sensitivity"),
+        ("demographic_parity_difference", "selection_rate"),
+    ):
+        ours = gap_of(gaps, gap_name, "sex").value
+        assert ours.lower is not None and ours.upper is not None
+        allowed = tolerance(ours.lower, ours.upper)
+        assert ours.lower == pytest.approx(differences[0][metric], abs=allowed)
+        assert ours.upper == pytest.approx(differences[1][metric], abs=allowed)
+
+
+def test_a_group_of_every_case_has_the_overall_intervals_of_binary_metrics() -> None:
+    # Same sort, same plan: replicate r draws the same cases here as in `binary_metrics`.
+    labels, scores, _ = make_cases(n=800, seed=6)
+    patients = np.array([f"p{i // 2}" for i in range(800)])
+    view = np.full(800, "PA", dtype=object)
+    spec = SubgroupSpec(attributes=("view",), metrics=("auroc", "sensitivity", "ppv"))
+    tables, _, _ = run(
+        labels, scores, {"view": view}, spec=spec, replicates=200, seed=3, patient_ids=patients
+    )
+    overall = binary_metrics(labels, scores, replicates=200, seed=3, groups=patients)
+    group = metrics_of(tables[0].groups[0])
+    for name in ("auroc", "sensitivity", "ppv"):
+        assert getattr(group, name) == getattr(overall, name)
+    assert group.n_patients == overall.n_patients == 400
+    assert group.auroc.method == "bootstrap_percentile_patient"
+    assert group.auroc.n == 400
+
+
+# --- intersections, missing values, references ----------------------------------------------
+
+
+def test_empty_intersections_are_shown() -> None:
+    labels, scores, attributes = make_cases(n=600, seed=7)
+    attributes["site"][attributes["sex"] == "F"] = "A"  # no woman at sites B and C
+    spec = SubgroupSpec(attributes=("sex", "site"), intersections=(("sex", "site"),))
+    tables, disparities, _ = run(labels, scores, attributes, spec=spec, replicates=20)
+    crossed = table_of(tables, "sex", "site")
+    assert [g.label for g in crossed.groups] == [
+        "sex=F & site=A",
+        "sex=F & site=B",
+        "sex=F & site=C",
+        "sex=M & site=A",
+        "sex=M & site=B",
+        "sex=M & site=C",
+    ]
+    empty = group_of(crossed, "sex=F & site=B")
+    assert empty.status == "empty"
+    assert empty.n_cases == 0 and empty.metrics is None
+    assert empty.attributes == {"sex": "F", "site": "B"}
+    assert not [d for d in disparities if d.group == "sex=F & site=B"]
+
+
+def test_missing_values_form_a_group_of_their_own() -> None:
+    labels, scores, attributes = make_cases(n=900, seed=8, missing_fraction=0.1)
+    attributes["age"][:30] = None
+    tables, _, _ = run(labels, scores, attributes, replicates=20)
+    sex = table_of(tables, "sex")
+    assert sex.groups[-1].label == f"sex={MISSING}"
+    assert sum(g.n_cases or 0 for g in sex.groups) == 900
+    age = table_of(tables, "age_band")
+    assert group_of(age, f"age_band={MISSING}").n_cases == 30
+
+
+def test_disparities_to_overall_and_to_the_largest_group() -> None:
+    labels, scores, attributes = make_cases(n=3000, seed=9)
+    spec = SubgroupSpec(attributes=("site",), disparity_metrics=("sensitivity", "auroc"))
+    tables, disparities, _ = run(labels, scores, attributes, spec=spec, replicates=200)
+    overall = binary_metrics(labels, scores, ci="none")
+    site = table_of(tables, "site")
+    # Site A is the largest: the reference; it is compared to overall only.
+    assert {d.reference for d in disparities if d.group == "site=A"} == {"overall"}
+    for label in ("site=B", "site=C"):
+        group = metrics_of(group_of(site, label))
+        reference = metrics_of(group_of(site, "site=A"))
+        for metric in ("sensitivity", "auroc"):
+            found = {
+                (d.kind, d.reference): d.value
+                for d in disparities
+                if d.group == label and d.metric == metric
+            }
+            own = value(getattr(group, metric))
+            assert value(found["difference", "overall"]) == pytest.approx(
+                own - value(getattr(overall, metric)), abs=1e-12
+            )
+            assert value(found["ratio", "site=A"]) == pytest.approx(
+                own / value(getattr(reference, metric)), abs=1e-12
+            )
+            assert found["difference", "site=A"].n_cases == (
+                (group.n_cases or 0) + (reference.n_cases or 0)
+            )
+            assert found["difference", "overall"].n_cases == 3000
+    # Site C is worse by design: its AUROC is below overall, with the interval excluding 0.
+    c = next(
+        d
+        for d in disparities
+        if d.group == "site=C" and d.metric == "auroc" and d.kind == "difference"
+    )
+    assert c.value.upper is not None and c.value.upper < 0
+
+
+def test_paired_disparity_interval_is_narrower_than_an_unpaired_one() -> None:
+    # Site A holds half the cases, so its metric and overall's move together across replicates.
+    labels, scores, attributes = make_cases(n=2000, seed=10)
+    spec = SubgroupSpec(attributes=("site",), metrics=("auroc",), disparity_metrics=("auroc",))
+    tables, disparities, _ = run(labels, scores, attributes, spec=spec, replicates=500)
+    overall = binary_metrics(labels, scores, replicates=500)
+    group = metrics_of(group_of(table_of(tables, "site"), "site=A")).auroc
+    paired = next(d.value for d in disparities if d.group == "site=A" and d.kind == "difference")
+    assert group.lower is not None and group.upper is not None
+    assert overall.auroc.lower is not None and overall.auroc.upper is not None
+    assert paired.lower is not None and paired.upper is not None
+    # Independent replicates would give a difference of width about sqrt(w_group^2 + w_all^2).
+    unpaired = math.hypot(group.upper - group.lower, overall.auroc.upper - overall.auroc.lower)
+    assert paired.upper - paired.lower < 0.8 * unpaired
+
+
+def test_undefined_metrics_and_disparities_say_why() -> None:
+    labels, scores, attributes = make_cases(n=600, seed=11)
+    site = attributes["site"]
+    labels = labels & (site != "C")  # no positive case at site C
+    spec = SubgroupSpec(attributes=("site",), disparity_metrics=("sensitivity",))
+    tables, disparities, gaps = run(labels, scores, attributes, spec=spec, replicates=50)
+    c = metrics_of(group_of(table_of(tables, "site"), "site=C"))
+    assert c.sensitivity.status == "undefined"
+    assert c.sensitivity.reason == "no positive cases (TP + FN = 0)"
+    found = [d for d in disparities if d.group == "site=C"]
+    assert found and all(d.value.status == "undefined" for d in found)
+    assert found[0].value.reason == (
+        "sensitivity is undefined in site=C: no positive cases (TP + FN = 0)"
+    )
+    # Equal opportunity is taken over the groups whose TPR is defined.
+    gap = gap_of(gaps, "equal_opportunity_difference", "site")
+    assert gap.value.reason == "over 2 groups: site=A, site=B"
+
+
+def test_a_ratio_to_a_zero_reference_is_undefined() -> None:
+    labels = np.array([1, 0] * 30, dtype=bool)
+    scores = np.where(np.arange(60) < 40, 0.1, 0.9)  # A never calls positive
+    site = np.array(["A"] * 40 + ["B"] * 20, dtype=object)
+    spec = SubgroupSpec(attributes=("site",), disparity_metrics=("sensitivity",))
+    _, disparities, _ = run(labels, scores, {"site": site}, spec=spec, replicates=20)
+    ratio = next(
+        d
+        for d in disparities
+        if d.group == "site=B" and d.reference == "site=A" and d.kind == "ratio"
+    )
+    assert ratio.value.status == "undefined"
+    assert ratio.value.reason == "sensitivity is 0 in site=A, so the ratio is undefined"
+
+
+# --- behaviour of the engine --------------------------------------------------------------
+
+
+def test_results_are_reproducible_with_the_seed() -> None:
+    labels, scores, attributes = make_cases(n=700, seed=12)
+    first = run(labels, scores, attributes, replicates=100, seed=4)
+    assert run(labels, scores, attributes, replicates=100, seed=4) == first
+    assert run(labels, scores, attributes, replicates=100, seed=5) != first
+
+
+def test_count_only_metrics_give_the_same_intervals_as_with_a_ranking_metric() -> None:
+    # Without a ranking metric, counts come from one matrix product for all groups; with one,
+    # from the ranking kernel: the two paths must agree to the last digit.
+    labels, scores, attributes = make_cases(n=900, seed=13)
+    counts = SubgroupSpec(metrics=("sensitivity", "ppv"), disparity_metrics=("sensitivity",))
+    ranked = SubgroupSpec(
+        metrics=("sensitivity", "ppv", "auroc"), disparity_metrics=("sensitivity",)
+    )
+    a_tables, a_disparities, a_gaps = run(labels, scores, attributes, spec=counts, replicates=80)
+    b_tables, b_disparities, b_gaps = run(labels, scores, attributes, spec=ranked, replicates=80)
+    for a, b in zip(a_tables, b_tables, strict=True):
+        for group_a, group_b in zip(a.groups, b.groups, strict=True):
+            for name in ("sensitivity", "ppv"):
+                assert getattr(group_a.metrics, name) == getattr(group_b.metrics, name)
+    assert a_disparities == b_disparities
+    assert a_gaps == b_gaps
+
+
+def test_other_metrics_get_intervals_through_the_full_population() -> None:
+    labels, scores, attributes = make_cases(n=600, seed=14)
+    spec = SubgroupSpec(attributes=("sex",), metrics=("brier", "auroc"))
+    tables, _, _ = run(labels, scores, attributes, spec=spec, replicates=50)
+    female = metrics_of(group_of(table_of(tables, "sex"), "sex=F"))
+    mask = attributes["sex"] == "F"
+    assert value(female.brier) == pytest.approx(
+        sk.brier_score_loss(labels[mask], scores[mask]), abs=1e-12
+    )
+    assert female.brier.lower is not None and female.brier.method == "bootstrap_percentile_case"
+
+
+def test_without_intervals_there_are_point_estimates_only() -> None:
+    labels, scores, attributes = make_cases(n=400, seed=15)
+    settings = EvaluationSettings.create(ci="none")
+    tables, disparities, gaps = run(labels, scores, attributes, settings=settings)
+    auroc = metrics_of(tables[0].groups[0]).auroc
+    assert auroc.method == "none" and auroc.lower is None and auroc.status == "ok"
+    assert all(d.value.method == "none" for d in disparities)
+    assert all(g.value.lower is None for g in gaps)
+
+
+def test_wilson_intervals_in_groups_and_bootstrap_for_disparities() -> None:
+    labels, scores, attributes = make_cases(n=400, seed=16)
+    settings = EvaluationSettings.create(ci="wilson")
+    tables, disparities, _ = run(labels, scores, attributes, settings=settings, replicates=50)
+    sensitivity = metrics_of(tables[0].groups[0]).sensitivity
+    assert sensitivity.method == "wilson" and sensitivity.lower is not None
+    assert {d.value.method for d in disparities} == {"bootstrap_percentile_case"}
+
+
+def test_logit_scores_and_their_threshold() -> None:
+    labels, scores, attributes = make_cases(n=500, seed=17)
+    logits = np.log(np.clip(scores, 1e-6, 1 - 1e-6) / np.clip(1 - scores, 1e-6, 1))
+    settings = EvaluationSettings.create(scores="logit", threshold=0.0)
+    tables, _, _ = run(labels, logits, attributes, settings=settings, replicates=20)
+    female = metrics_of(group_of(table_of(tables, "sex"), "sex=F"))
+    mask = attributes["sex"] == "F"
+    expected = sk.recall_score(labels[mask], logits[mask] >= 0.0)
+    assert value(female.sensitivity) == pytest.approx(expected, abs=1e-12)
+
+
+def test_unknown_and_identifier_like_attributes_are_refused() -> None:
+    labels, scores, attributes = make_cases(n=300, seed=18)
+    with pytest.raises(ValueError, match="attribute 'race' is not a column"):
+        run(labels, scores, attributes, spec=SubgroupSpec(attributes=("race",)))
+    attributes["accession"] = np.array([f"x{i}" for i in range(300)], dtype=object)
+    with pytest.raises(ValueError, match="'accession' has 300 distinct values"):
+        run(labels, scores, attributes, replicates=10)
+    with pytest.raises(ValueError, match="one value per case"):
+        run(labels, scores, {"sex": attributes["sex"][:10]})
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"metrics": ("auroc", "nonsense")},
+        {"disparity_metrics": ("auroc", "auroc")},
+        {"intersections": (("sex",),)},
+        {"intersections": (("age", "age_band"),)},
+        {"min_group_size": 0},
+    ],
+)
+def test_invalid_specs_are_refused(spec: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        SubgroupSpec(**spec)
+
+
+def test_results_fit_the_evaluation_result_and_round_trip_through_json() -> None:
+    labels, scores, attributes = make_cases(n=500, seed=19)
+    spec = SubgroupSpec(intersections=(("sex", "age"),))
+    tables, disparities, gaps = run(labels, scores, attributes, spec=spec, replicates=30)
+    result = EvaluationResult(
+        task="binary",
+        provenance=Provenance.capture(
+            seed=0, replicates=30, level=0.95, ci_method="bootstrap", bootstrap_unit="case"
+        ),
+        overall=binary_metrics(labels, scores, replicates=30),
+        subgroups=tables,
+        disparities=disparities,
+        fairness=gaps,
+    )
+    assert EvaluationResult.model_validate_json(result.model_dump_json()) == result
+    assert table_of(tables, "sex", "age_band").groups[0].label == "sex=F & age_band=18-40"
+
+
+@pytest.mark.parametrize("patients", [False, True])
+def test_overall_in_one_pass_equals_binary_metrics(patients: bool) -> None:
+    labels, scores, attributes = make_cases(n=700, seed=20)
+    ids = np.array([f"p{i // 3}" for i in range(700)]) if patients else None
+    overall, tables, disparities, gaps = evaluate_binary_with_subgroups(
+        labels,
+        scores,
+        attributes,
+        spec=SubgroupSpec(),
+        settings=SETTINGS,
+        patient_ids=ids,
+        replicates=120,
+        seed=2,
+    )
+    assert overall == binary_metrics(labels, scores, replicates=120, seed=2, groups=ids)
+    assert (tables, disparities, gaps) == run(
+        labels, scores, attributes, patient_ids=ids, replicates=120, seed=2
+    )
+
+
+def test_overall_with_the_spec_metrics_only() -> None:
+    labels, scores, attributes = make_cases(n=500, seed=21)
+    spec = SubgroupSpec(metrics=("auroc", "sensitivity"))
+    overall, _, _, _ = evaluate_binary_with_subgroups(
+        labels,
+        scores,
+        attributes,
+        spec=spec,
+        settings=SETTINGS,
+        replicates=100,
+        overall_metrics="spec",
+    )
+    full = binary_metrics(labels, scores, replicates=100)
+    assert overall.auroc == full.auroc and overall.sensitivity == full.sensitivity
+    assert overall.brier.method == "none" and overall.roc_curve == full.roc_curve
+
+
+def test_no_attribute_columns_give_no_tables() -> None:
+    labels, scores, _ = make_cases(n=100, seed=22)
+    assert run(labels, scores, {}, replicates=10) == ([], [], [])
