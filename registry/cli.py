@@ -882,6 +882,151 @@ def example_model(
     typer.echo(f"  assay submit MODEL_ID --artifact {model_path} --manifest {manifest_path}")
 
 
+# --- scoring a predictions file (local, no server) ---------------------------------------------
+
+
+class ScoreScale(StrEnum):
+    probability = "probability"
+    logit = "logit"
+
+
+class ResultView(StrEnum):
+    committee = "committee"
+    vendor = "vendor"
+
+
+@contextmanager
+def _scoring(json_output: bool) -> Iterator[None]:
+    """Runs `assay score`: bad input (file, policy, options) becomes a message and exit 2."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        _fail(
+            f"assay score needs the statistics libraries (pip install 'assay[server]'): {exc}",
+            code=EXIT_USAGE,
+            json_output=json_output,
+            error="server_not_installed",
+        )
+    except Exception as exc:
+        from validators.data.predictions import PredictionsInvalid
+        from validators.evaluate import EvaluationUnavailable
+        from validators.policy import PolicyInvalid
+
+        if isinstance(exc, PolicyInvalid):
+            _fail(
+                f"{exc.source} is not a valid policy: {len(exc.problems)} problem(s)",
+                code=EXIT_USAGE,
+                json_output=json_output,
+                error="policy_invalid",
+                problems=[p.model_dump() for p in exc.problems],
+            )
+        if isinstance(exc, PredictionsInvalid):
+            _fail(str(exc), code=EXIT_USAGE, json_output=json_output, error="predictions_invalid")
+        if isinstance(exc, EvaluationUnavailable):
+            _fail(str(exc), code=EXIT_USAGE, json_output=json_output, error="unavailable")
+        if isinstance(exc, ValueError):
+            # The statistics refuse unusable data with a ValueError that says what was expected.
+            _fail(str(exc), code=EXIT_USAGE, json_output=json_output, error="invalid_input")
+        raise
+
+
+def _read_predictions(path: Path, role: str) -> Any:
+    from validators.data.predictions import PredictionsInvalid, read_predictions
+
+    try:
+        return read_predictions(path)
+    except PredictionsInvalid as exc:
+        message = str(exc)
+        raise PredictionsInvalid(
+            message if str(path) in message else f"{role} {path}: {message}"
+        ) from exc
+
+
+@app.command()
+def score(
+    predictions: Annotated[
+        Path,
+        typer.Argument(
+            show_default=False,
+            help="Predictions CSV: case_id, patient_id, label and score (or label:<name> and "
+            "score:<name> per label), then attribute columns (sex, age, site...).",
+        ),
+    ],
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="POLICY.yaml",
+            show_default=False,
+            help="Evaluation policy (YAML or JSON). Without one: the default metrics, 95% "
+            "bootstrap intervals, every attribute column, and no verdict.",
+        ),
+    ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="BASELINE.csv",
+            show_default=False,
+            help="The same cases scored by the model being replaced (non_inferiority criteria).",
+        ),
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(show_default=False, help="Operating threshold; overrides the policy's."),
+    ] = None,
+    scores: Annotated[
+        ScoreScale | None,
+        typer.Option(show_default=False, help="Scale of the scores; overrides the policy's."),
+    ] = None,
+    view: Annotated[
+        ResultView,
+        typer.Option(help="committee: every number, small groups flagged; vendor: suppressed."),
+    ] = ResultView.committee,
+    json_output: JsonOption = False,
+) -> None:
+    """Evaluate a predictions file: metrics with CIs, subgroups, fairness and the policy verdict.
+
+    Exit codes: 0 evaluated (and the policy passed), 1 the policy failed, 2 bad input.
+    """
+    import warnings
+
+    status = _console(stderr=True).status("reading the predictions", spinner="dots")
+    with _scoring(json_output), status, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        from validators.evaluate import evaluate_predictions
+        from validators.policy import load_policy
+
+        loaded_policy = load_policy(policy) if policy is not None else None
+        table = _read_predictions(predictions, "predictions file")
+        reference = None
+        if baseline is not None:
+            status.update("reading the baseline")
+            reference = _read_predictions(baseline, "baseline file")
+        result = evaluate_predictions(
+            table,
+            policy=loaded_policy,
+            baseline=reference,
+            threshold=threshold,
+            scores=scores.value if scores is not None else None,
+            view=view.value,
+            on_progress=lambda step: status.update(step),
+        )
+    for warning in caught:
+        _warn(str(warning.message))
+    criteria = loaded_policy.criteria if loaded_policy is not None else []
+    if baseline is not None and not any(c.kind == "non_inferiority" for c in criteria):
+        _warn("no non_inferiority criterion reads the baseline, so it was only checked.")
+    if json_output:
+        _print_json(_dump(result))
+    else:
+        from validators.scorecard import render_scorecard
+
+        console = _console()
+        # Piped output has no terminal width; tables then keep a readable width of their own.
+        render_scorecard(result, console=console if console.is_terminal else _console(width=160))
+    if result.verdict is not None and not result.verdict.passed:
+        raise typer.Exit(EXIT_REFUSED)
+
+
 # --- entry point -------------------------------------------------------------------------------
 
 
