@@ -133,7 +133,7 @@ AVERAGED_METRIC_NAMES: tuple[str, ...] = tuple(AveragedMetrics.model_fields)
 """The `Estimate` fields of `AveragedMetrics` (macro and micro averages)."""
 
 BLOCK_ELEMENTS = 1 << 24
-"""Weights per block by default (R_block x N): 64 MiB of int32, a few times that in work arrays."""
+"""Weights per block by default (R_block x N): 16 MiB of int8, a few times that in work arrays."""
 
 _EXACT_FLOAT32 = 1 << 24
 
@@ -215,17 +215,24 @@ class BootstrapPlan:
     def weights(self, start: int, stop: int) -> NDArray[np.signedinteger[Any]]:
         """Return the `[stop - start, n_cases]` resampling counts of replicates start..stop-1.
 
-        The dtype is int32 (int64 if a row's total could reach 2^31), as the kernels expect.
+        The counts are stored as int8 (a case is drawn more than 127 times in one replicate
+        only with vanishing probability; the block is widened to `dtype` if it happens): the
+        kernels' gathers move a quarter of the bytes, and they accumulate in int32, exactly
+        (`validators.metrics`). Otherwise the dtype is `dtype`: int32, or int64 if a row's
+        total could reach 2^31.
         """
         if not 0 <= start <= stop <= self.replicates:
             raise ValueError(f"replicates {start}..{stop} are outside 0..{self.replicates}")
-        out = np.empty((stop - start, self.n_cases), dtype=self.dtype)
+        compact = self.n_cases * int(np.iinfo(np.int8).max) < 2**31
+        out = np.empty((stop - start, self.n_cases), dtype=np.int8 if compact else self.dtype)
         for row, replicate in enumerate(range(start, stop)):
             stream = np.random.SeedSequence(self.seed, spawn_key=(replicate,))
             draws = np.random.Generator(np.random.PCG64(stream)).integers(
                 0, self.n_units, size=self.n_units
             )
             counts = np.bincount(draws, minlength=self.n_units)
+            if out.dtype == np.int8 and int(counts.max()) > np.iinfo(np.int8).max:
+                out = out.astype(self.dtype)
             out[row] = counts if self.clusters is None else counts[self.clusters]
         return out
 

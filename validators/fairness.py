@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import pairwise, product
 from typing import Any, Literal, TypeVar
@@ -489,8 +489,41 @@ class _Job:
         return self.lean and not self.names & RANKING_METRICS
 
 
+class _WeightStream:
+    """The plan's weight blocks, drawn in order on a thread of their own, `ahead` blocks ahead.
+
+    Started as soon as the plan exists, the drawing overlaps the work that does not use the
+    weights (attribute columns, populations, point estimates) as well as the kernels.
+    """
+
+    def __init__(self, plan: BootstrapPlan, *, ahead: int = 2) -> None:
+        self.plan = plan
+        self.starts = list(range(0, plan.replicates, plan.block_size))
+        self._drawer = ThreadPoolExecutor(max_workers=1)
+        self._pending = [self._submit(start) for start in self.starts[:ahead]]
+        self._next = len(self._pending)
+
+    def _submit(self, start: int) -> Future[NDArray[Any]]:
+        stop = min(start + self.plan.block_size, self.plan.replicates)
+        return self._drawer.submit(self.plan.weights, start, stop)
+
+    def __iter__(self) -> Iterator[tuple[int, int, NDArray[Any]]]:
+        """Yield (start, stop, weights) for each block in turn."""
+        for start in self.starts:
+            weights = self._pending.pop(0).result()
+            if self._next < len(self.starts):
+                self._pending.append(self._submit(self.starts[self._next]))
+                self._next += 1
+            yield start, start + weights.shape[0], weights
+
+    def close(self) -> None:
+        for future in self._pending:
+            future.cancel()
+        self._drawer.shutdown(wait=True)
+
+
 def _collect(
-    plan: BootstrapPlan,
+    stream: _WeightStream,
     populations: Sequence[BinaryPopulation],
     jobs: Sequence[_Job],
     *,
@@ -499,35 +532,26 @@ def _collect(
     pool: ThreadPoolExecutor,
 ) -> list[dict[str, FloatArray]]:
     """Return, per population, each asked metric and rate in every replicate (NaN: undefined)."""
+    plan = stream.plan
     tables = [{key: np.empty(plan.replicates) for key in job.keys} for job in jobs]
     by_matrix = [k for k, job in enumerate(jobs) if job.by_matrix]
     masks = np.zeros((len(by_matrix), plan.n_cases), dtype=bool)
     for row, k in enumerate(by_matrix):
         masks[row, populations[k].index] = True
-    starts = list(range(0, plan.replicates, plan.block_size))
-    # The next block's weights are drawn on their own thread while this block's kernels run.
-    with ThreadPoolExecutor(max_workers=1) as drawer:
-        upcoming = drawer.submit(plan.weights, 0, min(plan.block_size, plan.replicates))
-        for number, start in enumerate(starts):
-            stop = min(start + plan.block_size, plan.replicates)
-            weights = upcoming.result()
-            if number + 1 < len(starts):
-                following = starts[number + 1]
-                upcoming = drawer.submit(
-                    plan.weights, following, min(following + plan.block_size, plan.replicates)
-                )
-            counts: list[ConfusionCountsBatch | None] = [None] * len(populations)
-            if by_matrix:
-                shared = grouped_confusion_counts_batch(weights, labels, predicted, masks)
-                for k, batch in zip(by_matrix, shared, strict=True):
-                    counts[k] = batch
-            work = [
-                (tables[k], populations[k], weights, counts[k], start, stop, jobs[k])
-                for k in range(len(populations))
-            ]
-            # The slowest (full) populations first, so that none is left running alone.
-            work.sort(key=lambda item: item[6].lean)
-            list(pool.map(lambda item: _fill(*item), work))
+    # The next blocks' weights are being drawn on their own thread while this block's run.
+    for start, stop, weights in stream:
+        counts: list[ConfusionCountsBatch | None] = [None] * len(populations)
+        if by_matrix:
+            shared = grouped_confusion_counts_batch(weights, labels, predicted, masks)
+            for k, batch in zip(by_matrix, shared, strict=True):
+                counts[k] = batch
+        work = [
+            (tables[k], populations[k], weights, counts[k], start, stop, jobs[k])
+            for k in range(len(populations))
+        ]
+        # The slowest (full) populations first, so that none is left running alone.
+        work.sort(key=lambda item: item[6].lean)
+        list(pool.map(lambda item: _fill(*item), work))
     return tables
 
 
@@ -971,7 +995,6 @@ def _evaluate(
     labels, raw = validate_binary(y_true, y_score)
     n_total = labels.shape[0]
     probabilities = probabilities_from(raw, settings.scores)
-    columns = _columns(attributes, n_total, spec)
     if patient_ids is not None and np.asarray(patient_ids).shape != (n_total,):
         raise ValueError(
             f"patient_ids has shape {np.asarray(patient_ids).shape}; expected one id per case "
@@ -984,24 +1007,58 @@ def _evaluate(
     # result's, and every gather in the kernels runs over increasing columns.
     order = np.argsort(raw, kind="stable")
     labels, raw, probabilities = labels[order], raw[order], probabilities[order]
-    columns = {
-        name: _Attribute(name=c.name, codes=c.codes[order], levels=c.levels)
-        for name, c in columns.items()
-    }
     patients = None if patient_ids is None else np.asarray(patient_ids)[order]
     clusters, n_clusters = (None, n_total) if patients is None else cluster_index(patients, n_total)
-
-    tables = _tables(columns, spec)
     bootstrap = settings.needs_bootstrap and replicates > 0
     plan = (
         BootstrapPlan.create(n_total, replicates=replicates, seed=seed, groups=patients)
         if bootstrap
         else None
     )
+    stream = None if plan is None else _WeightStream(plan)
+    try:
+        columns = _columns(attributes, n_total, spec)
+        return _evaluate_sorted(
+            labels,
+            raw,
+            probabilities,
+            {
+                name: _Attribute(name=c.name, codes=c.codes[order], levels=c.levels)
+                for name, c in columns.items()
+            },
+            spec=spec,
+            settings=settings,
+            clusters=clusters,
+            n_clusters=n_clusters,
+            stream=stream,
+            overall=overall,
+        )
+    finally:
+        if stream is not None:
+            stream.close()
+
+
+def _evaluate_sorted(
+    labels: BoolArray,
+    raw: FloatArray,
+    probabilities: FloatArray,
+    columns: Mapping[str, _Attribute],
+    *,
+    spec: SubgroupSpec,
+    settings: EvaluationSettings,
+    clusters: IntArray | None,
+    n_clusters: int,
+    stream: _WeightStream | None,
+    overall: OverallMetrics | None,
+) -> tuple[BinaryMetrics | None, list[SubgroupTable], list[Disparity], list[FairnessGap]]:
+    """`_evaluate` once the cases are in score order and the weights are being drawn."""
+    n_total = labels.shape[0]
+    tables = _tables(columns, spec)
+    bootstrap = stream is not None
     context = _Context(
         settings=settings,
         spec=spec,
-        unit="case" if patients is None else "patient",
+        unit="case" if clusters is None else "patient",
         bootstrap=bootstrap,
         clusters=clusters,
         n_units=n_clusters,
@@ -1032,10 +1089,10 @@ def _evaluate(
         built = _map(pool, build, members)
         populations = [population for population, _ in built]
         replicate_tables: list[dict[str, FloatArray] | None] = [None] * len(populations)
-        if plan is not None:
+        if stream is not None:
             replicate_tables = [
                 *_collect(
-                    plan,
+                    stream,
                     populations,
                     jobs,
                     labels=labels,
@@ -1110,7 +1167,7 @@ def _evaluate(
     overall_metrics = None
     if overall is not None:
         population, point = built[0]
-        n_patients = None if patients is None else n_clusters
+        n_patients = None if clusters is None else n_clusters
         if overall == "all":
             overall_estimates = population.estimates(
                 point,

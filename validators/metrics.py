@@ -572,10 +572,14 @@ def _accumulator(weights: NDArray[Any]) -> type[np.generic]:
 
     int32 weights stay int32: their row sums must stay below 2^31, which `BootstrapPlan`
     guarantees (it switches to int64 weights otherwise); cumulative sums in int32 are exact and
-    several times faster than in float. Other integers accumulate in int64, floats in float64.
+    several times faster than in float. int8 and int16 weights accumulate in int32 while no row
+    can reach 2^31 (`N x max` below it). Other integers accumulate in int64, floats in float64.
     """
     if weights.dtype == np.int32:
         return np.int32
+    if weights.dtype in (np.int8, np.int16, np.uint8, np.uint16):
+        bound = weights.shape[-1] * int(np.iinfo(weights.dtype).max)
+        return np.int32 if bound < 2**31 else np.int64
     if np.issubdtype(weights.dtype, np.integer):
         return np.int64
     return np.float64

@@ -60,11 +60,30 @@ def test_plan_weights_are_reproducible_and_independent_of_block_size() -> None:
 def test_case_bootstrap_draws_n_cases_per_replicate() -> None:
     plan = b.BootstrapPlan.create(300, replicates=40, seed=1)
     weights = plan.weights(0, 40)
-    assert weights.dtype == np.int32
+    assert weights.dtype == np.int8  # compact; the kernels accumulate in int32
     assert plan.unit == "case"
     np.testing.assert_array_equal(weights.sum(axis=1), 300)
     # About 1 - 1/e of the cases appear in a replicate.
     assert np.mean(weights > 0) == pytest.approx(1 - math.exp(-1), abs=0.03)
+
+
+def test_a_block_with_a_count_beyond_int8_is_widened(monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = b.BootstrapPlan.create(300, replicates=6, seed=1)
+    expected = plan.weights(0, 6).astype(np.int64)
+    expected[3, 0] = 200  # a case drawn 200 times in replicate 3: impossible to seed for, so forged
+    real_bincount = np.bincount
+    calls = iter(range(6))
+
+    def forged(draws: np.ndarray, minlength: int = 0) -> np.ndarray:
+        counts = real_bincount(draws, minlength=minlength)
+        if next(calls) == 3:
+            counts[0] = 200
+        return counts
+
+    monkeypatch.setattr(b.np, "bincount", forged)
+    weights = plan.weights(0, 6)
+    assert weights.dtype == plan.dtype == np.int32
+    np.testing.assert_array_equal(weights, expected)
 
 
 def test_cluster_bootstrap_moves_all_images_of_a_patient_together() -> None:
