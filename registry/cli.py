@@ -1027,6 +1027,43 @@ def score(
         raise typer.Exit(EXIT_REFUSED)
 
 
+@app.command("example-predictions")
+def example_predictions(
+    out: Annotated[Path, typer.Option(file_okay=False, help="Directory to write into.")],
+    cases: Annotated[int, typer.Option(min=1, help="Number of cases (images).")] = 2000,
+    patients: Annotated[
+        int, typer.Option(min=1, help="Number of patients (at most the number of cases).")
+    ] = 800,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the synthetic data.")] = 0,
+    json_output: JsonOption = False,
+) -> None:
+    """Write a synthetic predictions file and a baseline on the same cases, to try `assay score`."""
+    with _scoring(json_output):
+        from validators.data.synthetic import write_example_predictions
+
+        files = write_example_predictions(Path(out), n_cases=cases, n_patients=patients, seed=seed)
+    if json_output:
+        _print_json(
+            {
+                "predictions": str(files.predictions),
+                "baseline": str(files.baseline),
+                "cases": files.n_cases,
+                "patients": files.n_patients,
+            }
+        )
+        return
+    typer.echo(
+        f"Wrote {files.n_cases:,} synthetic cases of {files.n_patients:,} patients "
+        f"to {files.predictions}"
+    )
+    typer.echo(f"  and the deployed model's scores on the same cases to {files.baseline}")
+    typer.echo("Score them with:")
+    typer.echo(
+        f"  assay score {files.predictions} --baseline {files.baseline} "
+        "--policy policies/example-binary.yaml"
+    )
+
+
 # --- entry point -------------------------------------------------------------------------------
 
 

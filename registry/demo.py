@@ -1,4 +1,4 @@
-"""The end-to-end demo behind `make demo`: a real server, a vendor, a submission, a refusal.
+"""The end-to-end demo behind `make demo`: a server, a vendor, a submission, a refusal, a score.
 
 Every step runs the real `assay` command against a real server on the embedded default
 (SQLite and local disk in a fresh ASSAY_HOME), and prints the command before its output, so
@@ -23,6 +23,9 @@ from typing import Any
 import httpx
 
 MARKER = ".assay-demo-home"
+
+
+EXAMPLE_POLICY = Path(__file__).resolve().parents[1] / "policies" / "example-binary.yaml"
 
 
 def _free_port(preferred: int) -> int:
@@ -174,6 +177,14 @@ def main(argv: list[str] | None = None) -> int:
         _banner("7. The audit chain verifies")
         demo.run("audit", "verify")
         demo.run("audit", "list", token=admin)
+
+        _banner("8. The hospital scores a product's outputs locally (no server, model or images)")
+        hospital = home / "hospital-workspace"
+        demo.run("example-predictions", "--out", str(hospital))
+        demo.run(
+            "score", str(hospital / "predictions.csv"), "--baseline",
+            str(hospital / "baseline.csv"), "--policy", str(EXAMPLE_POLICY),
+        )  # fmt: skip
 
         if args.no_serve:
             _banner("Done (--no-serve): stopping the server")

@@ -248,3 +248,55 @@ def test_the_complete_example_in_the_docs_is_what_the_code_prints(tmp_path: Path
         ours["provenance"].pop(key)
         theirs["provenance"].pop(key)
     _close(ours, theirs)
+
+
+def test_example_predictions_then_score_with_the_baseline(tmp_path: Path) -> None:
+    written = CliRunner().invoke(
+        app, ["example-predictions", "--out", str(tmp_path), "--cases", "900", "--patients", "400"]
+    )
+    assert written.exit_code == 0, written.output
+    assert "Wrote 900 synthetic cases of 400 patients" in written.stdout
+    assert f"assay score {tmp_path / 'predictions.csv'} --baseline" in written.stdout
+    policy = write_policy(
+        tmp_path / "p.json",
+        {"kind": "non_inferiority", "metric": "auroc", "margin": 0.05},
+    )
+    result = run(
+        str(tmp_path / "predictions.csv"),
+        "--baseline",
+        str(tmp_path / "baseline.csv"),
+        "--policy",
+        str(policy),
+    )
+    assert result.exit_code == 0, result.output
+    assert "Verdict: PASSED" in result.stdout
+
+
+def test_example_predictions_json_and_bad_sizes(tmp_path: Path) -> None:
+    written = CliRunner().invoke(
+        app, ["example-predictions", "--out", str(tmp_path), "--cases", "50", "--json"]
+    )
+    assert written.exit_code == 2, written.output  # 800 patients cannot fit in 50 cases
+    assert "n_patients must be between 1 and n_cases (50)" in written.output
+    assert not (tmp_path / "predictions.csv").exists()
+    written = CliRunner().invoke(
+        app,
+        [
+            "example-predictions",
+            "--out",
+            str(tmp_path),
+            "--cases",
+            "50",
+            "--patients",
+            "20",
+            "--json",
+        ],
+    )
+    assert written.exit_code == 0, written.output
+    document = json.loads(written.stdout)
+    assert document == {
+        "predictions": str(tmp_path / "predictions.csv"),
+        "baseline": str(tmp_path / "baseline.csv"),
+        "cases": 50,
+        "patients": 20,
+    }

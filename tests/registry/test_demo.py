@@ -25,6 +25,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "sha256:" in out
     assert "pickle" in out and "marker file created: False" in out
     assert "Audit chain intact" in out
+    assert "Verdict: PASSED" in out  # the example predictions under the example policy
+    assert "auroc-non-inferior" in out
     assert not (home / "PWNED-if-this-exists").exists()
 
 
