@@ -787,59 +787,65 @@ class BinaryPopulation:
             method = s.method_for(name)
             if value.value is None:
                 n = n_units if method == "bootstrap" else self.n_cases
-                out[name] = _estimate(
-                    value, None, s.level, n, self.n_cases, _stored_method(method, unit), None
+                out[name] = make_estimate(
+                    value,
+                    None,
+                    level=s.level,
+                    n=n,
+                    n_cases=self.n_cases,
+                    method=_stored_method(method, unit),
                 )
             elif method == "wilson":
                 successes_key, denominator_keys = _WILSON_COUNTS[name]
                 interval = wilson_interval(
                     counts[successes_key], sum(counts[k] for k in denominator_keys), s.level
                 )
-                out[name] = _estimate(
+                out[name] = make_estimate(
                     value,
                     interval,
-                    s.level,
-                    self.n_cases,
-                    self.n_cases,
-                    "wilson",
-                    _independence_note(clustered),
+                    level=s.level,
+                    n=self.n_cases,
+                    n_cases=self.n_cases,
+                    method="wilson",
+                    note=_independence_note(clustered),
                 )
             elif method == "delong":
                 delong = delong_interval(self.labels, self.scores, s.level)
                 interval = Interval(delong.lower, delong.upper, 0, delong.reason)
-                out[name] = _estimate(
+                out[name] = make_estimate(
                     value,
                     interval,
-                    s.level,
-                    self.n_cases,
-                    self.n_cases,
-                    "delong",
-                    _independence_note(clustered),
+                    level=s.level,
+                    n=self.n_cases,
+                    n_cases=self.n_cases,
+                    method="delong",
+                    note=_independence_note(clustered),
                 )
             elif method == "bootstrap" and replicates is not None:
                 interval = percentile_interval(
                     replicates[name], s.level, max_undefined_fraction=s.max_undefined_fraction
                 )
-                out[name] = _estimate(
+                out[name] = make_estimate(
                     value,
                     interval,
-                    s.level,
-                    n_units,
-                    self.n_cases,
-                    method_name("bootstrap", unit),
-                    None,
+                    level=s.level,
+                    n=n_units,
+                    n_cases=self.n_cases,
+                    method=method_name("bootstrap", unit),
                 )
             else:
-                out[name] = _estimate(
-                    value, None, s.level, self.n_cases, self.n_cases, "none", None
+                out[name] = make_estimate(
+                    value, None, level=s.level, n=self.n_cases, n_cases=self.n_cases, method="none"
                 )
         return out
 
-    def result(self, estimates: dict[str, Estimate], *, n_patients: int | None) -> BinaryMetrics:
-        """Return the typed metrics of this population, with its curves."""
+    def result(
+        self, estimates: dict[str, Estimate], *, n_patients: int | None, curves: bool = True
+    ) -> BinaryMetrics:
+        """Return the typed metrics of this population, with its curves unless `curves` is False."""
         s = self.settings
         positives = int(self.labels.sum())
-        empty = self.n_cases == 0
+        empty = self.n_cases == 0 or not curves
         return BinaryMetrics(
             scores=s.scores,
             threshold=s.threshold,
@@ -882,15 +888,17 @@ def _independence_note(clustered: bool) -> str | None:
     return "this interval treats cases as independent although patients contribute several"
 
 
-def _estimate(
+def make_estimate(
     value: MetricValue,
     interval: Interval | None,
+    *,
     level: float,
     n: int,
     n_cases: int,
     method: str,
-    note: str | None,
+    note: str | None = None,
 ) -> Estimate:
+    """Return an Estimate; ok only when both the value and its requested interval exist."""
     if value.value is None:
         return Estimate.undefined(
             value.reason or "undefined", n=n, n_cases=n_cases, level=level, method=method
@@ -1131,7 +1139,9 @@ def evaluate_multilabel(
                 if replicate_values is not None
                 else None
             )
-            out[name] = _estimate(value, interval, settings.level, n_units, n_cases, method, None)
+            out[name] = make_estimate(
+                value, interval, level=settings.level, n=n_units, n_cases=n_cases, method=method
+            )
         return AveragedMetrics(**out)
 
     macro: dict[str, tuple[MetricValue, FloatArray | None]] = {}

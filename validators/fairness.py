@@ -42,6 +42,7 @@ from validators.bootstrap import (
     cluster_index,
     delong_interval,
     grouped_confusion_counts_batch,
+    make_estimate,
     method_name,
     percentile_interval,
     probabilities_from,
@@ -579,45 +580,6 @@ def _fill(
 # --------------------------------------------------------------------------------------------
 
 
-def _estimate(
-    value: MetricValue,
-    interval: Interval | None,
-    *,
-    level: float,
-    n: int,
-    n_cases: int,
-    method: str,
-    note: str | None = None,
-) -> Estimate:
-    """Return an Estimate; ok only when both the value and its requested interval exist."""
-    if value.value is None:
-        return Estimate.undefined(
-            value.reason or "undefined", n=n, n_cases=n_cases, level=level, method=method
-        )
-    if interval is None:
-        return Estimate.ok(value.value, level=level, n=n, n_cases=n_cases, method=method, note=note)
-    if interval.lower is None or interval.upper is None:
-        return Estimate.undefined(
-            interval.reason or "no interval",
-            n=n,
-            n_cases=n_cases,
-            level=level,
-            method=method,
-            replicates_undefined=interval.replicates_undefined,
-        )
-    return Estimate.ok(
-        value.value,
-        lower=interval.lower,
-        upper=interval.upper,
-        level=level,
-        n=n,
-        n_cases=n_cases,
-        method=method,
-        replicates_undefined=interval.replicates_undefined,
-        note=note,
-    )
-
-
 @dataclass(frozen=True)
 class _Context:
     settings: EvaluationSettings
@@ -685,17 +647,17 @@ def _estimates(
             interval: Interval | None = wilson_interval(
                 counts[successes], sum(counts[k] for k in denominator), s.level
             )
-            estimates[name] = _estimate(
+            estimates[name] = make_estimate(
                 value, interval, level=s.level, n=n_cases, n_cases=n_cases, method=method, note=note
             )
         elif method == "delong" and value.value is not None:
             delong = delong_interval(population.labels, population.scores, s.level)
             interval = Interval(delong.lower, delong.upper, 0, delong.reason)
-            estimates[name] = _estimate(
+            estimates[name] = make_estimate(
                 value, interval, level=s.level, n=n_cases, n_cases=n_cases, method=method, note=note
             )
         elif method == "bootstrap" and context.bootstrap and replicates is not None:
-            estimates[name] = _estimate(
+            estimates[name] = make_estimate(
                 value,
                 context.interval(replicates[name]),
                 level=s.level,
@@ -705,34 +667,10 @@ def _estimates(
             )
         else:
             plain = "none" if method in ("none", "bootstrap") else method
-            estimates[name] = _estimate(
+            estimates[name] = make_estimate(
                 value, None, level=s.level, n=n_cases, n_cases=n_cases, method=plain
             )
     return estimates
-
-
-def _group_metrics(
-    population: BinaryPopulation, estimates: dict[str, Estimate], *, n_patients: int | None
-) -> BinaryMetrics:
-    """Return a group's `BinaryMetrics`, without curves (they are the overall's to plot)."""
-    s = population.settings
-    positives = int(population.labels.sum())
-    return BinaryMetrics(
-        scores=s.scores,
-        threshold=s.threshold,
-        target_specificity=s.target_specificity,
-        target_sensitivity=s.target_sensitivity,
-        calibration_bins=s.n_bins,
-        n_cases=population.n_cases,
-        n_patients=n_patients,
-        n_positive=positives,
-        n_negative=population.n_cases - positives,
-        roc_curve=None,
-        calibration_curve=None,
-        calibration_curve_equal_mass=None,
-        decision_curve=None,
-        **estimates,
-    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -783,7 +721,7 @@ def _disparities(
                     if side.replicates is not None and reference.replicates is not None:
                         a, b = side.replicates[metric], reference.replicates[metric]
                         replicates = a - b if kind == "difference" else safe_divide_array(a, b)
-                estimate = _estimate(
+                estimate = make_estimate(
                     value,
                     context.interval(replicates),
                     level=context.level,
@@ -862,7 +800,7 @@ def _gaps(table: _Table, sides: Mapping[int, _Side], context: _Context) -> list[
             replicates = (
                 np.maximum.reduce(replicate_parts) if len(replicate_parts) == len(parts) else None
             )
-        estimate = _estimate(
+        estimate = make_estimate(
             value,
             context.interval(replicates),
             level=context.level,
@@ -1152,7 +1090,7 @@ def _evaluate_sorted(
                     insufficient_n=group.n_cases < spec.min_group_size,
                     n_cases=group.n_cases,
                     n_patients=n_patients,
-                    metrics=_group_metrics(population, estimates, n_patients=n_patients),
+                    metrics=population.result(estimates, n_patients=n_patients, curves=False),
                 )
             )
         results.append(SubgroupTable(attributes=list(table.attributes), groups=groups))
