@@ -8,16 +8,16 @@ policy (`validators.policy.load_policy`). The steps:
    overrides applied and re-validated; its task must be the predictions' task;
 2. the overall metrics (`binary_metrics` / `multilabel_metrics`) with the policy's interval
    settings, resampling patients when a patient_id holds several images (`ci.unit: auto`);
-3. subgroups, disparities and fairness gaps (`validators.fairness`) for a binary task, from the
-   same seed and replicates, so the overall result and the groups see the same resamples;
+3. subgroups, disparities and fairness gaps (`validators.fairness`), from the same seed and
+   replicates, so the overall result and the groups see the same resamples (for a multilabel
+   task, per label: see `_multilabel_subgroups`);
 4. with a baseline: the paired comparisons the policy's non-inferiority criteria ask for;
 5. the verdict (`validators.policy.evaluate_policy`) on the committee view, then, for
    `view="vendor"`, small-cell suppression (`validators.suppression.vendor_view`).
 
-Multilabel tasks get overall metrics per label with macro and micro averages, and no subgroups:
-the subgroup engine is binary, and a per-label table would need a label the result's subgroup
-tables cannot carry. A multilabel policy therefore cannot hold subgroup criteria (refused when
-the policy is read).
+Multilabel tasks get overall metrics per label with macro and micro averages; their groups hold
+multilabel metrics, and their disparities and fairness gaps carry the label they are of, which
+a multilabel policy's subgroup criteria name.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from validators.results import (
     Estimate,
     EvaluationResult,
     FairnessGap,
+    MultilabelMetrics,
     Provenance,
     SubgroupTable,
 )
@@ -292,6 +293,8 @@ def _subgroups(
     columns = _grouping_columns(predictions, spec)
     if not columns and not spec.attributes and not spec.intersections:
         return [], [], []
+    if predictions.task == "multilabel":
+        return _multilabel_subgroups(predictions, policy, groups, spec, columns)
     return evaluate_subgroups(
         predictions.y_true,
         predictions.y_score,
@@ -302,6 +305,78 @@ def _subgroups(
         replicates=policy.ci.replicates,
         seed=policy.ci.seed,
     )
+
+
+def _without_curves(metrics: MultilabelMetrics) -> MultilabelMetrics:
+    """Return multilabel metrics without the per-label curves (a group's are not plotted)."""
+    curves = {
+        "roc_curve": None,
+        "calibration_curve": None,
+        "calibration_curve_equal_mass": None,
+        "decision_curve": None,
+    }
+    per_label = [
+        entry.model_copy(update={"metrics": entry.metrics.model_copy(update=curves)})
+        for entry in metrics.per_label
+    ]
+    return metrics.model_copy(update={"per_label": per_label})
+
+
+def _multilabel_subgroups(
+    predictions: Predictions,
+    policy: Policy,
+    groups: NDArray[np.str_] | None,
+    spec: SubgroupSpec,
+    columns: Mapping[str, NDArray[np.object_]],
+) -> tuple[list[SubgroupTable], list[Disparity], list[FairnessGap]]:
+    """Subgroups of a multilabel task: every label's, and each group's multilabel metrics.
+
+    Each label runs through the binary subgroup engine, which gives that label's disparities
+    and fairness gaps (paired with its overall metrics). Each group's metrics are the
+    multilabel metrics of its cases (every label, macro and micro, from one bootstrap of the
+    group), so that a group reads like the overall.
+    """
+    from validators.fairness import evaluate_subgroups, group_members
+    from validators.metrics import multilabel_metrics
+
+    tables: list[SubgroupTable] = []
+    disparities: list[Disparity] = []
+    gaps: list[FairnessGap] = []
+    for k, label in enumerate(predictions.labels):
+        label_tables, label_disparities, label_gaps = evaluate_subgroups(
+            predictions.y_true[:, k],
+            predictions.y_score[:, k],
+            columns,
+            spec=spec,
+            settings=settings_for(policy, label),
+            patient_ids=groups,
+            replicates=policy.ci.replicates,
+            seed=policy.ci.seed,
+        )
+        if k == 0:
+            tables = label_tables
+        disparities += [d.model_copy(update={"label": label}) for d in label_disparities]
+        gaps += [g.model_copy(update={"label": label}) for g in label_gaps]
+    members = group_members(columns, predictions.n_cases, spec)
+    common = _metric_settings(policy)
+    merged = []
+    for table, indices in zip(tables, members, strict=True):
+        rows = []
+        for group, index in zip(table.groups, indices, strict=True):
+            if group.metrics is None or index.shape[0] == 0:
+                rows.append(group)
+                continue
+            metrics = multilabel_metrics(
+                predictions.y_true[index],
+                predictions.y_score[index],
+                list(predictions.labels),
+                thresholds=[policy.threshold_for(label) for label in predictions.labels],
+                groups=None if groups is None else groups[index],
+                **common,
+            )
+            rows.append(group.model_copy(update={"metrics": _without_curves(metrics)}))
+        merged.append(table.model_copy(update={"groups": rows}))
+    return merged, disparities, gaps
 
 
 # --------------------------------------------------------------------------------------------
@@ -582,10 +657,9 @@ def compare_with_baseline(
 # --------------------------------------------------------------------------------------------
 
 
-def _overall(predictions: Predictions, policy: Policy, groups: NDArray[np.str_] | None) -> Any:
-    from validators.metrics import binary_metrics, multilabel_metrics
-
-    common: Mapping[str, Any] = {
+def _metric_settings(policy: Policy) -> dict[str, Any]:
+    """Return the keyword arguments of `binary_metrics` / `multilabel_metrics` under a policy."""
+    return {
         "scores": policy.scores,
         "target_specificity": policy.target_specificity,
         "target_sensitivity": policy.target_sensitivity,
@@ -593,9 +667,14 @@ def _overall(predictions: Predictions, policy: Policy, groups: NDArray[np.str_] 
         "replicates": policy.ci.replicates,
         "level": policy.ci.level,
         "seed": policy.ci.seed,
-        "groups": groups,
         "n_bins": policy.calibration_bins,
     }
+
+
+def _overall(predictions: Predictions, policy: Policy, groups: NDArray[np.str_] | None) -> Any:
+    from validators.metrics import binary_metrics, multilabel_metrics
+
+    common: Mapping[str, Any] = {**_metric_settings(policy), "groups": groups}
     if predictions.task == "binary":
         return binary_metrics(
             predictions.y_true,
@@ -654,9 +733,8 @@ def evaluate_predictions(
     progress(f"overall metrics ({predictions.n_cases:,} cases, {replicates:,} replicates)")
     overall = _overall(predictions, effective, groups)
     subgroups: tuple[list[SubgroupTable], list[Disparity], list[FairnessGap]] = ([], [], [])
-    if predictions.task == "binary":
-        progress("subgroups and fairness")
-        subgroups = _subgroups(predictions, effective, groups)
+    progress("subgroups and fairness")
+    subgroups = _subgroups(predictions, effective, groups)
     comparisons: list[BaselineComparison] | None = None
     if aligned is not None:
         progress("comparison with the baseline")

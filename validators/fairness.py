@@ -385,6 +385,20 @@ def _tables(attributes: Mapping[str, _Attribute], spec: SubgroupSpec) -> list[_T
     return tables
 
 
+def group_members(
+    attributes: Mapping[str, NDArray[Any]], n_cases: int, spec: SubgroupSpec
+) -> list[list[IntArray]]:
+    """Return the cases (increasing indices into the input) of every group, table by table.
+
+    The tables and groups are those `evaluate_subgroups` returns for the same attributes and
+    spec, in the same order (empty groups have no cases).
+    """
+    return [
+        [group.index for group in table.groups]
+        for table in _tables(_columns(attributes, n_cases, spec), spec)
+    ]
+
+
 def fairness_participants(
     groups: Iterable[GroupResult], *, min_group_size: int
 ) -> list[GroupResult]:

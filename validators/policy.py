@@ -339,6 +339,10 @@ class SubgroupMetricCriterion(_CriterionBase):
 
     kind: Literal["subgroup_metric"]
     metric: BinaryMetricName
+    label: str | None = Field(
+        default=None,
+        description="Multilabel only: a label name, or macro / micro for the averages.",
+    )
     attributes: list[TableSelector] = Field(
         default_factory=list, description="Tables to check; empty means every table."
     )
@@ -357,6 +361,7 @@ class DisparityCriterion(_Bounds, _CriterionBase):
 
     kind: Literal["disparity"]
     metric: BinaryMetricName
+    label: str | None = Field(default=None, description="Multilabel only: a label name.")
     measure: Literal["difference", "ratio"] = Field(
         default="difference", description="group - reference, or group / reference."
     )
@@ -378,6 +383,7 @@ class FairnessGapCriterion(_CriterionBase):
 
     kind: Literal["fairness_gap"]
     name: FairnessGapName
+    label: str | None = Field(default=None, description="Multilabel only: a label name.")
     attributes: list[TableSelector] = Field(default_factory=list)
     on: Side = "estimate"
     max: float = Field(ge=0.0)
@@ -445,7 +451,6 @@ _CRITERION_KINDS = frozenset(
         "non_inferiority",
     }
 )
-_SUBGROUP_KINDS = frozenset({"subgroup_metric", "disparity", "fairness_gap"})
 
 Threshold = (
     Annotated[float, Field(description="One operating threshold.")]
@@ -539,14 +544,6 @@ def _cross_field_problems(
         if criterion is None or task is None:
             continue
         kind = str(getattr(criterion, "kind", ""))
-        if task == "multilabel" and kind in _SUBGROUP_KINDS:
-            problems.append(
-                (
-                    ("criteria", index, "kind"),
-                    f"{kind} criteria need a binary task: subgroups are computed for binary "
-                    "tasks only",
-                )
-            )
         if not hasattr(criterion, "label"):
             continue
         label = getattr(criterion, "label", None)
@@ -568,6 +565,14 @@ def _cross_field_problems(
                     (
                         ("criteria", index, "label"),
                         "non-inferiority compares one label; name it instead of macro or micro",
+                    )
+                )
+            elif kind in ("disparity", "fairness_gap"):
+                problems.append(
+                    (
+                        ("criteria", index, "label"),
+                        f"{kind} criteria judge one label's groups (disparities and fairness "
+                        "gaps are per label); name it instead of macro or micro",
                     )
                 )
             elif metric not in _AVERAGED_METRICS:
@@ -1194,10 +1199,24 @@ def _small_reason(min_group_size: int) -> str:
     return f"fewer than {min_group_size} cases"
 
 
+def _group_estimate(group: GroupResult, metric: str, label: str | None) -> object:
+    """Return a group's estimate of `metric` (of `label` in a multilabel task), or None."""
+    metrics = group.metrics
+    if isinstance(metrics, BinaryMetrics):
+        return getattr(metrics, metric, None) if label is None else None
+    if isinstance(metrics, MultilabelMetrics) and label is not None:
+        if label in AVERAGES:
+            return getattr(metrics.macro if label == "macro" else metrics.micro, metric, None)
+        for entry in metrics.per_label:
+            if entry.label == label:
+                return getattr(entry.metrics, metric, None)
+    return None
+
+
 def _subgroup_metric(
     criterion: SubgroupMetricCriterion, result: EvaluationResult, min_group_size: int
 ) -> CriterionResult:
-    what = _side_name(criterion.on, _level(result), criterion.metric)
+    what = _side_name(criterion.on, _level(result), _subject(criterion.metric, criterion.label))
     tables = [t for t in result.subgroups if _selected(t.attributes, criterion.attributes)]
     absent = _missing_tables((t.attributes for t in result.subgroups), criterion.attributes)
     if absent or not tables:
@@ -1218,11 +1237,7 @@ def _subgroup_metric(
             if _too_small(group, min_group_size):
                 tally.lacking.append((group.label, _small_reason(min_group_size)))
                 continue
-            estimate = (
-                getattr(group.metrics, criterion.metric, None)
-                if isinstance(group.metrics, BinaryMetrics)
-                else None
-            )
+            estimate = _group_estimate(group, criterion.metric, criterion.label)
             if not isinstance(estimate, Estimate):
                 tally.lacking.append((group.label, "no metrics"))
                 continue
@@ -1260,7 +1275,7 @@ def _disparity(
 ) -> CriterionResult:
     measure = "difference" if criterion.measure == "difference" else "ratio"
     reference = "overall" if criterion.reference == "overall" else "the reference group"
-    what = f"the {measure} in {criterion.metric} to {reference}"
+    what = f"the {measure} in {_subject(criterion.metric, criterion.label)} to {reference}"
     if criterion.on in ("lower", "upper"):
         what = f"the {criterion.on} bound of the {_level(result):.0%} interval of {what}"
     elif criterion.on == "interval":
@@ -1270,6 +1285,7 @@ def _disparity(
         d
         for d in result.disparities
         if d.metric == criterion.metric
+        and d.label == criterion.label
         and d.kind == criterion.measure
         and (d.reference == "overall") == (criterion.reference == "overall")
         and _selected(d.attributes, criterion.attributes)
@@ -1280,7 +1296,8 @@ def _disparity(
         return _result(
             criterion,
             "insufficient_data",
-            f"the result has no {measure} in {criterion.metric} to {reference}{names}.",
+            f"the result has no {measure} in {_subject(criterion.metric, criterion.label)} "
+            f"to {reference}{names}.",
             limit=_limit_of(criterion.min, criterion.max, None),
         )
     groups = _groups_by_label(result.subgroups)
@@ -1318,11 +1335,14 @@ def _disparity(
 
 
 def _fairness_gap(criterion: FairnessGapCriterion, result: EvaluationResult) -> CriterionResult:
-    what = _side_name(criterion.on, _level(result), criterion.name.replace("_", " "))
+    subject = _subject(criterion.name.replace("_", " "), criterion.label)
+    what = _side_name(criterion.on, _level(result), subject)
     gaps: list[FairnessGap] = [
         g
         for g in result.fairness
-        if g.name == criterion.name and _selected(g.attributes, criterion.attributes)
+        if g.name == criterion.name
+        and g.label == criterion.label
+        and _selected(g.attributes, criterion.attributes)
     ]
     absent = _missing_tables((g.attributes for g in result.fairness), criterion.attributes)
     if absent or not gaps:
@@ -1330,7 +1350,7 @@ def _fairness_gap(criterion: FairnessGapCriterion, result: EvaluationResult) -> 
         return _result(
             criterion,
             "insufficient_data",
-            f"the result has no {criterion.name}{names}.",
+            f"the result has no {subject}{names}.",
             limit=criterion.max,
         )
     tally = _Tally(higher_fails_first=True)

@@ -424,7 +424,11 @@ class GroupResult(_Result):
 
 
 class SubgroupTable(_Result):
-    """Every group of one attribute, or of one intersection of attributes."""
+    """Every group of one attribute, or of one intersection of attributes.
+
+    For a multilabel task each group's metrics are `MultilabelMetrics` (every label, macro and
+    micro) without curves.
+    """
 
     attributes: list[str]
     groups: list[GroupResult]
@@ -433,10 +437,12 @@ class SubgroupTable(_Result):
 class Disparity(_Result):
     """A metric's gap between a group and a reference (`overall` or another group's label).
 
-    The interval comes from the same bootstrap replicates as both sides (paired).
+    The interval comes from the same bootstrap replicates as both sides (paired). `label` names
+    the label of a multilabel task the metric is of (None for a binary task).
     """
 
     attributes: list[str]
+    label: str | None = None
     metric: str
     kind: Literal["difference", "ratio"]
     group: str
@@ -445,9 +451,13 @@ class Disparity(_Result):
 
 
 class FairnessGap(_Result):
-    """A fairness summary over the groups of one attribute (or intersection), with its CI."""
+    """A fairness summary over the groups of one attribute (or intersection), with its CI.
+
+    `label` names the label of a multilabel task the rates are of (None for a binary task).
+    """
 
     attributes: list[str]
+    label: str | None = None
     name: FairnessGapName
     value: Estimate
 

@@ -198,8 +198,23 @@ def _overall_multilabel(metrics: MultilabelMetrics) -> Table:
     return table
 
 
+def _group_binary(group: GroupResult, label: str | None) -> BinaryMetrics | None:
+    """Return a group's binary metrics: its own, or those of `label` in a multilabel task."""
+    metrics = group.metrics
+    if isinstance(metrics, BinaryMetrics):
+        return metrics
+    if isinstance(metrics, MultilabelMetrics):
+        for entry in metrics.per_label:
+            if entry.label == label:
+                return entry.metrics
+    return None
+
+
 def _group_metric_names(tables: Sequence[SubgroupTable]) -> list[str]:
-    """Return the metrics worth a column: those with intervals in some group, or the defaults."""
+    """Return the metrics worth a column: those with intervals in some group, or the defaults.
+
+    A multilabel group gives every metric an interval, so its columns stay the defaults.
+    """
     chosen = set(GROUP_DEFAULT_METRICS)
     for table in tables:
         for group in table.groups:
@@ -223,16 +238,17 @@ def _flag(group: GroupResult) -> Text:
     return Text("")
 
 
-def _subgroup_table(table: SubgroupTable, names: Sequence[str]) -> Table:
+def _subgroup_table(table: SubgroupTable, names: Sequence[str], label: str | None = None) -> Table:
     with_patients = any(g.n_patients is not None for g in table.groups)
     columns: list[tuple[str, str]] = [("group", "left"), ("cases", "right")]
     if with_patients:
         columns.append(("patients", "right"))
     columns += [(_title(name), "right") for name in names]
     columns.append(("flag", "left"))
-    rendered = _table(f"Subgroups: {' x '.join(table.attributes)}", columns)
+    title = f"Subgroups: {' x '.join(table.attributes)}"
+    rendered = _table(title if label is None else f"{title}, label {label}", columns)
     for group in table.groups:
-        metrics = group.metrics if isinstance(group.metrics, BinaryMetrics) else None
+        metrics = _group_binary(group, label)
         row: list[RenderableType] = [group.label, _count(group.n_cases)]
         if with_patients:
             row.append(_count(group.n_patients))
@@ -248,22 +264,25 @@ def _disparity_table(disparities: Sequence[Disparity]) -> Table | None:
     if not differences:
         return None
     names = list(dict.fromkeys(d.metric for d in differences))
+    with_labels = any(d.label is not None for d in differences)
+    leading = [("label", "left")] if with_labels else []
     rendered = _table(
         "Disparities: group - reference",
-        [("group", "left"), ("vs", "left"), *((_title(n), "right") for n in names)],
+        [*leading, ("group", "left"), ("vs", "left"), *((_title(n), "right") for n in names)],
     )
     rendered.caption = "bold: the interval excludes 0; ratios are in the JSON (--json)"
     rendered.caption_justify = "left"
-    rows: dict[tuple[tuple[str, ...], str, str], dict[str, Disparity]] = {}
+    rows: dict[tuple[str | None, tuple[str, ...], str, str], dict[str, Disparity]] = {}
     for disparity in differences:
-        key = (tuple(disparity.attributes), disparity.group, disparity.reference)
+        key = (disparity.label, tuple(disparity.attributes), disparity.group, disparity.reference)
         rows.setdefault(key, {})[disparity.metric] = disparity
-    current: tuple[str, ...] | None = None
-    for (attributes, group, reference), cells in rows.items():
-        if current is not None and attributes != current:
+    current: tuple[str | None, tuple[str, ...]] | None = None
+    for (label, attributes, group, reference), cells in rows.items():
+        if current is not None and (label, attributes) != current:
             rendered.add_section()
-        current = attributes
+        current = (label, attributes)
         rendered.add_row(
+            *([label or ""] if with_labels else []),
             group,
             reference,
             *(_cell(cells[n].value if n in cells else None, emphasize_nonzero=True) for n in names),
@@ -274,9 +293,11 @@ def _disparity_table(disparities: Sequence[Disparity]) -> Table | None:
 def _fairness_table(result: EvaluationResult) -> Table | None:
     if not result.fairness:
         return None
+    with_labels = any(gap.label is not None for gap in result.fairness)
     rendered = _table(
         "Fairness gaps (largest minus smallest group rate)",
         [
+            *([("label", "left")] if with_labels else []),
             ("attributes", "left"),
             ("gap", "left"),
             ("estimate", "right"),
@@ -288,6 +309,7 @@ def _fairness_table(result: EvaluationResult) -> Table | None:
         value = gap.value
         shown = value.status if value.status != "ok" else _number(value.estimate)
         rendered.add_row(
+            *([gap.label or ""] if with_labels else []),
             " x ".join(gap.attributes),
             gap.name.replace("_", " "),
             shown,
@@ -337,8 +359,15 @@ def scorecard_renderables(result: EvaluationResult) -> list[RenderableType]:
     else:
         parts.append(_overall_multilabel(overall))
     names = _group_metric_names(result.subgroups)
-    parts.extend(_subgroup_table(table, names) for table in result.subgroups)
-    if not result.subgroups and result.task == "binary":
+    if isinstance(overall, MultilabelMetrics):
+        parts.extend(
+            _subgroup_table(table, names, label)
+            for label in overall.labels
+            for table in result.subgroups
+        )
+    else:
+        parts.extend(_subgroup_table(table, names) for table in result.subgroups)
+    if not result.subgroups:
         parts.append(Text("No subgroups: the predictions file has no attribute columns.", "dim"))
     disparities = _disparity_table(result.disparities)
     if disparities is not None:

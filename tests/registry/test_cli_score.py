@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -300,3 +301,28 @@ def test_example_predictions_json_and_bad_sizes(tmp_path: Path) -> None:
         "cases": 50,
         "patients": 20,
     }
+
+
+def test_multilabel_file_gets_a_table_per_label_and_labelled_disparities(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    n = 400
+    truth = rng.random((n, 2)) < [0.4, 0.3]
+    scores = 1 / (1 + np.exp(-(2.0 * (2 * truth - 1) + rng.normal(size=(n, 2)))))
+    lines = ["case_id,patient_id,label:effusion,score:effusion,label:nodule,score:nodule,site"]
+    lines += [
+        f"c{i},p{i},{int(truth[i, 0])},{scores[i, 0]:.5f},{int(truth[i, 1])},{scores[i, 1]:.5f},"
+        f"{'AB'[i % 2]}"
+        for i in range(n)
+    ]
+    path = tmp_path / "multilabel.csv"
+    path.write_text("\n".join(lines) + "\n")
+    result = run(str(path))
+    assert result.exit_code == 0, result.output
+    for heading in ("Subgroups: site, label effusion", "Subgroups: site, label nodule"):
+        assert heading in result.stdout
+    assert " label " in result.stdout.split("Disparities")[1].splitlines()[2]
+    document = json.loads(run(str(path), "--json").stdout)
+    assert {d["label"] for d in document["disparities"]} == {"effusion", "nodule"}
+    group = document["subgroups"][0]["groups"][0]
+    assert group["metrics"]["task"] == "multilabel"
+    assert group["metrics"]["macro"]["auroc"]["lower"] is not None

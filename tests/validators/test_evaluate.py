@@ -498,9 +498,100 @@ def test_multilabel_evaluation() -> None:
     assert isinstance(result.overall, MultilabelMetrics)
     thresholds = [entry.metrics.threshold for entry in result.overall.per_label]
     assert thresholds == [0.4, 0.6]
-    assert result.subgroups == []  # subgroups are computed for binary tasks
+    assert [t.attributes for t in result.subgroups] == [["sex"]]
     assert result.provenance.bootstrap_unit == "patient"
     assert result.verdict is not None and result.verdict.passed
+
+
+def multilabel_with_groups(n: int = 900, seed: int = 11) -> Predictions:
+    """Two labels, a site attribute with a small site, and nodule harder to find at site B."""
+    rng = np.random.default_rng(seed)
+    site = rng.choice(np.array(["A", "B", "C"], dtype=object), n, p=[0.6, 0.39, 0.01])
+    truth = rng.random((n, 2)) < [0.35, 0.3]
+    signal = np.stack([np.full(n, 2.0), np.where(site == "B", 0.3, 2.0)], axis=1)
+    scores = _sigmoid(signal * (2 * truth - 1) + rng.normal(size=(n, 2)))
+    return Predictions(
+        task="multilabel",
+        labels=("effusion", "nodule"),
+        case_ids=np.array([f"c{i}" for i in range(n)]),
+        patient_ids=np.array([f"p{i}" for i in range(n)]),
+        y_true=truth,
+        y_score=scores,
+        attributes={"site": site},
+    )
+
+
+def test_multilabel_subgroups_per_label_with_disparities_and_gaps() -> None:
+    from validators.metrics import binary_metrics
+
+    predictions = multilabel_with_groups()
+    policy = parse_policy(
+        {
+            "name": "ml-groups",
+            "version": "1",
+            "task": "multilabel",
+            "ci": {"replicates": REPLICATES},
+            "subgroups": {"metrics": ["auroc", "sensitivity"]},
+            "criteria": [
+                {"id": "effusion-groups", "description": "d", "kind": "subgroup_metric",
+                 "metric": "auroc", "label": "effusion", "op": ">=", "value": 0.8,
+                 "small_groups": "ignore"},
+                {"id": "nodule-groups", "description": "d", "kind": "subgroup_metric",
+                 "metric": "auroc", "label": "nodule", "op": ">=", "value": 0.8,
+                 "small_groups": "ignore"},
+                {"id": "nodule-gap", "description": "d", "kind": "disparity",
+                 "metric": "auroc", "label": "nodule", "min": -0.1},
+                {"id": "effusion-eo", "description": "d", "kind": "fairness_gap",
+                 "name": "equal_opportunity_difference", "label": "effusion", "max": 0.5},
+            ],
+        }
+    )  # fmt: skip
+    result = evaluate_predictions(predictions, policy=policy)
+    (table,) = result.subgroups
+    assert [g.label for g in table.groups] == ["site=A", "site=B", "site=C"]
+    for group in table.groups:
+        assert isinstance(group.metrics, MultilabelMetrics)
+        assert group.metrics.labels == ["effusion", "nodule"]
+        index = predictions.attributes["site"] == group.attributes["site"]
+        for k, entry in enumerate(group.metrics.per_label):
+            expected = binary_metrics(
+                predictions.y_true[index, k], predictions.y_score[index, k], ci="none"
+            )
+            assert entry.metrics.auroc.estimate == pytest.approx(expected.auroc.estimate)
+            assert entry.metrics.roc_curve is None  # a group's curves are not kept
+        assert group.metrics.macro.auroc.estimate == pytest.approx(
+            np.mean([e.metrics.auroc.estimate for e in group.metrics.per_label])
+        )
+    assert table.groups[2].insufficient_n  # site C has about 9 cases
+    assert {d.label for d in result.disparities} == {"effusion", "nodule"}
+    assert {g.label for g in result.fairness} == {"effusion", "nodule"}
+    nodule_b = next(
+        d
+        for d in result.disparities
+        if d.label == "nodule" and d.group == "site=B" and d.reference == "overall"
+        and d.metric == "auroc" and d.kind == "difference"
+    )  # fmt: skip
+    assert nodule_b.value.estimate is not None and nodule_b.value.estimate < -0.1
+
+    assert result.verdict is not None and not result.verdict.passed
+    outcomes = {c.id: c.outcome for c in result.verdict.criteria}
+    assert outcomes == {
+        "effusion-groups": "pass",
+        "nodule-groups": "fail",
+        "nodule-gap": "fail",
+        "effusion-eo": "pass",
+    }
+    failing = next(c for c in result.verdict.criteria if c.id == "nodule-groups")
+    assert "auroc (nodule)" in failing.reason and "site=B" in failing.reason
+
+    vendor = evaluate_predictions(predictions, policy=policy, view="vendor")
+    small = vendor.subgroups[0].groups[2]
+    assert small.status == "suppressed" and small.metrics is None and small.n_cases is None
+    assert all(
+        d.value.status == "suppressed"
+        for d in vendor.disparities
+        if "site=C" in (d.group, d.reference)
+    )
 
 
 def test_multilabel_thresholds_must_match_the_labels() -> None:
@@ -571,3 +662,39 @@ def test_scorecard_of_a_vendor_view(predictions: Predictions) -> None:
     assert "vendor view" in text
     site_d = next(line for line in text.splitlines() if line.strip().startswith("site=D"))
     assert "suppressed" in site_d and "0." not in site_d
+
+
+def test_multilabel_vendor_view_withholds_a_group_with_a_rare_label() -> None:
+    rng = np.random.default_rng(2)
+    n = 600
+    site = np.array(["A"] * 300 + ["B"] * 250 + ["C"] * 50, dtype=object)
+    truth = rng.random((n, 2)) < [0.4, 0.3]
+    truth[550:, 1] = False
+    truth[550:555, 1] = True  # site C: 50 cases, but only 5 with a nodule
+    predictions = Predictions(
+        task="multilabel",
+        labels=("effusion", "nodule"),
+        case_ids=np.array([f"c{i}" for i in range(n)]),
+        patient_ids=np.array([f"p{i}" for i in range(n)]),
+        y_true=truth,
+        y_score=_sigmoid(2 * (2 * truth - 1) + rng.normal(size=(n, 2))),
+        attributes={"site": site},
+    )
+    policy = parse_policy(
+        {"name": "ml", "version": "1", "task": "multilabel", "ci": {"replicates": REPLICATES}}
+    )
+    committee = evaluate_predictions(predictions, policy=policy)
+    site_c = committee.subgroups[0].groups[2].metrics
+    assert isinstance(site_c, MultilabelMetrics)
+    assert [e.metrics.n_positive for e in site_c.per_label][1] == 5
+
+    vendor = evaluate_predictions(predictions, policy=policy, view="vendor")
+    a, b, c = vendor.subgroups[0].groups
+    assert isinstance(a.metrics, MultilabelMetrics) and a.metrics.per_label[1].metrics.n_positive
+    for group in (c, b):  # C's nodule count is small; B is withheld with it (A = overall - B - C)
+        assert isinstance(group.metrics, MultilabelMetrics)
+        assert group.n_cases is not None  # the group's size is not small: it stays
+        assert all(e.metrics.n_positive is None for e in group.metrics.per_label)
+        assert group.metrics.macro.auroc.status == "suppressed"
+    involving_c = [d for d in vendor.disparities if "site=C" in (d.group, d.reference)]
+    assert involving_c and all(d.value.status == "suppressed" for d in involving_c)

@@ -296,15 +296,21 @@ def test_multilabel_rules() -> None:
                 {**metric, "id": "b", "metric": "ece", "label": "macro"},
                 crit("fairness_gap", "c", name="equal_opportunity_difference", max=0.1),
                 crit("non_inferiority", "d", metric="auroc", margin=0.02, label="micro"),
+                crit("disparity", "e", metric="sensitivity", min=-0.1, label="macro"),
+                crit("subgroup_metric", "f", metric="auroc", op=">=", value=0.7, label="macro"),
+                crit("fairness_gap", "g", name="equal_opportunity_difference", max=0.1,
+                     label="effusion"),
             ],
         }
-    )
-    assert set(found) == {
-        "threshold.nodule",
-        "criteria.0.label",
-        "criteria.1.metric",
-        "criteria.2.kind",
-        "criteria.3.label",
+    )  # fmt: skip
+    assert found == {
+        "threshold.nodule": found["threshold.nodule"],
+        "criteria.0.label": "a multilabel policy names the label: a label name, macro or micro",
+        "criteria.1.metric": found["criteria.1.metric"],
+        "criteria.2.label": "a multilabel policy names the label: a label name, macro or micro",
+        "criteria.3.label": found["criteria.3.label"],
+        "criteria.4.label": "disparity criteria judge one label's groups (disparities and "
+        "fairness gaps are per label); name it instead of macro or micro",
     }
 
 
