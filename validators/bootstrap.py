@@ -21,7 +21,7 @@ piece for subgroups: build one per group mask, feed all of them the same weight 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any, NamedTuple
@@ -131,6 +131,15 @@ BINARY_METRIC_NAMES: tuple[str, ...] = (
 
 AVERAGED_METRIC_NAMES: tuple[str, ...] = tuple(AveragedMetrics.model_fields)
 """The `Estimate` fields of `AveragedMetrics` (macro and micro averages)."""
+
+RANKING_METRICS = frozenset(
+    {"auroc", "average_precision", "sensitivity_at_specificity", "specificity_at_sensitivity"}
+)
+"""Metrics from the one-sort ranking kernel (`validators.metrics.ranking_batch`)."""
+LEAN_METRICS = frozenset(COUNT_METRICS) | RANKING_METRICS | {"net_benefit"}
+"""Metrics computed from the confusion counts and the ranking kernel alone
+(`BinaryPopulation.lean`); the others (Brier, log loss, ECE, calibration) need the full
+`BinaryPopulation.evaluate`, which is slower but computes the same values."""
 
 BLOCK_ELEMENTS = 1 << 24
 """Weights per block by default (R_block x N): 16 MiB of int8, a few times that in work arrays."""
@@ -756,6 +765,55 @@ class BinaryPopulation:
             total_weight=total,
         )
 
+    def lean(
+        self,
+        weights: NDArray[Any],
+        names: Collection[str],
+        counts: ConfusionCountsBatch | None = None,
+    ) -> tuple[dict[str, FloatArray], ConfusionCountsBatch]:
+        """Return the named metrics (all in LEAN_METRICS) per weight row, and the counts.
+
+        `counts`, when the caller already has them (from one matrix product shared by several
+        populations), spare the threshold counts; the ranking kernel runs only for ranking
+        metrics (or to get the counts).
+        """
+        asked = frozenset(names)
+        if not asked <= LEAN_METRICS:
+            raise ValueError(f"not lean metrics: {', '.join(sorted(asked - LEAN_METRICS))}")
+        s = self.settings
+        out: dict[str, FloatArray] = {}
+        if counts is None or asked & RANKING_METRICS:
+            ranking = ranking_batch(
+                weights,
+                self.ranked,
+                average_precision="average_precision" in asked,
+                threshold=s.threshold if counts is None else None,
+                target_specificity=s.target_specificity
+                if "sensitivity_at_specificity" in asked
+                else None,
+                target_sensitivity=s.target_sensitivity
+                if "specificity_at_sensitivity" in asked
+                else None,
+            )
+            if counts is None:
+                assert ranking.counts is not None
+                counts = ranking.counts
+            ranked = {
+                "auroc": ranking.auroc,
+                "average_precision": ranking.average_precision,
+                "sensitivity_at_specificity": ranking.sensitivity_at_specificity,
+                "specificity_at_sensitivity": ranking.specificity_at_sensitivity,
+            }
+            for name in asked & RANKING_METRICS:
+                batch = ranked[name]
+                assert batch is not None
+                out[name] = batch.values
+        for name in asked & frozenset(COUNT_METRICS):
+            out[name] = count_metric_batch(name, counts).values
+        if "net_benefit" in asked:
+            out["net_benefit"] = net_benefit_from_counts(counts, s.threshold_probability).values
+        return out, counts
+
     def evaluate_point(self) -> PopulationBatch:
         """Return the point estimates: every metric with unit weights (one row)."""
         batch = self.evaluate(np.ones((1, self.n_total), dtype=np.int64))
@@ -773,8 +831,12 @@ class BinaryPopulation:
         unit: BootstrapUnit,
         n_units: int,
         clustered: bool,
+        names: Collection[str] | None = None,
     ) -> dict[str, Estimate]:
-        """Return one `Estimate` per metric, with the interval its settings ask for."""
+        """Return one `Estimate` per metric (or per metric of `names`), with its interval.
+
+        `replicates` must hold every metric asked for that takes a bootstrap interval.
+        """
         s = self.settings
         counts = {
             field: round(float(getattr(point.counts, field)[0]))
@@ -782,7 +844,7 @@ class BinaryPopulation:
         }
         counts["positive"] = counts["tp"] + counts["fn"]
         out: dict[str, Estimate] = {}
-        for name in BINARY_METRIC_NAMES:
+        for name in BINARY_METRIC_NAMES if names is None else names:
             value = point.metrics[name].value()
             method = s.method_for(name)
             if value.value is None:
@@ -928,20 +990,28 @@ def make_estimate(
 
 
 def collect_replicates(
-    plan: BootstrapPlan, populations: Sequence[BinaryPopulation]
+    plan: BootstrapPlan,
+    populations: Sequence[BinaryPopulation],
+    metrics: Collection[str] | None = None,
 ) -> list[dict[str, FloatArray]]:
     """Return, per population, each metric's value in every replicate (NaN where undefined).
 
-    All populations see the same weight blocks, so their replicates are paired.
+    All populations see the same weight blocks, so their replicates are paired. `metrics`
+    (default: every metric) limits the work: metrics all in LEAN_METRICS skip the losses and
+    the calibration refits.
     """
-    tables = [
-        {name: np.empty(plan.replicates) for name in BINARY_METRIC_NAMES} for _ in populations
-    ]
+    names = BINARY_METRIC_NAMES if metrics is None else tuple(dict.fromkeys(metrics))
+    lean = frozenset(names) <= LEAN_METRICS
+    tables = [{name: np.empty(plan.replicates) for name in names} for _ in populations]
     for block in plan.blocks():
         for population, table in zip(populations, tables, strict=True):
-            batch = population.evaluate(block.counts)
-            for name in BINARY_METRIC_NAMES:
-                table[name][block.start : block.stop] = batch.metrics[name].values
+            if lean:
+                values, _ = population.lean(block.counts, names)
+            else:
+                batch = population.evaluate(block.counts)
+                values = {name: batch.metrics[name].values for name in names}
+            for name in names:
+                table[name][block.start : block.stop] = values[name]
     return tables
 
 

@@ -544,11 +544,16 @@ def _bootstrap_comparison(
         for scores in (new, old)
     ]
     points = [population.evaluate_point() for population in populations]
-    tables = collect_replicates(plan, populations)
+    tables = collect_replicates(plan, populations, [metric])
     clustered = plan.n_units < plan.n_cases
     new_estimate, old_estimate = (
         population.estimates(
-            point, table, unit=plan.unit, n_units=plan.n_units, clustered=clustered
+            point,
+            table,
+            unit=plan.unit,
+            n_units=plan.n_units,
+            clustered=clustered,
+            names=[metric],
         )[metric]
         for population, point, table in zip(populations, points, tables, strict=True)
     )

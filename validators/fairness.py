@@ -34,6 +34,8 @@ from numpy.typing import NDArray
 
 from validators.bootstrap import (
     BINARY_METRIC_NAMES,
+    LEAN_METRICS,
+    RANKING_METRICS,
     BinaryPopulation,
     BootstrapPlan,
     EvaluationSettings,
@@ -49,15 +51,11 @@ from validators.bootstrap import (
     wilson_interval,
 )
 from validators.metrics import (
-    COUNT_METRICS,
     BoolArray,
     ConfusionCountsBatch,
     FloatArray,
     IntArray,
     MetricValue,
-    count_metric_batch,
-    net_benefit_from_counts,
-    ranking_batch,
     safe_divide_array,
     validate_binary,
 )
@@ -101,13 +99,6 @@ OVERALL = "overall"
 MAX_INTERSECTION_CELLS = 1000
 """Most groups one intersection may have (the product of its attributes' levels)."""
 
-RANKING_METRICS = frozenset(
-    {"auroc", "average_precision", "sensitivity_at_specificity", "specificity_at_sensitivity"}
-)
-# Metrics computed per group from the confusion counts and the one-sort ranking kernels alone;
-# any other metric asked for (Brier, log loss, ECE, calibration) goes through the full
-# `BinaryPopulation.evaluate` of each group, which is slower but computes the same values.
-LEAN_METRICS = frozenset(COUNT_METRICS) | RANKING_METRICS | {"net_benefit"}
 
 _TPR, _FPR, _SELECTION = "_tpr", "_fpr", "_selection_rate"
 _WILSON_COUNTS = {
@@ -442,38 +433,7 @@ def _lean_batch(
     counts: ConfusionCountsBatch | None,
 ) -> dict[str, FloatArray]:
     """Return the asked metrics (all in LEAN_METRICS) and the rates for each weight row."""
-    s = population.settings
-    out: dict[str, FloatArray] = {}
-    if counts is None or names & RANKING_METRICS:
-        ranking = ranking_batch(
-            weights,
-            population.ranked,
-            average_precision="average_precision" in names,
-            threshold=s.threshold if counts is None else None,
-            target_specificity=s.target_specificity
-            if "sensitivity_at_specificity" in names
-            else None,
-            target_sensitivity=s.target_sensitivity
-            if "specificity_at_sensitivity" in names
-            else None,
-        )
-        if counts is None:
-            assert ranking.counts is not None
-            counts = ranking.counts
-        ranked = {
-            "auroc": ranking.auroc,
-            "average_precision": ranking.average_precision,
-            "sensitivity_at_specificity": ranking.sensitivity_at_specificity,
-            "specificity_at_sensitivity": ranking.specificity_at_sensitivity,
-        }
-        for name in names & RANKING_METRICS:
-            batch = ranked[name]
-            assert batch is not None
-            out[name] = batch.values
-    for name in names & frozenset(COUNT_METRICS):
-        out[name] = count_metric_batch(name, counts).values
-    if "net_benefit" in names:
-        out["net_benefit"] = net_benefit_from_counts(counts, s.threshold_probability).values
+    out, counts = population.lean(weights, names, counts)
     out.update(_rates(counts))
     return out
 

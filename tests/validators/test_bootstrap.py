@@ -243,6 +243,28 @@ def test_subgroups_share_replicates_so_differences_are_paired() -> None:
         np.testing.assert_allclose(tables[0][name], tables[1][name], rtol=1e-12)
 
 
+@pytest.mark.parametrize(
+    "metrics",
+    [["auroc"], ["sensitivity", "ppv", "average_precision", "net_benefit"], ["brier", "auroc"]],
+)
+def test_replicates_of_some_metrics_equal_those_of_every_metric(metrics: list[str]) -> None:
+    labels, scores = make_data(seed=9, n=250)
+    population = b.BinaryPopulation(labels, scores, scores, b.EvaluationSettings.create())
+    plan = b.BootstrapPlan.create(250, replicates=40, seed=3, block_size=9)
+    (every,) = b.collect_replicates(plan, [population])
+    (some,) = b.collect_replicates(plan, [population], metrics)
+    assert list(some) == metrics
+    for name in metrics:
+        np.testing.assert_array_equal(some[name], every[name])
+
+
+def test_lean_refuses_metrics_that_need_the_full_evaluation() -> None:
+    labels, scores = make_data(seed=9, n=50)
+    population = b.BinaryPopulation(labels, scores, scores, b.EvaluationSettings.create())
+    with pytest.raises(ValueError, match="not lean metrics: brier, ece"):
+        population.lean(np.ones((1, 50), dtype=np.int8), ["auroc", "brier", "ece"])
+
+
 # --- whole evaluations ----------------------------------------------------------------------
 
 
