@@ -832,10 +832,14 @@ class BinaryPopulation:
         n_units: int,
         clustered: bool,
         names: Collection[str] | None = None,
+        intervals_for: Collection[str] | None = None,
     ) -> dict[str, Estimate]:
         """Return one `Estimate` per metric (or per metric of `names`), with its interval.
 
-        `replicates` must hold every metric asked for that takes a bootstrap interval.
+        The interval is the one the settings ask for, for the metrics in `intervals_for`
+        (default: every metric); the others are point estimates (method `none`), and so are
+        bootstrap metrics when `replicates` is None. `replicates` must hold every metric that
+        takes a bootstrap interval. `n_units` counts the resampled units (patients or cases).
         """
         s = self.settings
         counts = {
@@ -847,58 +851,32 @@ class BinaryPopulation:
         for name in BINARY_METRIC_NAMES if names is None else names:
             value = point.metrics[name].value()
             method = s.method_for(name)
-            if value.value is None:
-                n = n_units if method == "bootstrap" else self.n_cases
-                out[name] = make_estimate(
-                    value,
-                    None,
-                    level=s.level,
-                    n=n,
-                    n_cases=self.n_cases,
-                    method=_stored_method(method, unit),
+            if (intervals_for is not None and name not in intervals_for) or (
+                method == "bootstrap" and replicates is None
+            ):
+                method = "none"
+            interval: Interval | None = None
+            if value.value is not None and replicates is not None and method == "bootstrap":
+                interval = percentile_interval(
+                    replicates[name], s.level, max_undefined_fraction=s.max_undefined_fraction
                 )
-            elif method == "wilson":
+            elif value.value is not None and method == "wilson":
                 successes_key, denominator_keys = _WILSON_COUNTS[name]
                 interval = wilson_interval(
                     counts[successes_key], sum(counts[k] for k in denominator_keys), s.level
                 )
-                out[name] = make_estimate(
-                    value,
-                    interval,
-                    level=s.level,
-                    n=self.n_cases,
-                    n_cases=self.n_cases,
-                    method="wilson",
-                    note=_independence_note(clustered),
-                )
-            elif method == "delong":
+            elif value.value is not None and method == "delong":
                 delong = delong_interval(self.labels, self.scores, s.level)
                 interval = Interval(delong.lower, delong.upper, 0, delong.reason)
-                out[name] = make_estimate(
-                    value,
-                    interval,
-                    level=s.level,
-                    n=self.n_cases,
-                    n_cases=self.n_cases,
-                    method="delong",
-                    note=_independence_note(clustered),
-                )
-            elif method == "bootstrap" and replicates is not None:
-                interval = percentile_interval(
-                    replicates[name], s.level, max_undefined_fraction=s.max_undefined_fraction
-                )
-                out[name] = make_estimate(
-                    value,
-                    interval,
-                    level=s.level,
-                    n=n_units,
-                    n_cases=self.n_cases,
-                    method=method_name("bootstrap", unit),
-                )
-            else:
-                out[name] = make_estimate(
-                    value, None, level=s.level, n=self.n_cases, n_cases=self.n_cases, method="none"
-                )
+            out[name] = make_estimate(
+                value,
+                interval,
+                level=s.level,
+                n=n_units if method == "bootstrap" else self.n_cases,
+                n_cases=self.n_cases,
+                method=_stored_method(method, unit),
+                note=_independence_note(clustered) if method in ("wilson", "delong") else None,
+            )
         return out
 
     def result(

@@ -42,13 +42,11 @@ from validators.bootstrap import (
     Interval,
     PopulationBatch,
     cluster_index,
-    delong_interval,
     grouped_confusion_counts_batch,
     make_estimate,
     method_name,
     percentile_interval,
     probabilities_from,
-    wilson_interval,
 )
 from validators.metrics import (
     BoolArray,
@@ -101,13 +99,6 @@ MAX_INTERSECTION_CELLS = 1000
 
 
 _TPR, _FPR, _SELECTION = "_tpr", "_fpr", "_selection_rate"
-_WILSON_COUNTS = {
-    "sensitivity": ("tp", ("tp", "fn")),
-    "specificity": ("tn", ("tn", "fp")),
-    "ppv": ("tp", ("tp", "fp")),
-    "npv": ("tn", ("tn", "fn")),
-    "prevalence": ("positive", ("tp", "fn", "tn", "fp")),
-}
 
 T = TypeVar("T")
 
@@ -587,64 +578,25 @@ class _Context:
         return int(np.unique(self.clusters[index]).shape[0])
 
 
-def _point_counts(point: PopulationBatch) -> dict[str, int]:
-    counts = {f: round(float(getattr(point.counts, f)[0])) for f in ("tp", "fp", "tn", "fn")}
-    counts["positive"] = counts["tp"] + counts["fn"]
-    return counts
-
-
 def _estimates(
     population: BinaryPopulation,
     point: PopulationBatch,
     replicates: dict[str, FloatArray] | None,
     context: _Context,
-    *,
     n_patients: int | None,
 ) -> dict[str, Estimate]:
     """Return a population's estimates: intervals for the spec's metrics, points for the rest."""
-    s = context.settings
-    n_cases = population.n_cases
-    n_units = n_patients if context.unit == "patient" and n_patients is not None else n_cases
-    clustered = n_units < n_cases
-    counts = _point_counts(point)
-    estimates: dict[str, Estimate] = {}
-    for name in BINARY_METRIC_NAMES:
-        value = point.metrics[name].value()
-        method = s.method_for(name) if name in context.spec.metrics else "none"
-        note = (
-            "this interval treats cases as independent although patients contribute several"
-            if clustered and method in ("wilson", "delong")
-            else None
-        )
-        if method == "wilson" and value.value is not None:
-            successes, denominator = _WILSON_COUNTS[name]
-            interval: Interval | None = wilson_interval(
-                counts[successes], sum(counts[k] for k in denominator), s.level
-            )
-            estimates[name] = make_estimate(
-                value, interval, level=s.level, n=n_cases, n_cases=n_cases, method=method, note=note
-            )
-        elif method == "delong" and value.value is not None:
-            delong = delong_interval(population.labels, population.scores, s.level)
-            interval = Interval(delong.lower, delong.upper, 0, delong.reason)
-            estimates[name] = make_estimate(
-                value, interval, level=s.level, n=n_cases, n_cases=n_cases, method=method, note=note
-            )
-        elif method == "bootstrap" and context.bootstrap and replicates is not None:
-            estimates[name] = make_estimate(
-                value,
-                context.interval(replicates[name]),
-                level=s.level,
-                n=n_units,
-                n_cases=n_cases,
-                method=context.bootstrap_method,
-            )
-        else:
-            plain = "none" if method in ("none", "bootstrap") else method
-            estimates[name] = make_estimate(
-                value, None, level=s.level, n=n_cases, n_cases=n_cases, method=plain
-            )
-    return estimates
+    n_units = (
+        n_patients if context.unit == "patient" and n_patients is not None else population.n_cases
+    )
+    return population.estimates(
+        point,
+        replicates if context.bootstrap else None,
+        unit=context.unit,
+        n_units=n_units,
+        clustered=n_units < population.n_cases,
+        intervals_for=context.spec.metrics,
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -1050,11 +1002,7 @@ def _evaluate_sorted(
                 continue
             population, point = built[group.population]
             estimates = _estimates(
-                population,
-                point,
-                replicate_tables[group.population],
-                context,
-                n_patients=n_patients,
+                population, point, replicate_tables[group.population], context, n_patients
             )
             groups.append(
                 GroupResult(
@@ -1090,7 +1038,7 @@ def _evaluate_sorted(
             )
         else:
             overall_estimates = _estimates(
-                population, point, replicate_tables[0], context, n_patients=n_patients
+                population, point, replicate_tables[0], context, n_patients
             )
         overall_metrics = population.result(overall_estimates, n_patients=n_patients)
     return overall_metrics, results, disparities, gaps
