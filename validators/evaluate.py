@@ -502,8 +502,8 @@ def _delong_comparison(
     )
 
 
-def _bootstrap_comparison(
-    metric: str,
+def _bootstrap_comparisons(
+    metrics: Sequence[str],
     label: str | None,
     labels: NDArray[np.bool_],
     new: NDArray[np.float64],
@@ -511,16 +511,19 @@ def _bootstrap_comparison(
     *,
     policy: Policy,
     groups: NDArray[np.str_] | None,
-) -> BaselineComparison:
+) -> list[BaselineComparison]:
+    """Return the paired bootstrap comparison of each metric, from one set of replicates."""
     from validators.bootstrap import (
         BinaryPopulation,
         BootstrapPlan,
         EvaluationSettings,
         collect_replicates,
+        make_estimate,
         method_name,
         percentile_interval,
         probabilities_from,
     )
+    from validators.metrics import MetricValue
 
     base = settings_for(policy, label or "label")
     # The comparison needs an interval whatever the policy's method: the paired bootstrap.
@@ -544,70 +547,60 @@ def _bootstrap_comparison(
         for scores in (new, old)
     ]
     points = [population.evaluate_point() for population in populations]
-    tables = collect_replicates(plan, populations, [metric])
-    clustered = plan.n_units < plan.n_cases
-    new_estimate, old_estimate = (
+    tables = collect_replicates(plan, populations, metrics)
+    sides = [
         population.estimates(
             point,
             table,
             unit=plan.unit,
             n_units=plan.n_units,
-            clustered=clustered,
-            names=[metric],
-        )[metric]
+            clustered=plan.n_units < plan.n_cases,
+            names=metrics,
+        )
         for population, point, table in zip(populations, points, tables, strict=True)
-    )
+    ]
     method = method_name("bootstrap", plan.unit)
     level = settings.level
-    values = [point.metrics[metric].value() for point in points]
     n_cases = int(labels.shape[0])
-    sides = zip(("new model", "baseline"), values, strict=True)
-    reason = next(
-        (
-            f"{metric} is undefined for the {side}: {v.reason}"
-            for side, v in sides
-            if v.value is None
-        ),
-        None,
-    )
-    if reason is not None or values[0].value is None or values[1].value is None:
-        difference = Estimate.undefined(
-            reason or "undefined", n=plan.n_units, n_cases=n_cases, level=level, method=method
+    out = []
+    for metric in metrics:
+        values = [point.metrics[metric].value() for point in points]
+        reason = next(
+            (
+                f"{metric} is undefined for the {side}: {v.reason}"
+                for side, v in zip(("new model", "baseline"), values, strict=True)
+                if v.value is None
+            ),
+            None,
         )
-    else:
-        interval = percentile_interval(
-            tables[0][metric] - tables[1][metric],
-            level,
-            max_undefined_fraction=settings.max_undefined_fraction,
-        )
-        if interval.lower is None or interval.upper is None:
-            difference = Estimate.undefined(
-                interval.reason or "no interval",
-                n=plan.n_units,
-                n_cases=n_cases,
-                level=level,
-                method=method,
-                replicates_undefined=interval.replicates_undefined,
+        interval = None
+        if values[0].value is not None and values[1].value is not None:
+            interval = percentile_interval(
+                tables[0][metric] - tables[1][metric],
+                level,
+                max_undefined_fraction=settings.max_undefined_fraction,
             )
+            difference = MetricValue(values[0].value - values[1].value, None)
         else:
-            difference = Estimate.ok(
-                values[0].value - values[1].value,
-                lower=interval.lower,
-                upper=interval.upper,
-                level=level,
-                n=plan.n_units,
-                n_cases=n_cases,
-                method=method,
-                replicates_undefined=interval.replicates_undefined,
+            difference = MetricValue(None, reason or "undefined")
+        out.append(
+            BaselineComparison(
+                metric=metric,
+                label=label,
+                method=f"paired_{method}",
+                new=sides[0][metric],
+                baseline=sides[1][metric],
+                difference=make_estimate(
+                    difference,
+                    interval,
+                    level=level,
+                    n=plan.n_units,
+                    n_cases=n_cases,
+                    method=method,
+                ),
             )
-    return BaselineComparison(
-        metric=metric,
-        label=label,
-        method=f"paired_{method}",
-        new=new_estimate,
-        baseline=old_estimate,
-        difference=difference,
-    )
+        )
+    return out
 
 
 def compare_with_baseline(
@@ -625,6 +618,7 @@ def compare_with_baseline(
     """
     out: list[BaselineComparison] = []
     done: set[tuple[str, str | None]] = set()
+    by_bootstrap: dict[str | None, list[str]] = {}
     for criterion in policy.criteria:
         if not isinstance(criterion, NonInferiorityCriterion):
             continue
@@ -632,28 +626,24 @@ def compare_with_baseline(
         if key in done:
             continue
         done.add(key)
-        labels, new, old = _label_columns(predictions, baseline, criterion.label)
         method = criterion.method
         if method == "auto":
             method = "delong" if criterion.metric == "auroc" and groups is None else "bootstrap"
         if method == "delong":
+            labels, new, old = _label_columns(predictions, baseline, criterion.label)
             out.append(
                 _delong_comparison(
                     criterion.metric, criterion.label, labels, new, old, policy.ci.level
                 )
             )
         else:
-            out.append(
-                _bootstrap_comparison(
-                    criterion.metric,
-                    criterion.label,
-                    labels,
-                    new,
-                    old,
-                    policy=policy,
-                    groups=groups,
-                )
-            )
+            by_bootstrap.setdefault(criterion.label, []).append(criterion.metric)
+    # One bootstrap per label serves all its metrics: the same replicates, computed once.
+    for label, metrics in by_bootstrap.items():
+        labels, new, old = _label_columns(predictions, baseline, label)
+        out += _bootstrap_comparisons(
+            metrics, label, labels, new, old, policy=policy, groups=groups
+        )
     return out
 
 

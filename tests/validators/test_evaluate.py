@@ -458,6 +458,23 @@ def test_non_inferiority_of_sensitivity() -> None:
     assert better.verdict is not None and better.verdict.passed
 
 
+def test_bootstrap_comparisons_of_several_metrics_equal_one_at_a_time() -> None:
+    baseline, new = paired(separations=(1.0, 1.2), images_per_patient=2)
+    criteria = [
+        {"kind": "non_inferiority", "metric": metric, "margin": 0.02}
+        for metric in ("auroc", "sensitivity", "brier")
+    ]
+    together = compare_with_baseline(new, baseline, quick_policy(*criteria), groups=new.patient_ids)
+    alone = [
+        compare_with_baseline(new, baseline, quick_policy(c), groups=new.patient_ids)[0]
+        for c in criteria
+    ]
+    assert [c.metric for c in together] == ["auroc", "sensitivity", "brier"]
+    assert together == alone  # one set of replicates serves every metric, with the same digits
+    assert all(c.method == "paired_bootstrap_percentile_patient" for c in together)
+    assert all(c.difference.lower is not None for c in together)
+
+
 # --------------------------------------------------------------------------------------------
 # Multilabel
 # --------------------------------------------------------------------------------------------
