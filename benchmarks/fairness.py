@@ -139,13 +139,13 @@ def _fairlearn(rows: int, replicates: int) -> dict[str, Any]:
     from sklearn.metrics import precision_score, recall_score, roc_auc_score
 
     labels, scores, attributes = make_data(rows)
-    from validators.fairness import age_band_labels
+    from validators.fairness import DEFAULT_AGE_BANDS, age_band_labels
 
     features = pd.DataFrame(
         {
             "sex": attributes["sex"],
             "site": attributes["site"],
-            "age_band": age_band_labels(attributes["age"], (0, 18, 40, 65)),
+            "age_band": age_band_labels(attributes["age"], DEFAULT_AGE_BANDS),
         }
     )
 

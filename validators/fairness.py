@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import pairwise, product
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -99,8 +99,6 @@ MAX_INTERSECTION_CELLS = 1000
 
 
 _TPR, _FPR, _SELECTION = "_tpr", "_fpr", "_selection_rate"
-
-T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------------------------
@@ -744,10 +742,6 @@ def _gaps(table: _Table, sides: Mapping[int, _Side], context: _Context) -> list[
 # --------------------------------------------------------------------------------------------
 
 
-def _map(pool: ThreadPoolExecutor, function: Callable[[Any], T], items: Sequence[Any]) -> list[T]:
-    return list(pool.map(function, items))
-
-
 OverallMetrics = Literal["all", "spec"]
 
 
@@ -950,7 +944,7 @@ def _evaluate_sorted(
     if overall == "all":
         jobs[0] = _Job(names=frozenset(BINARY_METRIC_NAMES), lean=False)
     with ThreadPoolExecutor(max_workers=_workers()) as pool:
-        built = _map(pool, build, members)
+        built = list(pool.map(build, members))
         populations = [population for population, _ in built]
         replicate_tables: list[dict[str, FloatArray] | None] = [None] * len(populations)
         if stream is not None:
