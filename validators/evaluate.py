@@ -22,6 +22,7 @@ a multilabel policy's subgroup criteria name.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -342,12 +343,15 @@ def _multilabel_subgroups(
     tables: list[SubgroupTable] = []
     disparities: list[Disparity] = []
     gaps: list[FairnessGap] = []
+    # The engine's own group estimates are replaced below: it needs intervals for none of them,
+    # only the replicates of the disparity metrics and of the rates.
+    disparities_only = dataclasses.replace(spec, metrics=())
     for k, label in enumerate(predictions.labels):
         label_tables, label_disparities, label_gaps = evaluate_subgroups(
             predictions.y_true[:, k],
             predictions.y_score[:, k],
             columns,
-            spec=spec,
+            spec=disparities_only,
             settings=settings_for(policy, label),
             patient_ids=groups,
             replicates=policy.ci.replicates,
