@@ -71,6 +71,15 @@ def test_failing_policy_exits_1(predictions_csv: Path, tmp_path: Path) -> None:
     assert "1 required criterion failed (c0)" in result.stdout
 
 
+def test_a_failed_advisory_criterion_still_exits_0(predictions_csv: Path, tmp_path: Path) -> None:
+    policy = write_policy(
+        tmp_path / "p.json", {**AUROC_AT_LEAST, "value": 0.999, "severity": "advisory"}
+    )
+    result = run(str(predictions_csv), "--policy", str(policy))
+    assert result.exit_code == 0, result.output
+    assert "Verdict: PASSED" in result.stdout and "advisory not met: c0" in result.stdout
+
+
 def test_example_policy_fails_closed_on_the_small_site(predictions_csv: Path) -> None:
     # site=D has fewer than 11 cases: the required per-group criteria lack data there.
     result = run(str(predictions_csv), "--policy", str(ROOT / "policies" / "example-binary.yaml"))

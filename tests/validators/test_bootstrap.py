@@ -70,14 +70,16 @@ def test_case_bootstrap_draws_n_cases_per_replicate() -> None:
 def test_a_block_with_a_count_beyond_int8_is_widened(monkeypatch: pytest.MonkeyPatch) -> None:
     plan = b.BootstrapPlan.create(300, replicates=6, seed=1)
     expected = plan.weights(0, 6).astype(np.int64)
-    expected[3, 0] = 200  # a case drawn 200 times in replicate 3: impossible to seed for, so forged
+    expected[3, 0] = (
+        128  # drawn 128 times in replicate 3, one past int8: forged, as no seed does it
+    )
     real_bincount = np.bincount
     calls = iter(range(6))
 
     def forged(draws: np.ndarray, minlength: int = 0) -> np.ndarray:
         counts = real_bincount(draws, minlength=minlength)
         if next(calls) == 3:
-            counts[0] = 200
+            counts[0] = 128
         return counts
 
     monkeypatch.setattr(b.np, "bincount", forged)

@@ -516,6 +516,10 @@ def test_multilabel_evaluation() -> None:
     thresholds = [entry.metrics.threshold for entry in result.overall.per_label]
     assert thresholds == [0.4, 0.6]
     assert [t.attributes for t in result.subgroups] == [["sex"]]
+    for group in result.subgroups[0].groups:  # groups follow the policy like the overall does
+        assert isinstance(group.metrics, MultilabelMetrics)
+        assert [e.metrics.threshold for e in group.metrics.per_label] == [0.4, 0.6]
+        assert group.metrics.per_label[0].metrics.auroc.method == "bootstrap_percentile_patient"
     assert result.provenance.bootstrap_unit == "patient"
     assert result.verdict is not None and result.verdict.passed
 

@@ -20,6 +20,7 @@ from sklearn import metrics as sk
 from validators.bootstrap import EvaluationSettings
 from validators.fairness import (
     MISSING,
+    OVERALL,
     SubgroupSpec,
     age_band_labels,
     evaluate_binary_with_subgroups,
@@ -463,6 +464,57 @@ def test_results_are_reproducible_with_the_seed() -> None:
     first = run(labels, scores, attributes, replicates=100, seed=4)
     assert run(labels, scores, attributes, replicates=100, seed=4) == first
     assert run(labels, scores, attributes, replicates=100, seed=5) != first
+
+
+def test_many_weight_blocks_give_the_same_results_as_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import validators.bootstrap as b
+
+    labels, scores, attributes = make_cases(n=300, seed=12)
+    one_block = run(labels, scores, attributes, replicates=50, seed=4)
+    monkeypatch.setattr(b, "BLOCK_ELEMENTS", 300 * 7)  # blocks of 7 replicates, the last of 1
+    assert run(labels, scores, attributes, replicates=50, seed=4) == one_block
+
+
+def test_twin_groups_have_paired_intervals_of_no_width() -> None:
+    # Every case is in the file twice, once at site A and once at site B, under one patient: a
+    # resample moves both copies, so paired differences are exactly 0 and ratios exactly 1.
+    labels, scores, _ = make_cases(n=400, seed=3)
+    site = np.array(["A"] * 400 + ["B"] * 400, dtype=object)
+    spec = SubgroupSpec(attributes=("site",), disparity_metrics=("auroc", "sensitivity"))
+    _, disparities, gaps = run(
+        np.concatenate([labels, labels]),
+        np.concatenate([scores, scores]),
+        {"site": site},
+        spec=spec,
+        replicates=100,
+        patient_ids=np.array([f"p{i}" for i in range(400)] * 2),
+    )
+    between = [d for d in disparities if d.reference != OVERALL]
+    assert len(between) == 4  # B vs A: two metrics, difference and ratio
+    for d in between:
+        target = 0.0 if d.kind == "difference" else 1.0
+        assert d.value.lower == d.value.upper == target, d
+    assert gaps and all(g.value.upper == 0.0 for g in gaps)
+
+
+def test_ratio_intervals_hold_their_estimate_and_equalized_odds_bounds_equal_opportunity() -> None:
+    labels, scores, attributes = make_cases(n=3000, seed=9)
+    spec = SubgroupSpec(attributes=("site",), disparity_metrics=("sensitivity", "auroc"))
+    _, disparities, gaps = run(labels, scores, attributes, spec=spec, replicates=200)
+    ratios = [d.value for d in disparities if d.kind == "ratio" and d.value.status == "ok"]
+    assert ratios
+    for v in ratios:
+        assert v.lower is not None and v.upper is not None and v.estimate is not None
+        assert v.lower <= v.estimate <= v.upper
+    by_name = {g.name: g.value for g in gaps}
+    odds, opportunity = (
+        by_name["equalized_odds_difference"],
+        by_name["equal_opportunity_difference"],
+    )
+    # Replicate by replicate, max(TPR gap, FPR gap) >= TPR gap: so are the percentiles.
+    assert odds.lower is not None and opportunity.lower is not None
+    assert odds.upper is not None and opportunity.upper is not None
+    assert odds.lower >= opportunity.lower and odds.upper >= opportunity.upper
 
 
 def test_count_only_metrics_give_the_same_intervals_as_with_a_ranking_metric() -> None:

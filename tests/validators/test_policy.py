@@ -304,11 +304,13 @@ def test_multilabel_rules() -> None:
         }
     )  # fmt: skip
     assert found == {
-        "threshold.nodule": found["threshold.nodule"],
+        "threshold.nodule": "a threshold on probabilities lies in [0, 1]; got 2.0",
         "criteria.0.label": "a multilabel policy names the label: a label name, macro or micro",
-        "criteria.1.metric": found["criteria.1.metric"],
+        "criteria.1.metric": "ece has no macro average; averaged metrics are auroc, "
+        "average_precision, balanced_accuracy, brier, f1, log_loss, npv, ppv, sensitivity, "
+        "specificity",
         "criteria.2.label": "a multilabel policy names the label: a label name, macro or micro",
-        "criteria.3.label": found["criteria.3.label"],
+        "criteria.3.label": "non-inferiority compares one label; name it instead of macro or micro",
         "criteria.4.label": "disparity criteria judge one label's groups (disparities and "
         "fairness gaps are per label); name it instead of macro or micro",
     }

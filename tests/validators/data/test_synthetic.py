@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from validators.data.predictions import read_predictions
 from validators.data.synthetic import write_example_predictions
@@ -24,6 +25,8 @@ def test_both_files_follow_the_contract_on_the_same_cases(tmp_path: Path) -> Non
     assert new.case_ids.tolist() == old.case_ids.tolist()
     np.testing.assert_array_equal(new.y_true, old.y_true)
     assert not np.array_equal(new.y_score, old.y_score)
+    # The new model separates the classes better than the deployed one it would replace.
+    assert roc_auc_score(new.y_true, new.y_score) > roc_auc_score(old.y_true, old.y_score)
     assert set(new.attributes) == {"sex", "age", "site", "scanner_manufacturer", "view"}
     assert 0.3 < new.y_true.mean() < 0.6
     assert sorted(p.name for p in tmp_path.iterdir()) == ["baseline.csv", "predictions.csv"]
