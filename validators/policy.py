@@ -15,6 +15,7 @@ read): the service validates policies without loading numpy.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import pairwise
 from pathlib import Path
@@ -1105,22 +1106,36 @@ def _judged(group: GroupResult) -> bool:
     return _MISSING_LEVEL not in group.attributes.values()
 
 
+def _bounds_of(op: str, value: float) -> tuple[float | None, float | None]:
+    """Return (low, high) of a one-sided `>=` or `<=` comparison."""
+    return (value, None) if op == ">=" else (None, value)
+
+
 def _too_small(group: GroupResult, min_group_size: int) -> bool:
     return group.status != "ok" or group.insufficient_n or (group.n_cases or 0) < min_group_size
 
 
 class _Tally:
-    """Per-group outcomes of a subgroup criterion, folded into one."""
+    """Per-group outcomes of a subgroup criterion, folded into one.
 
-    def __init__(self, higher_fails_first: bool) -> None:
+    The worst item is the one furthest past (or nearest to) the limits `low` and `high`: with
+    both, the distance to the nearer of the two counts, so a group far above the upper limit is
+    worse than one just above it, whichever side the others fail on.
+    """
+
+    def __init__(self, low: float | None, high: float | None) -> None:
         self.failed: list[tuple[str, float, str]] = []
         self.passed: list[tuple[str, float, str]] = []
         self.lacking: list[tuple[str, str]] = []
-        self.higher_fails_first = higher_fails_first
+        self.low, self.high = low, high
+
+    def _badness(self, value: float) -> float:
+        below = -math.inf if self.low is None else self.low - value
+        above = -math.inf if self.high is None else value - self.high
+        return max(below, above)
 
     def worst(self, items: list[tuple[str, float, str]]) -> tuple[str, float, str]:
-        pick = max if self.higher_fails_first else min
-        return pick(items, key=lambda item: item[1])
+        return max(items, key=lambda item: self._badness(item[1]))
 
 
 def _plural(count: int, noun: str) -> str:
@@ -1227,7 +1242,7 @@ def _subgroup_metric(
             f"the result has no subgroup table for {names}.",
             limit=criterion.value,
         )
-    tally = _Tally(higher_fails_first=criterion.op == "<=")
+    tally = _Tally(*_bounds_of(criterion.op, criterion.value))
     ignored: list[str] = []
     for table in tables:
         for group in table.groups:
@@ -1273,13 +1288,13 @@ def _groups_by_label(
 def _disparity(
     criterion: DisparityCriterion, result: EvaluationResult, min_group_size: int
 ) -> CriterionResult:
-    measure = "difference" if criterion.measure == "difference" else "ratio"
+    measure = criterion.measure
     reference = "overall" if criterion.reference == "overall" else "the reference group"
     what = f"the {measure} in {_subject(criterion.metric, criterion.label)} to {reference}"
-    if criterion.on in ("lower", "upper"):
-        what = f"the {criterion.on} bound of the {_level(result):.0%} interval of {what}"
-    elif criterion.on == "interval":
-        what = f"the {_level(result):.0%} interval of {what}"
+    if criterion.on == "interval":
+        what = f"the {_level(result) * 100:g}% interval of {what}"
+    else:
+        what = _side_name(criterion.on, _level(result), what)
     limits = _limits_text(criterion.min, criterion.max)
     chosen: list[Disparity] = [
         d
@@ -1301,7 +1316,7 @@ def _disparity(
             limit=_limit_of(criterion.min, criterion.max, None),
         )
     groups = _groups_by_label(result.subgroups)
-    tally = _Tally(higher_fails_first=criterion.min is None)
+    tally = _Tally(criterion.min, criterion.max)
     ignored: list[str] = []
     for disparity in chosen:
         group = groups.get((frozenset(disparity.attributes), disparity.group))
@@ -1353,7 +1368,7 @@ def _fairness_gap(criterion: FairnessGapCriterion, result: EvaluationResult) -> 
             f"the result has no {subject}{names}.",
             limit=criterion.max,
         )
-    tally = _Tally(higher_fails_first=True)
+    tally = _Tally(None, criterion.max)
     for gap in gaps:
         # The groups the gap was taken over ("over 3 groups: site=A, ...") are named, so that a
         # vendor view withholds this reason when it withholds one of them.

@@ -680,6 +680,24 @@ def test_disparity_interval_must_lie_within_both_limits() -> None:
     assert outcome.observed == 0.09 and outcome.limit == 0.05
 
 
+def test_two_sided_disparity_names_the_group_furthest_from_the_limits() -> None:
+    criterion = {**SENSITIVITY_GAP, "min": -0.1, "max": 0.1}
+    failing = result(
+        subgroups=[sex_table(0.8, 0.75)],
+        disparities=[difference("sex=F", 0.3, 0.2, 0.4), difference("sex=M", 0.15, 0.1, 0.2)],
+    )
+    outcome = judge(criterion, failing)
+    assert (outcome.outcome, outcome.observed) == ("fail", 0.3)
+    assert "sex=F is 0.3" in outcome.reason
+    passing = result(
+        subgroups=[sex_table(0.8, 0.75)],
+        disparities=[difference("sex=F", -0.05, -0.1, 0.0), difference("sex=M", 0.09, 0.0, 0.1)],
+    )
+    outcome = judge(criterion, passing)
+    assert (outcome.outcome, outcome.observed) == ("pass", 0.09)  # 0.01 from the upper limit
+    assert "nearest to the limit is sex=M" in outcome.reason
+
+
 def test_disparity_of_a_small_group_is_insufficient() -> None:
     evaluation = result(
         subgroups=[sex_table(0.8, 0.75, small=0.5)],
