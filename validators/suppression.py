@@ -19,9 +19,13 @@ that could be derived from released numbers. `vendor_view` withholds:
   set of cells per group of attributes that are intersected together): a withheld count is
   exposed when its cells' indicator lies in the span of the released populations' indicators.
 
-Not covered (see docs/fairness.md): bounds from non-negativity (a withheld count is known to lie
-in an interval), exact fractions of released rates combined with released sizes, and a policy
-verdict's criteria that name groups in ways other than their labels.
+- **Small withheld totals.** The withheld groups of a table hold, together, the overall minus the
+  released groups; a total below the minimum pins them (two withheld groups of 2 cases hold one
+  each), so the table's smallest released group is withheld too.
+
+Not covered (see docs/fairness.md): narrower bounds from non-negativity (a withheld count is known
+to lie in an interval), exact fractions of released rates combined with released sizes, and a
+policy verdict's criteria that name groups in ways other than their labels or gap notes.
 """
 
 from __future__ import annotations
@@ -95,6 +99,7 @@ class _Population:
     already: bool  # withheld in the input (a vendor view again)
     hidden_cases: bool
     hidden_classes: bool
+    classes: list[tuple[int | None, int | None]] = field(default_factory=list)
     block: int = -1
     indicator: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
@@ -153,6 +158,7 @@ def _populations(result: EvaluationResult, minimum: int) -> list[_Population]:
             already=n_cases is None or withheld,
             hidden_cases=n_cases is None or _size_small(n_cases, n_patients, minimum),
             hidden_classes=withheld or _classes_small(result.overall, minimum),
+            classes=_class_counts(result.overall),
         )
     ]
     for t, table in enumerate(result.subgroups):
@@ -173,6 +179,7 @@ def _populations(result: EvaluationResult, minimum: int) -> list[_Population]:
                     or (not empty and _size_small(group.n_cases, group.n_patients, minimum)),
                     hidden_classes=withheld
                     or (metrics is not None and _classes_small(metrics, minimum)),
+                    classes=[] if metrics is None else _class_counts(metrics),
                 )
             )
     return out
@@ -304,13 +311,66 @@ def _whole_block(population: _Population, blocks: Sequence[_Block]) -> bool:
     return bool(population.indicator[keep].all())
 
 
+def _total_small(hidden: Sequence[_Population], dimension: Dimension, minimum: int) -> bool:
+    """Whether the withheld groups of a table hold, together, fewer than `minimum` cases (or,
+    for classes, fewer than `minimum` positive or negative cases of some label)."""
+    if dimension == "cases":
+        sizes = [p.n_cases for p in hidden]
+        return all(n is not None for n in sizes) and sum(n or 0 for n in sizes) < minimum
+    if any(len(p.classes) != len(hidden[0].classes) for p in hidden):
+        return False
+    for per_label in zip(*(p.classes for p in hidden), strict=True):
+        for side in (0, 1):
+            counts = [pair[side] for pair in per_label]
+            if all(c is not None for c in counts) and sum(c or 0 for c in counts) < minimum:
+                return True
+    return False
+
+
+def _to_widen_small_total(
+    populations: Sequence[_Population], dimension: Dimension, minimum: int
+) -> _Population | None:
+    """Return a released group to withhold because its table's withheld groups are too few.
+
+    The groups of a table partition every case, so their withheld total is the overall minus
+    the released groups: a known number. Below the minimum it pins the withheld counts (two
+    withheld groups holding 2 cases hold one each; withheld positives summing to 0 are each 0),
+    so the smallest released group of the table is withheld with them.
+    """
+    if populations[0].hidden(dimension):
+        return None
+    tables: dict[int, list[_Population]] = {}
+    for population in populations[1:]:
+        if population.table is not None and not population.empty:
+            tables.setdefault(population.table, []).append(population)
+    for members in tables.values():
+        hidden = [p for p in members if p.hidden(dimension)]
+        released = [p for p in members if not p.hidden(dimension)]
+        if hidden and released and _total_small(hidden, dimension, minimum):
+            return min(
+                released,
+                key=lambda p: (p.n_cases if p.n_cases is not None else math.inf, p.position),
+            )
+    return None
+
+
 def _protect(
-    blocks: Sequence[_Block], populations: Sequence[_Population], dimension: Dimension
+    blocks: Sequence[_Block],
+    populations: Sequence[_Population],
+    dimension: Dimension,
+    minimum: int,
 ) -> None:
-    """Withhold complementary populations until no withheld count is determined."""
+    """Withhold complementary populations until no withheld count is determined or pinned."""
     check = _Exposure(blocks, populations, dimension)
     order = {p.table: len(p.attributes) for p in populations if p.table is not None}
-    while exposed := check.exposed():
+    while True:
+        exposed = check.exposed()
+        if not exposed:
+            widen = _to_widen_small_total(populations, dimension, minimum)
+            if widen is None:
+                return
+            widen.hide(dimension)
+            continue
         target = exposed[0]
         candidates = sorted(
             (
@@ -452,8 +512,8 @@ def vendor_view(result: EvaluationResult, *, min_group_size: int = 11) -> Evalua
     minimum = min_group_size
     populations = _populations(result, minimum)
     blocks = _blocks(result, populations)
-    _protect(blocks, populations, "cases")
-    _protect(blocks, populations, "classes")
+    _protect(blocks, populations, "cases", minimum)
+    _protect(blocks, populations, "classes", minimum)
 
     first = populations[0]
     overall = result.overall
@@ -515,11 +575,22 @@ def vendor_view(result: EvaluationResult, *, min_group_size: int = 11) -> Evalua
             return g.model_copy(update={"value": _withhold(g.value, reason)})
         return g
 
+    fairness = [gap(g) for g in result.fairness]
     verdict = result.verdict
     if verdict is not None:
+        # A criterion names the groups it judged, and a fairness-gap criterion the groups of the
+        # gap's note: a gap withheld now takes every criterion that quotes its note with it (the
+        # note may leave out a withheld group whose rate was undefined, itself a small count).
+        quoted = [
+            g.value.reason
+            for g, shown in zip(result.fairness, fairness, strict=True)
+            if g.value.reason
+            and g.value.status != "suppressed"
+            and shown.value.status == "suppressed"
+        ]
         verdict = _verdict(
             verdict,
-            [p.label for p in populations[1:] if p.hidden("classes")],
+            [p.label for p in populations[1:] if p.hidden("classes")] + quoted,
             first.hidden("classes"),
             minimum,
         )
@@ -529,7 +600,7 @@ def vendor_view(result: EvaluationResult, *, min_group_size: int = 11) -> Evalua
             "overall": overall,
             "subgroups": tables,
             "disparities": disparities,
-            "fairness": [gap(g) for g in result.fairness],
+            "fairness": fairness,
             "verdict": verdict,
         }
     )

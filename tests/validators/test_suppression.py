@@ -213,6 +213,77 @@ def test_a_small_group_is_suppressed_with_the_next_smallest_as_complement() -> N
     assert attack(json.loads(vendor.model_dump_json())) == []
 
 
+def test_withheld_groups_holding_few_cases_together_are_widened() -> None:
+    # C and D, one case each: each withheld, neither derivable alone, but overall - A - B = 2
+    # and a withheld non-empty group holds at least one case, so each holds exactly one.
+    labels, scores, attributes = with_exact_counts({"A": 300, "B": 200, "C": 1, "D": 1})
+    vendor = vendor_view(make_result(labels, scores, attributes))
+    groups = {g.label: g for g in vendor.subgroups[0].groups}
+    assert groups["site=C"].status == groups["site=D"].status == "suppressed"
+    assert groups["site=B"].status == "suppressed"  # so the withheld total is 202, not 2
+    assert groups["site=A"].n_cases == 300
+
+
+def test_withheld_classes_summing_to_zero_are_widened() -> None:
+    # B and C have no positive case: withholding both still tells that each has 0 positives.
+    site = np.array(["A"] * 400 + ["B"] * 300 + ["C"] * 200, dtype=object)
+    rng = np.random.default_rng(1)
+    labels = np.zeros(900, dtype=bool)
+    labels[:400] = rng.random(400) < 0.3
+    scores = np.round(1 / (1 + np.exp(-(rng.normal(size=900) + 1.5 * labels - 0.8))), 3)
+    vendor = vendor_view(make_result(labels, scores, {"site": site}))
+    groups = {g.label: g for g in vendor.subgroups[0].groups}
+    for label in ("site=B", "site=C"):
+        assert isinstance(groups[label].metrics, BinaryMetrics)
+        assert groups[label].metrics.n_positive is None
+    assert attack(json.loads(vendor.model_dump_json())) == []
+    assert isinstance(groups["site=A"].metrics, BinaryMetrics)
+    assert groups["site=A"].metrics.n_positive is None  # widened: the total would be 0
+
+
+def test_a_criterion_quoting_a_withheld_gap_is_withheld() -> None:
+    # C (200 cases, no positive) takes part in the equal-opportunity gap but has no TPR, so the
+    # gap's note names only A and B: a criterion quoting that note would tell that C has none.
+    from validators.data.predictions import Predictions
+    from validators.evaluate import evaluate_predictions
+    from validators.policy import parse_policy
+
+    rng = np.random.default_rng(2)
+    site = np.array(["A"] * 400 + ["B"] * 300 + ["C"] * 200 + [None] * 30, dtype=object)
+    labels = rng.random(930) < 0.3
+    labels[700:900] = False
+    scores = 1 / (1 + np.exp(-(rng.normal(size=930) + 1.5 * labels - 0.8)))
+    predictions = Predictions(
+        task="binary",
+        labels=("label",),
+        case_ids=np.array([f"c{i}" for i in range(930)]),
+        patient_ids=np.array([f"p{i}" for i in range(930)]),
+        y_true=labels,
+        y_score=scores,
+        attributes={"site": site},
+    )
+    policy = parse_policy(
+        {
+            "name": "eo",
+            "version": "1",
+            "task": "binary",
+            "ci": {"replicates": 30},
+            "criteria": [
+                {"id": "eo", "description": "d", "kind": "fairness_gap",
+                 "name": "equal_opportunity_difference", "max": 0.5},
+            ],
+        }
+    )  # fmt: skip
+    committee = evaluate_predictions(predictions, policy=policy)
+    assert committee.verdict is not None
+    assert "over 2 groups: site=A, site=B" in committee.verdict.criteria[0].reason
+    vendor = evaluate_predictions(predictions, policy=policy, view="vendor")
+    assert vendor.verdict is not None
+    (criterion,) = vendor.verdict.criteria
+    assert criterion.observed is None and "site=A" not in criterion.reason
+    assert all(g.value.status == "suppressed" for g in vendor.fairness if g.attributes == ["site"])
+
+
 def test_no_group_is_suppressed_when_every_group_is_large() -> None:
     labels, scores, attributes = with_exact_counts({"A": 300, "B": 200, "C": 40})
     committee = make_result(labels, scores, attributes)
