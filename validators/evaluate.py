@@ -51,6 +51,7 @@ from validators.results import (
     MultilabelMetrics,
     Provenance,
     SubgroupTable,
+    canonical_attribute,
 )
 
 if TYPE_CHECKING:
@@ -215,8 +216,8 @@ def subgroup_spec_for(policy: Policy) -> SubgroupSpec:
     from validators.fairness import SubgroupSpec
 
     groups = policy.subgroups
-    attributes = [_canonical(a) for a in groups.attributes]
-    intersections = [tuple(_canonical(a) for a in i) for i in groups.intersections]
+    attributes = [canonical_attribute(a) for a in groups.attributes]
+    intersections = [tuple(canonical_attribute(a) for a in i) for i in groups.intersections]
     for table in subgroup_tables_named(policy):
         if len(table) == 1:
             if attributes and table[0] not in attributes:
@@ -242,10 +243,6 @@ def subgroup_spec_for(policy: Policy) -> SubgroupSpec:
     )
 
 
-def _canonical(name: str) -> str:
-    return "age_band" if name == "age" else name
-
-
 def _distinct_levels(values: NDArray[np.object_]) -> int:
     present = [v for v in values if v is not None and str(v).strip()]
     return len(set(present))
@@ -266,7 +263,11 @@ def _grouping_columns(
     chosen: dict[str, NDArray[np.object_]] = {}
     for name, values in predictions.attributes.items():
         levels = _distinct_levels(values)
-        if name != "age" and _canonical(name) not in named and levels > MAX_LEVELS_BY_DEFAULT:
+        if (
+            name != "age"
+            and canonical_attribute(name) not in named
+            and levels > MAX_LEVELS_BY_DEFAULT
+        ):
             warnings.warn(
                 f"attribute column {name!r} has {levels} distinct values, so it looks like an "
                 "identifier or a date rather than a group; it is left out of the subgroups "

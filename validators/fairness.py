@@ -58,6 +58,11 @@ from validators.metrics import (
     validate_binary,
 )
 from validators.results import (
+    AGE_BAND,
+    AGE_COLUMN,
+    DEFAULT_AGE_BANDS,
+    DEFAULT_SUBGROUP_METRICS,
+    MISSING,
     BinaryMetrics,
     BootstrapUnit,
     Disparity,
@@ -66,6 +71,7 @@ from validators.results import (
     FairnessGapName,
     GroupResult,
     SubgroupTable,
+    canonical_attribute,
 )
 
 __all__ = [
@@ -83,14 +89,7 @@ __all__ = [
     "group_label",
 ]
 
-DEFAULT_AGE_BANDS: tuple[float, ...] = (0, 18, 40, 65)
-"""Band edges in years: 0-18, 18-40, 40-65, 65+ (each band includes its lower edge)."""
-
-DEFAULT_METRICS: tuple[str, ...] = ("auroc", "sensitivity", "specificity", "ppv", "npv")
-AGE_COLUMN = "age"
-AGE_BAND = "age_band"
-MISSING = "(missing)"
-"""The level of a case whose attribute value is missing (None, NaN or blank)."""
+DEFAULT_METRICS = DEFAULT_SUBGROUP_METRICS
 OVERALL = "overall"
 """The reference name of the whole population in a `Disparity`."""
 
@@ -159,16 +158,12 @@ class SubgroupSpec:
         _check_metric_names(self.metrics, "metrics")
         _check_metric_names(self.disparity_metrics, "disparity_metrics")
         for combination in self.intersections:
-            names = [_canonical(name) for name in combination]
+            names = [canonical_attribute(name) for name in combination]
             if len(names) < 2 or len(set(names)) != len(names):
                 raise ValueError(
                     f"an intersection names two or more different attributes; got "
                     f"{list(combination)}"
                 )
-
-
-def _canonical(name: str) -> str:
-    return AGE_BAND if name == AGE_COLUMN else name
 
 
 # --------------------------------------------------------------------------------------------
@@ -316,7 +311,7 @@ class _Table:
 
 
 def _resolve(name: str, available: Mapping[str, _Attribute]) -> _Attribute:
-    canonical = _canonical(name)
+    canonical = canonical_attribute(name)
     if canonical not in available:
         raise ValueError(
             f"attribute {name!r} is not a column of the predictions; expected one of "
@@ -328,7 +323,7 @@ def _resolve(name: str, available: Mapping[str, _Attribute]) -> _Attribute:
 def _tables(attributes: Mapping[str, _Attribute], spec: SubgroupSpec) -> list[_Table]:
     singles = list(spec.attributes) if spec.attributes else list(attributes)
     chosen: list[tuple[_Attribute, ...]] = []
-    for name in dict.fromkeys(_canonical(n) for n in singles):
+    for name in dict.fromkeys(canonical_attribute(n) for n in singles):
         attribute = _resolve(name, attributes)
         known = len([level for level in attribute.levels if level != MISSING])
         if known > spec.max_levels:
@@ -825,7 +820,7 @@ def _columns(
                 f"attribute {name!r} has shape {column.shape}; expected one value per case "
                 f"({n_total})"
             )
-        canonical = _canonical(name)
+        canonical = canonical_attribute(name)
         if canonical in columns:
             raise ValueError(f"attributes {AGE_COLUMN!r} and {AGE_BAND!r} cannot both be given")
         if name == AGE_COLUMN:

@@ -19,7 +19,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import pairwise
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn, Self
+from typing import Annotated, Any, Literal, NoReturn, Self, cast
 
 from pydantic import (
     AfterValidator,
@@ -34,7 +34,10 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from validators import results
 from validators.results import (
+    DEFAULT_AGE_BANDS,
+    MISSING,
     AveragedMetrics,
     BinaryMetrics,
     CriterionResult,
@@ -47,6 +50,7 @@ from validators.results import (
     MultilabelMetrics,
     SubgroupTable,
     Verdict,
+    canonical_attribute,
 )
 
 __all__ = [
@@ -137,14 +141,7 @@ Severity = Literal["required", "advisory"]
 Side = Literal["estimate", "lower", "upper"]
 RangeSide = Literal["estimate", "lower", "upper", "interval"]
 CiMethodName = Literal["bootstrap", "wilson", "delong", "none"]
-DEFAULT_SUBGROUP_METRICS: tuple[BinaryMetricName, ...] = (
-    "auroc",
-    "sensitivity",
-    "specificity",
-    "ppv",
-    "npv",
-)
-DEFAULT_AGE_BANDS: tuple[float, ...] = (0, 18, 40, 65)
+DEFAULT_SUBGROUP_METRICS = cast("tuple[BinaryMetricName, ...]", results.DEFAULT_SUBGROUP_METRICS)
 
 
 def higher_is_better(metric: str) -> bool:
@@ -230,7 +227,7 @@ def _increasing(edges: list[float]) -> list[float]:
 
 
 def _distinct_attributes(names: list[str]) -> list[str]:
-    canonical = [_canonical(name) for name in names]
+    canonical = [canonical_attribute(name) for name in names]
     if len(set(canonical)) != len(canonical):
         raise PydanticCustomError("intersection", "an intersection names different attributes")
     return names
@@ -1070,17 +1067,13 @@ def _calibration(criterion: CalibrationCriterion, result: EvaluationResult) -> C
     )
 
 
-def _canonical(name: str) -> str:
-    return "age_band" if name == "age" else name
-
-
 def _selected(attributes: Sequence[str], selectors: Sequence[str | list[str]]) -> bool:
     if not selectors:
         return True
     have = frozenset(attributes)
     for selector in selectors:
         names = [selector] if isinstance(selector, str) else selector
-        if frozenset(_canonical(n) for n in names) == have:
+        if frozenset(canonical_attribute(n) for n in names) == have:
             return True
     return False
 
@@ -1093,17 +1086,14 @@ def _missing_tables(
     missing = []
     for selector in selectors:
         names = [selector] if isinstance(selector, str) else selector
-        if frozenset(_canonical(n) for n in names) not in have:
+        if frozenset(canonical_attribute(n) for n in names) not in have:
             missing.append(" x ".join(names))
     return missing
 
 
-_MISSING_LEVEL = "(missing)"
-
-
 def _judged(group: GroupResult) -> bool:
     """Whether a group is one a subgroup criterion judges: every attribute value known."""
-    return _MISSING_LEVEL not in group.attributes.values()
+    return MISSING not in group.attributes.values()
 
 
 def _bounds_of(op: str, value: float) -> tuple[float | None, float | None]:
@@ -1560,4 +1550,4 @@ def subgroup_tables_named(policy: Policy) -> Iterator[tuple[str, ...]]:
     for criterion in policy.criteria:
         for selector in getattr(criterion, "attributes", []):
             names = [selector] if isinstance(selector, str) else selector
-            yield tuple(_canonical(n) for n in names)
+            yield tuple(canonical_attribute(n) for n in names)

@@ -20,7 +20,12 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "AGE_BAND",
+    "AGE_COLUMN",
+    "DEFAULT_AGE_BANDS",
+    "DEFAULT_SUBGROUP_METRICS",
     "MAX_CURVE_POINTS",
+    "MISSING",
     "AveragedMetrics",
     "BinaryMetrics",
     "BootstrapUnit",
@@ -40,7 +45,25 @@ __all__ = [
     "RocCurve",
     "SubgroupTable",
     "Verdict",
+    "canonical_attribute",
 ]
+
+# Subgroup vocabulary, shared by the engine (validators.fairness), the policy and the views.
+AGE_COLUMN = "age"
+"""The attribute column of ages in years, banded into `AGE_BAND`."""
+AGE_BAND = "age_band"
+MISSING = "(missing)"
+"""The level of a case whose attribute value is missing (None, NaN or blank)."""
+DEFAULT_AGE_BANDS: tuple[float, ...] = (0, 18, 40, 65)
+"""Band edges in years: 0-18, 18-40, 40-65, 65+ (each band includes its lower edge)."""
+DEFAULT_SUBGROUP_METRICS: tuple[str, ...] = ("auroc", "sensitivity", "specificity", "ppv", "npv")
+"""The metrics every group gets intervals for, and disparities of, unless a policy says."""
+
+
+def canonical_attribute(name: str) -> str:
+    """Return the attribute a name stands for: `age` is grouped as `age_band`."""
+    return AGE_BAND if name == AGE_COLUMN else name
+
 
 MAX_CURVE_POINTS = 201
 """Most points a stored ROC or decision curve may hold: enough to plot, small to store."""

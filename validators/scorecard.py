@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from validators.results import (
+    DEFAULT_SUBGROUP_METRICS,
     AveragedMetrics,
     BinaryMetrics,
     CriterionResult,
@@ -56,7 +57,6 @@ BINARY_FIELDS: tuple[str, ...] = tuple(
     name for name, info in BinaryMetrics.model_fields.items() if info.annotation is Estimate
 )
 AVERAGED_FIELDS: tuple[str, ...] = tuple(AveragedMetrics.model_fields)
-GROUP_DEFAULT_METRICS = ("auroc", "sensitivity", "specificity", "ppv", "npv")
 _SCALES = {"probability": "probabilities", "logit": "logits"}
 _OUTCOME_STYLE = {"pass": "green", "fail": "bold red", "insufficient_data": "yellow"}
 _OUTCOME_TEXT = {"pass": "pass", "fail": "FAIL", "insufficient_data": "insufficient data"}
@@ -215,7 +215,7 @@ def _group_metric_names(tables: Sequence[SubgroupTable]) -> list[str]:
 
     A multilabel group gives every metric an interval, so its columns stay the defaults.
     """
-    chosen = set(GROUP_DEFAULT_METRICS)
+    chosen = set(DEFAULT_SUBGROUP_METRICS)
     for table in tables:
         for group in table.groups:
             if isinstance(group.metrics, BinaryMetrics):
