@@ -335,3 +335,9 @@ def test_multilabel_file_gets_a_table_per_label_and_labelled_disparities(tmp_pat
     group = document["subgroups"][0]["groups"][0]
     assert group["metrics"]["task"] == "multilabel"
     assert group["metrics"]["macro"]["auroc"]["lower"] is not None
+    # Each label's table shows that label's numbers.
+    for k, label in enumerate(("effusion", "nodule")):
+        auroc = group["metrics"]["per_label"][k]["metrics"]["auroc"]["estimate"]
+        section = result.stdout.split(f"Subgroups: site, label {label}")[1]
+        row = next(line for line in section.splitlines() if line.strip().startswith("site=A"))
+        assert f"{auroc:.3f}" in row.split()
