@@ -207,8 +207,13 @@ TableSelector = AttributeName | Annotated[list[AttributeName], Field(min_length=
 
 def _unique(values: list[Any]) -> list[Any]:
     seen = [str(v) for v in values]
-    if len(set(seen)) != len(seen):
-        raise PydanticCustomError("unique", "name each entry once")
+    repeated = sorted({v for v in seen if seen.count(v) > 1})
+    if repeated:
+        raise PydanticCustomError(
+            "unique",
+            "name each entry once; repeated: {repeated}",
+            {"repeated": ", ".join(repeated)},
+        )
     return values
 
 
@@ -229,7 +234,12 @@ def _increasing(edges: list[float]) -> list[float]:
 def _distinct_attributes(names: list[str]) -> list[str]:
     canonical = [canonical_attribute(name) for name in names]
     if len(set(canonical)) != len(canonical):
-        raise PydanticCustomError("intersection", "an intersection names different attributes")
+        raise PydanticCustomError(
+            "intersection",
+            "an intersection names each attribute once (age and age_band are the same); got "
+            "{names}",
+            {"names": ", ".join(names)},
+        )
     return names
 
 
@@ -684,6 +694,11 @@ def _problems_from(error: ValidationError) -> list[PolicyProblem]:
         if detail["type"] == "union_tag_invalid":
             message = (
                 f"unknown criterion kind; expected one of {', '.join(sorted(_CRITERION_KINDS))}"
+            )
+        if detail["type"] == "string_pattern_mismatch" and path.rsplit(".", 1)[-1] == "id":
+            message = (
+                f"got {detail.get('input')!r}; an id starts with a letter or digit and holds "
+                "only letters, digits and _ . : -"
             )
         if detail["type"] == "union_tag_not_found":
             message = f"a criterion needs its kind: one of {', '.join(sorted(_CRITERION_KINDS))}"

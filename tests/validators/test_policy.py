@@ -316,6 +316,26 @@ def test_multilabel_rules() -> None:
     }
 
 
+def test_repeats_and_bad_ids_are_named() -> None:
+    found = problems(
+        {
+            **MINIMAL,
+            "subgroups": {
+                "metrics": ["auroc", "ppv", "auroc"],
+                "intersections": [["age", "age_band"]],
+            },
+            "criteria": [crit("speed", "-bad id", metric="latency_p50_ms", max=1)],
+        }
+    )
+    assert found == {
+        "subgroups.metrics": "name each entry once; repeated: auroc",
+        "subgroups.intersections.0": "an intersection names each attribute once (age and "
+        "age_band are the same); got age, age_band",
+        "criteria.0.id": "got '-bad id'; an id starts with a letter or digit and holds only "
+        "letters, digits and _ . : -",
+    }
+
+
 def test_per_label_thresholds_are_for_multilabel_only() -> None:
     assert problems({**MINIMAL, "threshold": {"a": 0.5}}) == {
         "threshold": "a binary policy has one threshold, a number"
