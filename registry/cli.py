@@ -909,7 +909,6 @@ def _scoring(json_output: bool) -> Iterator[None]:
         )
     except Exception as exc:
         from validators.data.predictions import PredictionsInvalid
-        from validators.evaluate import EvaluationUnavailable
         from validators.policy import PolicyInvalid
 
         if isinstance(exc, PolicyInvalid):
@@ -922,8 +921,6 @@ def _scoring(json_output: bool) -> Iterator[None]:
             )
         if isinstance(exc, PredictionsInvalid):
             _fail(str(exc), code=EXIT_USAGE, json_output=json_output, error="predictions_invalid")
-        if isinstance(exc, EvaluationUnavailable):
-            _fail(str(exc), code=EXIT_USAGE, json_output=json_output, error="unavailable")
         if isinstance(exc, ValueError):
             # The statistics refuse unusable data with a ValueError that says what was expected.
             _fail(str(exc), code=EXIT_USAGE, json_output=json_output, error="invalid_input")

@@ -60,7 +60,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EvaluationInputError",
-    "EvaluationUnavailable",
     "Progress",
     "align_baseline",
     "compare_with_baseline",
@@ -78,10 +77,6 @@ MAX_LEVELS_BY_DEFAULT = 50
 
 class EvaluationInputError(ValueError):
     """The inputs do not fit together (policy, predictions, baseline); the message says how."""
-
-
-class EvaluationUnavailable(RuntimeError):
-    """A part of the evaluation library this evaluation needs is not installed."""
 
 
 def _quiet(_: str) -> None:
@@ -285,12 +280,8 @@ def _subgroups(
     policy: Policy,
     groups: NDArray[np.str_] | None,
 ) -> tuple[list[SubgroupTable], list[Disparity], list[FairnessGap]]:
-    try:
-        from validators.fairness import evaluate_subgroups
-    except ImportError as exc:  # pragma: no cover - only while fairness is being written
-        raise EvaluationUnavailable(
-            f"subgroup evaluation needs validators.fairness, which cannot be imported ({exc})"
-        ) from exc
+    from validators.fairness import evaluate_subgroups
+
     spec = subgroup_spec_for(policy)
     columns = _grouping_columns(predictions, spec)
     if not columns and not spec.attributes and not spec.intersections:
@@ -691,17 +682,6 @@ def _overall(predictions: Predictions, policy: Policy, groups: NDArray[np.str_] 
     )
 
 
-def _vendor_view(result: EvaluationResult, min_group_size: int) -> EvaluationResult:
-    try:
-        from validators.suppression import vendor_view
-    except ImportError as exc:
-        raise EvaluationUnavailable(
-            "the vendor view needs small-cell suppression (validators.suppression), which "
-            f"cannot be imported ({exc}); use the committee view"
-        ) from exc
-    return vendor_view(result, min_group_size=min_group_size)
-
-
 def evaluate_predictions(
     predictions: Predictions,
     *,
@@ -763,5 +743,7 @@ def evaluate_predictions(
         result = result.model_copy(update={"verdict": verdict})
     if view == "vendor":
         progress("small-cell suppression")
-        result = _vendor_view(result, effective.subgroups.min_group_size)
+        from validators.suppression import vendor_view
+
+        result = vendor_view(result, min_group_size=effective.subgroups.min_group_size)
     return result

@@ -54,7 +54,7 @@ from validators.results import (
     Verdict,
 )
 
-__all__ = ["MAX_CELLS", "committee_view", "result_view", "vendor_view"]
+__all__ = ["MAX_CELLS", "committee_view", "vendor_view"]
 
 MAX_CELLS = 200_000
 """Most cells the cross-classification of one set of intersected attributes may have."""
@@ -614,15 +614,3 @@ def committee_view(result: EvaluationResult) -> EvaluationResult:
             "use the evaluation's stored result"
         )
     return result
-
-
-def result_view(
-    result: EvaluationResult,
-    view: Literal["committee", "vendor"],
-    *,
-    min_group_size: int = 11,
-) -> EvaluationResult:
-    """Return `result` as `view` shows it (for `--view` and the API)."""
-    if view == "vendor":
-        return vendor_view(result, min_group_size=min_group_size)
-    return committee_view(result)

@@ -30,7 +30,7 @@ from validators.results import (
     Provenance,
     Verdict,
 )
-from validators.suppression import committee_view, result_view, vendor_view
+from validators.suppression import committee_view, vendor_view
 
 ObjectArray = NDArray[np.object_]
 Json = dict[str, Any]
@@ -469,7 +469,6 @@ def test_the_committee_view_keeps_every_number_with_flags() -> None:
     labels, scores, attributes = with_exact_counts({"A": 300, "B": 200, "C": 5})
     committee = make_result(labels, scores, attributes)
     assert committee_view(committee) is committee
-    assert result_view(committee, "committee") is committee
     c = next(g for g in committee.subgroups[0].groups if g.label == "site=C")
     assert c.status == "ok" and c.insufficient_n and c.n_cases == 5
     assert isinstance(c.metrics, BinaryMetrics) and c.metrics.n_positive is not None
