@@ -247,6 +247,21 @@ def test_vendor_view_suppresses_the_small_group(predictions: Predictions) -> Non
     assert small.metrics is None and small.n_cases is None
 
 
+def test_vendor_view_uses_the_policys_minimum_group_size(predictions: Predictions) -> None:
+    committee = evaluate_predictions(predictions, policy=quick_policy())
+    sizes = {
+        g.label: g.n_cases for t in committee.subgroups if t.attributes == ["sex"] for g in t.groups
+    }
+    smaller = min(n for n in sizes.values() if n is not None)
+    policy = quick_policy(subgroups={"min_group_size": smaller + 1})
+    vendor = evaluate_predictions(predictions, policy=policy, view="vendor")
+    sex = next(t for t in vendor.subgroups if t.attributes == ["sex"])
+    assert all(g.status == "suppressed" for g in sex.groups)  # below the policy's minimum
+    default = evaluate_predictions(predictions, policy=quick_policy(), view="vendor")
+    sex = next(t for t in default.subgroups if t.attributes == ["sex"])
+    assert all(g.status == "ok" for g in sex.groups)
+
+
 def test_identifier_like_columns_are_left_out_with_a_warning(tmp_path: Path) -> None:
     accession = [f"A{i}" for i in range(300)]
     path = write_predictions(
