@@ -67,6 +67,7 @@ from validators.metrics import (
     validate_probabilities,
 )
 from validators.results import (
+    BINARY_METRIC_NAMES,
     AveragedMetrics,
     BinaryMetrics,
     BootstrapUnit,
@@ -105,29 +106,6 @@ __all__ = [
     "wilson_interval",
 ]
 
-BINARY_METRIC_NAMES: tuple[str, ...] = (
-    "prevalence",
-    "auroc",
-    "average_precision",
-    "sensitivity",
-    "specificity",
-    "ppv",
-    "npv",
-    "f1",
-    "balanced_accuracy",
-    "lr_positive",
-    "lr_negative",
-    "sensitivity_at_specificity",
-    "specificity_at_sensitivity",
-    "brier",
-    "log_loss",
-    "ece",
-    "ece_equal_mass",
-    "calibration_slope",
-    "calibration_intercept",
-    "net_benefit",
-)
-"""The `Estimate` fields of `BinaryMetrics`, in order."""
 
 AVERAGED_METRIC_NAMES: tuple[str, ...] = tuple(AveragedMetrics.model_fields)
 """The `Estimate` fields of `AveragedMetrics` (macro and micro averages)."""

@@ -957,7 +957,9 @@ def _evaluate_sorted(
     names_of = {g.population: g.label for t in tables for g in t.groups if g.population is not None}
     sides: dict[int, _Side] = {}
     for k, ((_, point), reps) in enumerate(zip(built, replicate_tables, strict=True)):
-        values = {name: point.metrics[name].value() for name in BINARY_METRIC_NAMES}
+        values: dict[str, MetricValue] = {
+            name: point.metrics[name].value() for name in BINARY_METRIC_NAMES
+        }
         for key, rate in _rates(point.counts).items():
             number = float(rate[0])
             values[key] = MetricValue(

@@ -39,6 +39,7 @@ from validators.results import (
     DEFAULT_AGE_BANDS,
     MISSING,
     AveragedMetrics,
+    BinaryMetricName,
     BinaryMetrics,
     CriterionResult,
     Disparity,
@@ -82,29 +83,6 @@ POLICY_MAX_BYTES = 1024 * 1024
 AVERAGES = ("macro", "micro")
 """The `label` values that select a multilabel task's averages instead of one label."""
 
-BinaryMetricName = Literal[
-    "prevalence",
-    "auroc",
-    "average_precision",
-    "sensitivity",
-    "specificity",
-    "ppv",
-    "npv",
-    "f1",
-    "balanced_accuracy",
-    "lr_positive",
-    "lr_negative",
-    "sensitivity_at_specificity",
-    "specificity_at_sensitivity",
-    "brier",
-    "log_loss",
-    "ece",
-    "ece_equal_mass",
-    "calibration_slope",
-    "calibration_intercept",
-    "net_benefit",
-]
-"""Every `Estimate` of `BinaryMetrics` (a test checks the two lists agree)."""
 
 NonInferiorityMetricName = Literal[
     "auroc",

@@ -15,18 +15,20 @@ import platform
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "AGE_BAND",
     "AGE_COLUMN",
+    "BINARY_METRIC_NAMES",
     "DEFAULT_AGE_BANDS",
     "DEFAULT_SUBGROUP_METRICS",
     "MAX_CURVE_POINTS",
     "MISSING",
     "AveragedMetrics",
+    "BinaryMetricName",
     "BinaryMetrics",
     "BootstrapUnit",
     "CalibrationBin",
@@ -47,6 +49,31 @@ __all__ = [
     "Verdict",
     "canonical_attribute",
 ]
+
+BinaryMetricName = Literal[
+    "prevalence",
+    "auroc",
+    "average_precision",
+    "sensitivity",
+    "specificity",
+    "ppv",
+    "npv",
+    "f1",
+    "balanced_accuracy",
+    "lr_positive",
+    "lr_negative",
+    "sensitivity_at_specificity",
+    "specificity_at_sensitivity",
+    "brier",
+    "log_loss",
+    "ece",
+    "ece_equal_mass",
+    "calibration_slope",
+    "calibration_intercept",
+    "net_benefit",
+]
+"""The name of every `Estimate` of `BinaryMetrics`, in order (a test checks the two agree)."""
+BINARY_METRIC_NAMES: tuple[BinaryMetricName, ...] = get_args(BinaryMetricName)
 
 # Subgroup vocabulary, shared by the engine (validators.fairness), the policy and the views.
 AGE_COLUMN = "age"

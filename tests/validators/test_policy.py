@@ -16,7 +16,6 @@ import pytest
 
 from validators.policy import (
     BaselineComparison,
-    BinaryMetricName,
     Policy,
     PolicyInvalid,
     evaluate_policy,
@@ -26,6 +25,7 @@ from validators.policy import (
 )
 from validators.results import (
     AveragedMetrics,
+    BinaryMetricName,
     BinaryMetrics,
     CriterionResult,
     Disparity,
