@@ -883,6 +883,8 @@ _Outcome = Literal["pass", "fail", "insufficient_data"]
 
 
 def _number(value: float) -> str:
+    if math.isinf(value):
+        return "unbounded" if value > 0 else "unbounded below"
     if value == 0 or 1e-3 <= abs(value) < 1e5:
         return f"{value:.4g}" if abs(value) >= 1 else f"{value:.3f}".rstrip("0").rstrip(".")
     return f"{value:.3g}"
@@ -899,7 +901,7 @@ def _pick(estimate: Estimate, on: str) -> tuple[float | None, str | None]:
     """Return the number a criterion reads (estimate, lower or upper), or why there is none."""
     if estimate.status != "ok":
         return None, f"{estimate.status}: {estimate.reason}"
-    value = {"estimate": estimate.estimate, "lower": estimate.lower, "upper": estimate.upper}[on]
+    value = estimate.estimate if on == "estimate" else estimate.bound(on)  # type: ignore[arg-type]
     if value is None:
         return None, f"it has no interval (method {estimate.method})"
     return value, None
@@ -936,7 +938,8 @@ def _result(
         severity=criterion.severity,
         outcome=outcome,
         reason=_sentence(reason),
-        observed=observed,
+        # An unbounded interval side is said in the reason; the stored number must be finite.
+        observed=observed if observed is None or math.isfinite(observed) else None,
         limit=limit,
     )
 
@@ -1005,13 +1008,14 @@ def _in_range(
     if estimate.status != "ok" or estimate.estimate is None:
         return None, None, f"{estimate.status}: {estimate.reason}"
     if on == "interval":
-        if estimate.lower is None or estimate.upper is None:
-            return None, None, f"it has no interval (method {estimate.method})"
-        ok_low = low is None or estimate.lower >= low
-        ok_high = high is None or estimate.upper <= high
+        lower, upper = estimate.bound("lower"), estimate.bound("upper")
+        if lower is None or upper is None:
+            return None, None, f"it has no two-sided interval (method {estimate.method})"
+        ok_low = low is None or lower >= low
+        ok_high = high is None or upper <= high
         # The observed number is the bound nearest to a limit it breaks (or to the limit at all).
-        observed = estimate.lower if not ok_low or high is None else estimate.upper
-        text = f"interval [{_number(estimate.lower)}, {_number(estimate.upper)}]"
+        observed = lower if not ok_low or high is None else upper
+        text = f"interval [{_number(lower)}, {_number(upper)}]"
         return ok_low and ok_high, observed, text
     value, why = _pick(estimate, on)
     if value is None:

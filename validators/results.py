@@ -11,6 +11,7 @@ writes these models without loading numpy or the statistics.
 
 from __future__ import annotations
 
+import math
 import platform
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ __all__ = [
     "EvaluationResult",
     "FairnessGap",
     "GroupResult",
+    "IntervalSides",
     "LabelResult",
     "MultilabelMetrics",
     "Provenance",
@@ -96,6 +98,7 @@ MAX_CURVE_POINTS = 201
 """Most points a stored ROC or decision curve may hold: enough to plot, small to store."""
 
 EstimateStatus = Literal["ok", "undefined", "suppressed"]
+IntervalSides = Literal["two", "lower", "upper"]
 BootstrapUnit = Literal["case", "patient"]
 
 
@@ -118,6 +121,13 @@ class Estimate(_Result):
     patients, cases otherwise. `n_cases` always counts cases. `replicates_undefined` counts the
     bootstrap replicates in which the metric was undefined and that the percentile interval left
     out (0 for other methods).
+
+    `sides` says what the interval is: `two` (lower and upper bounds, each at (1 - level) / 2),
+    `upper` (a one-sided upper confidence bound at `level`: no lower bound is claimed), or
+    `lower` (a one-sided lower bound). A bound that is infinite (a likelihood ratio whose
+    replicates reach +inf, a calibration slope under complete separation) is never stored as a
+    number: its value is None and `lower_unbounded` / `upper_unbounded` is True. `bound(side)`
+    reads a bound as a float, infinite where unbounded.
     """
 
     estimate: float | None
@@ -130,11 +140,26 @@ class Estimate(_Result):
     status: EstimateStatus
     reason: str | None
     replicates_undefined: int = Field(default=0, ge=0)
+    sides: IntervalSides = "two"
+    lower_unbounded: bool = False
+    upper_unbounded: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        if (self.lower is None) != (self.upper is None):
-            raise ValueError("an interval needs both bounds, or neither")
+        for side, value, unbounded in (
+            ("lower", self.lower, self.lower_unbounded),
+            ("upper", self.upper, self.upper_unbounded),
+        ):
+            if unbounded and value is not None:
+                raise ValueError(f"an unbounded {side} side carries no number; got {value}")
+        has_lower = self.lower is not None or self.lower_unbounded
+        has_upper = self.upper is not None or self.upper_unbounded
+        if self.sides == "two" and has_lower != has_upper:
+            raise ValueError("a two-sided interval needs both bounds, or neither")
+        if self.sides == "upper" and (has_lower or not has_upper):
+            raise ValueError("a one-sided upper bound has an upper side and no lower one")
+        if self.sides == "lower" and (has_upper or not has_lower):
+            raise ValueError("a one-sided lower bound has a lower side and no upper one")
         if self.lower is not None and self.upper is not None and self.lower > self.upper:
             raise ValueError(f"lower bound {self.lower} is above upper bound {self.upper}")
         if self.status == "ok":
@@ -143,7 +168,7 @@ class Estimate(_Result):
             if self.n is None or self.n_cases is None:
                 raise ValueError("an ok estimate needs its n and n_cases")
             return self
-        if self.estimate is not None or self.lower is not None:
+        if self.estimate is not None or has_lower or has_upper:
             raise ValueError(f"a {self.status} estimate carries no numbers")
         if not self.reason:
             raise ValueError(f"a {self.status} estimate needs the reason")
@@ -166,6 +191,9 @@ class Estimate(_Result):
         method: str,
         replicates_undefined: int = 0,
         note: str | None = None,
+        sides: IntervalSides = "two",
+        lower_unbounded: bool = False,
+        upper_unbounded: bool = False,
     ) -> Estimate:
         """Return a defined estimate; without bounds it is a point estimate only."""
         return cls(
@@ -179,6 +207,9 @@ class Estimate(_Result):
             status="ok",
             reason=note,
             replicates_undefined=replicates_undefined,
+            sides=sides,
+            lower_unbounded=lower_unbounded,
+            upper_unbounded=upper_unbounded,
         )
 
     @classmethod
@@ -226,6 +257,22 @@ class Estimate(_Result):
             status="suppressed",
             reason=reason,
         )
+
+    @property
+    def has_interval(self) -> bool:
+        """Whether the estimate reports an interval (two-sided or one-sided)."""
+        return (
+            self.lower is not None
+            or self.upper is not None
+            or self.lower_unbounded
+            or self.upper_unbounded
+        )
+
+    def bound(self, side: Literal["lower", "upper"]) -> float | None:
+        """Return the lower or upper bound as a float (+-inf where unbounded), None if absent."""
+        if side == "lower":
+            return -math.inf if self.lower_unbounded else self.lower
+        return math.inf if self.upper_unbounded else self.upper
 
     def suppress(
         self, reason: str = "fewer cases than the policy's minimum group size"

@@ -77,9 +77,18 @@ def _count(value: int | None) -> str:
 
 
 def _interval(estimate: Estimate) -> str:
-    if estimate.lower is None or estimate.upper is None:
+    """Return the interval as text: two bounds, one side ("at most 0.04"), or nothing."""
+    lower = "unbounded" if estimate.lower_unbounded else estimate.lower
+    upper = "unbounded" if estimate.upper_unbounded else estimate.upper
+    if estimate.sides == "upper" and upper is not None:
+        return f"at most {upper if isinstance(upper, str) else _number(upper)}"
+    if estimate.sides == "lower" and lower is not None:
+        return f"at least {lower if isinstance(lower, str) else _number(lower)}"
+    if lower is None or upper is None:
         return ""
-    return f"{_number(estimate.lower)} to {_number(estimate.upper)}"
+    low = lower if isinstance(lower, str) else _number(lower)
+    high = upper if isinstance(upper, str) else _number(upper)
+    return f"{low} to {high}"
 
 
 def _title(metric: str, metrics: BinaryMetrics | None = None) -> str:
@@ -102,8 +111,9 @@ def _cell(estimate: Estimate | None, *, emphasize_nonzero: bool = False) -> Text
     if estimate.status == "undefined":
         return Text("undefined", style="yellow")
     style = ""
-    if emphasize_nonzero and estimate.lower is not None and estimate.upper is not None:
-        style = "bold" if estimate.lower > 0 or estimate.upper < 0 else ""
+    lower, upper = estimate.bound("lower"), estimate.bound("upper")
+    if emphasize_nonzero and lower is not None and upper is not None:
+        style = "bold" if lower > 0 or upper < 0 else ""
     text = Text(_number(estimate.estimate), style=style)
     interval = _interval(estimate)
     if interval:

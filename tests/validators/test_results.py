@@ -183,3 +183,45 @@ def test_provenance_records_versions() -> None:
     assert provenance.numpy_version == np.__version__
     assert provenance.assay_version
     assert provenance.seed == 0 and provenance.replicates == 40
+
+
+def test_an_unbounded_side_is_flagged_never_stored_as_a_number() -> None:
+    estimate = Estimate.ok(
+        3.2, lower=1.5, upper=None, upper_unbounded=True, level=0.95, n=40, method="m"
+    )
+    assert estimate.has_interval
+    assert estimate.bound("lower") == 1.5
+    assert estimate.bound("upper") == math.inf
+    assert round_trips(estimate)
+    assert "Infinity" not in estimate.model_dump_json()
+    with pytest.raises(ValidationError, match="unbounded upper side carries no number"):
+        Estimate.ok(3.2, lower=1.5, upper=9.0, upper_unbounded=True, level=0.95, n=40, method="m")
+
+
+def test_a_one_sided_upper_bound_has_no_lower_side() -> None:
+    bound = Estimate.ok(0.01, upper=0.03, sides="upper", level=0.95, n=1000, method="m")
+    assert bound.bound("lower") is None and bound.bound("upper") == 0.03
+    assert round_trips(bound)
+    with pytest.raises(ValidationError, match="one-sided upper bound"):
+        Estimate.ok(0.01, lower=0.0, upper=0.03, sides="upper", level=0.95, n=9, method="m")
+    with pytest.raises(ValidationError, match="one-sided lower bound"):
+        Estimate.ok(0.9, upper=0.95, sides="lower", level=0.95, n=9, method="m")
+    with pytest.raises(ValidationError, match="two-sided interval needs both bounds"):
+        Estimate.ok(0.9, lower=0.8, level=0.95, n=9, method="m")
+
+
+def test_an_undefined_estimate_carries_no_unbounded_side() -> None:
+    with pytest.raises(ValidationError, match="carries no numbers"):
+        Estimate(
+            estimate=None,
+            lower=None,
+            upper=None,
+            upper_unbounded=True,
+            lower_unbounded=True,
+            level=0.95,
+            n=3,
+            n_cases=3,
+            method="m",
+            status="undefined",
+            reason="why",
+        )
