@@ -341,3 +341,18 @@ def test_multilabel_file_gets_a_table_per_label_and_labelled_disparities(tmp_pat
         section = result.stdout.split(f"Subgroups: site, label {label}")[1]
         row = next(line for line in section.splitlines() if line.strip().startswith("site=A"))
         assert f"{auroc:.3f}" in row.split()
+
+
+def test_two_score_columns_exit_2_naming_the_column(tmp_path: Path) -> None:
+    """Not scored on the first `score` (pandas would have renamed the second to `score.1`)."""
+    path = tmp_path / "two-scores.csv"
+    path.write_text(
+        "case_id,patient_id,label,score,score\nc1,p1,1,0.9,0.1\nc2,p2,0,0.2,0.8\nc3,p3,1,0.7,0.3\n"
+    )
+    result = run(str(path))
+    assert result.exit_code == 2, result.output
+    assert (
+        "column 'score' appears 2 times (columns 4 and 5); each column name must appear once."
+        in result.stderr
+    )
+    assert result.stdout == ""

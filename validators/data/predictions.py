@@ -84,22 +84,47 @@ def _scores(column: str, values: NDArray[np.object_]) -> NDArray[np.float64]:
     return scores
 
 
+def column_names(header: list[object]) -> list[str]:
+    """The names of a CSV header row, trimmed; refuses every name that appears more than once.
+
+    `header` is the header line as parsed, before any renaming (pandas makes a second `score`
+    `score.1`). An empty cell gets pandas' name `Unnamed: <0-based position>`.
+    """
+    names = [
+        str(cell).strip() if isinstance(cell, str) and cell.strip() else f"Unnamed: {i}"
+        for i, cell in enumerate(header)
+    ]
+    positions: dict[str, list[int]] = {}
+    for i, name in enumerate(names, start=1):
+        positions.setdefault(name, []).append(i)
+    repeated = [
+        f"column {name!r} appears {len(at)} times (columns "
+        f"{', '.join(map(str, at[:-1]))} and {at[-1]})"
+        for name, at in positions.items()
+        if len(at) > 1
+    ]
+    if repeated:
+        raise PredictionsInvalid("; ".join(repeated) + "; each column name must appear once.")
+    return names
+
+
 def read_predictions(source: str | Path | io.TextIOBase) -> Predictions:
     """Reads and validates a predictions CSV; raises PredictionsInvalid naming what is wrong."""
     import pandas as pd
 
     try:
-        frame = pd.read_csv(source, dtype=str, keep_default_na=False, na_values=[""])
+        # header=None: the header line comes back as the first row, verbatim. With header=0 pandas
+        # renames a repeated `score` to `score.1` (and takes the first field of rows one field too
+        # long as an index, shifting every column), so a repeated name could never be seen.
+        frame = pd.read_csv(source, header=None, dtype=str, keep_default_na=False, na_values=[""])
     except FileNotFoundError as exc:
         raise PredictionsInvalid(f"no predictions file at {source}.") from exc
     except pd.errors.EmptyDataError as exc:
         raise PredictionsInvalid(f"the predictions file is empty; {_SHAPE_HINT}.") from exc
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise PredictionsInvalid(f"the predictions file is not a readable CSV: {exc}.") from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
-    duplicated = frame.columns[frame.columns.duplicated()].tolist()
-    if duplicated:
-        raise PredictionsInvalid(f"column {duplicated[0]!r} appears twice; give each column once.")
+    frame.columns = column_names(frame.iloc[0].tolist())
+    frame = frame.iloc[1:]
     for column in REQUIRED:
         if column not in frame.columns:
             raise PredictionsInvalid(f"column {column!r} is missing; {_SHAPE_HINT}.")
@@ -115,7 +140,7 @@ def read_predictions(source: str | Path | io.TextIOBase) -> Predictions:
     patient_ids = np.array([str(v).strip() for v in columns["patient_id"]])
     _, first_index, counts = np.unique(case_ids, return_index=True, return_counts=True)
     if (counts > 1).any():
-        repeated = case_ids[np.sort(first_index[counts > 1])][0]
+        repeated = str(case_ids[np.sort(first_index[counts > 1])][0])  # not np.str_('c3')
         mask = case_ids == repeated
         raise PredictionsInvalid(
             f"case_id {repeated!r} appears on more than one line (lines {_rows(mask)}); "

@@ -80,3 +80,78 @@ def test_empty_file_is_refused(tmp_path: Path) -> None:
 def test_missing_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(PredictionsInvalid, match="no predictions file"):
         read_predictions(tmp_path / "absent.csv")
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (
+            "case_id,patient_id,label,score,score",
+            r"column 'score' appears 2 times \(columns 4 and 5\); "
+            r"each column name must appear once\.$",
+        ),
+        (
+            "case_id,patient_id,label,score,label",
+            r"column 'label' appears 2 times \(columns 3 and 5\)",
+        ),
+        (
+            "case_id,patient_id,label,score,sex,sex",
+            r"column 'sex' appears 2 times \(columns 5 and 6\)",
+        ),
+        (
+            "case_id,patient_id,label,score, score ",
+            r"column 'score' appears 2 times \(columns 4 and 5\)",
+        ),
+        (
+            "case_id,patient_id,score,label,site,score,site,score",
+            r"column 'score' appears 3 times \(columns 3, 6 and 8\); "
+            r"column 'site' appears 2 times \(columns 5 and 7\); each column name must appear once",
+        ),
+        (
+            "case_id,case_id,label:a,score:a,label:a,score:a",
+            r"column 'case_id' appears 2 times \(columns 1 and 2\)",
+        ),
+    ],
+)
+def test_a_repeated_column_name_is_refused_with_its_positions(
+    tmp_path: Path, header: str, message: str
+) -> None:
+    """pandas would rename the second `score` to `score.1`: the first one silently scored."""
+    width = header.count(",") + 1
+    rows = "".join(f"c{i},p{i}," + ",".join(["1"] * (width - 2)) + "\n" for i in range(3))
+    with pytest.raises(PredictionsInvalid, match=message):
+        read_predictions(write(tmp_path, header + "\n" + rows))
+
+
+def test_a_repeated_column_behind_a_byte_order_mark_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "predictions.csv"
+    path.write_bytes(b"\xef\xbb\xbfcase_id,case_id,patient_id,label,score\nc1,c1,p1,1,0.5\n")
+    with pytest.raises(PredictionsInvalid, match=r"column 'case_id' appears 2 times"):
+        read_predictions(path)
+
+
+def test_a_header_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    path = tmp_path / "predictions.csv"
+    path.write_bytes(b"\xef\xbb\xbfcase_id,patient_id,label,score\nc1,p1,1,0.5\nc2,p2,0,0.25\n")
+    predictions = read_predictions(path)
+    assert predictions.case_ids.tolist() == ["c1", "c2"]
+    assert predictions.attributes == {}
+
+
+def test_a_row_with_one_field_too_many_is_refused_not_shifted(tmp_path: Path) -> None:
+    """pandas would take the first field of such rows as an index and shift every column left."""
+    path = write(tmp_path, "case_id,patient_id,label,score\nc1,p1,1,0.5,x\nc2,p2,0,0.2,y\n")
+    with pytest.raises(PredictionsInvalid, match="Expected 4 fields in line 2, saw 5"):
+        read_predictions(path)
+
+
+def test_a_repeated_case_id_is_named_as_plain_text(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "case_id,patient_id,label,score\nc1,p1,1,0.5\nc3,p2,0,0.5\nc3,p3,1,0.5\n",
+    )
+    with pytest.raises(PredictionsInvalid) as caught:
+        read_predictions(path)
+    assert str(caught.value) == (
+        "case_id 'c3' appears on more than one line (lines 3, 4); a case_id is unique."
+    )
