@@ -1,110 +1,195 @@
-"""Coverage of the 95% percentile bootstrap interval of the AUROC, by simulation (slow).
+"""Coverage of Assay's intervals by simulation (slow; `tests/validators/simulation.py`).
 
-Datasets are drawn from binormal models whose true AUROC is known in closed form, then evaluated
-by `binary_metrics` exactly as in production (500 replicates per dataset to keep the run short;
-production uses 1,000). The interval should contain the true AUROC in about 95% of datasets; with
-400 datasets the Monte Carlo standard error of a coverage is about 1.1 points, so the accepted
-band 92-98% is wide enough for a correct method and narrow enough to catch a wrong one.
+Each slow test draws DATASETS (4,000) datasets of one design whose true values are known, evaluates
+them through the production entry points with the production settings (1,000 bootstrap
+replicates, level 0.95) on 2 worker processes, and asserts the acceptance bands of issue 7:
 
-- Case level: independent cases, negatives N(0, 1), positives N(d, 1): AUC = Phi(d / sqrt(2)).
-- Patient level: 150 patients, each with 1-5 images sharing the patient's label and a random effect
-  u ~ N(0, sd_u^2); an image scores d * label + u + e, e ~ N(0, sd_e^2). A positive and a negative
-  image always come from different patients, so AUC = Phi(d / sqrt(2 (sd_u^2 + sd_e^2))). Here
-  the patient (cluster) bootstrap must cover, and resampling images as if independent must not.
+- two-sided 95% intervals (AUROC, sensitivity, specificity, a group's sensitivity, a disparity,
+  the equal-opportunity gap) cover within 95% +- (2 SE + 1 point), SE = sqrt(c (1 - c) / n);
+- one-sided bounds cover in at least 95% - 2 SE;
+- ECE on a calibrated model: the estimate averages 0 within 2 SE, and the upper bound is under
+  0.05 in at least 80% of 1,000-case datasets; on a miscalibrated model the upper bound covers
+  the true binned ECE (one-sided rule).
+
+The whole module takes about 13-14 minutes on 2 cores (docs/statistics.md, "Coverage").
+`python -m tests.validators.simulation` prints the same checks as a table. The fast test at the
+end runs every design on a few datasets (plumbing, truths, determinism) and is not slow.
 """
 
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
+import os
+from collections.abc import Iterator
+from dataclasses import replace
+from multiprocessing.pool import Pool
 
 import numpy as np
 import pytest
-from numpy.typing import NDArray
 
-from validators.metrics import binary_metrics
+from tests.validators.simulation import (
+    DESIGNS,
+    TRUE_ECE_MISCALIBRATED,
+    Clustered,
+    DesignResult,
+    EceMiscalibrated,
+    make_pool,
+    markdown_table,
+    run_design,
+)
 
-pytestmark = pytest.mark.slow
-
-DATASETS = 400
-REPLICATES = 500
-SEED = 20_260_101
-SEPARATION = 1.2
-
-
-def covers(lower: float | None, upper: float | None, truth: float) -> bool:
-    """Return whether [lower, upper] contains the truth (an undefined interval does not)."""
-    return lower is not None and upper is not None and lower <= truth <= upper
-
-
-def case_level_dataset(
-    rng: np.random.Generator, *, n: int = 250, prevalence: float = 0.3
-) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
-    """Return independent binormal cases."""
-    labels = rng.random(n) < prevalence
-    return labels, rng.normal(size=n) + SEPARATION * labels
+DATASETS = int(os.environ.get("ASSAY_COVERAGE_DATASETS", "4000"))
+"""Datasets per design (issue 7 asks for at least 4,000; the variable is for local trials)."""
+NAIVE_DATASETS = 500
+"""Datasets for the image-level (naive) bootstrap on clustered data: enough to see it fail."""
 
 
-def patient_level_dataset(
-    rng: np.random.Generator,
-    *,
-    patients: int = 150,
-    prevalence: float = 0.3,
-    sd_patient: float = 1.0,
-    sd_image: float = 0.5,
-) -> tuple[NDArray[np.bool_], NDArray[np.float64], NDArray[np.intp]]:
-    """Return images clustered in patients: shared label and random effect per patient."""
-    images = rng.integers(1, 6, size=patients)
-    patient = np.repeat(np.arange(patients), images)
-    diseased = rng.random(patients) < prevalence
-    effect = rng.normal(0.0, sd_patient, size=patients)
-    labels = diseased[patient]
-    scores = (
-        SEPARATION * labels + effect[patient] + rng.normal(0.0, sd_image, size=patient.shape[0])
+@pytest.fixture(scope="module")
+def pool() -> Iterator[Pool]:
+    workers = make_pool(2)
+    try:
+        yield workers
+    finally:
+        workers.close()
+        workers.join()
+
+
+def _assert_passes(result: DesignResult) -> None:
+    assert result.passed, (
+        f"{result.design.name} ({result.n} datasets):\n{result.failures()}\n\n"
+        f"{markdown_table([result])}"
     )
-    return labels, scores, patient
 
 
-def test_case_level_bootstrap_covers_95_percent() -> None:
-    truth = NormalDist().cdf(SEPARATION / math.sqrt(2))
-    rng = np.random.default_rng(SEED)
-    hits = 0
-    for k in range(DATASETS):
-        labels, scores = case_level_dataset(rng)
-        auroc = binary_metrics(
-            labels, scores, scores="logit", threshold=0.0, replicates=REPLICATES, seed=k
-        ).auroc
-        assert auroc.method == "bootstrap_percentile_case"
-        hits += covers(auroc.lower, auroc.upper, truth)
-    coverage = hits / DATASETS
-    assert 0.92 <= coverage <= 0.98, f"case-level coverage {coverage:.3f}"
+@pytest.mark.slow
+def test_independent_cases(pool: Pool) -> None:
+    _assert_passes(run_design(DESIGNS["independent"], DATASETS, pool=pool))
 
 
-def test_patient_level_bootstrap_covers_95_percent_and_case_level_does_not() -> None:
-    sd_patient, sd_image = 1.0, 0.5
-    truth = NormalDist().cdf(SEPARATION / math.sqrt(2 * (sd_patient**2 + sd_image**2)))
-    rng = np.random.default_rng(SEED + 1)
-    by_patient = by_image = 0
-    for k in range(DATASETS):
-        labels, scores, patient = patient_level_dataset(
-            rng, sd_patient=sd_patient, sd_image=sd_image
-        )
-        clustered = binary_metrics(
-            labels,
-            scores,
-            scores="logit",
-            threshold=0.0,
-            replicates=REPLICATES,
-            seed=k,
-            groups=patient,
-        ).auroc
-        assert clustered.method == "bootstrap_percentile_patient"
-        by_patient += covers(clustered.lower, clustered.upper, truth)
-        naive = binary_metrics(
-            labels, scores, scores="logit", threshold=0.0, replicates=REPLICATES, seed=k
-        ).auroc
-        by_image += covers(naive.lower, naive.upper, truth)
-    coverage = by_patient / DATASETS
-    assert 0.92 <= coverage <= 0.98, f"patient-level coverage {coverage:.3f}"
-    # Treating a patient's images as independent makes the interval too narrow.
-    assert by_image / DATASETS < coverage - 0.05, f"image-level coverage {by_image / DATASETS:.3f}"
+@pytest.mark.slow
+def test_clustered_patient_bootstrap_covers_and_image_bootstrap_does_not(pool: Pool) -> None:
+    clustered = run_design(DESIGNS["clustered"], DATASETS, pool=pool)
+    _assert_passes(clustered)
+    # The same datasets with images resampled as if independent: the interval is too narrow.
+    naive = run_design(DESIGNS["clustered_naive"], NAIVE_DATASETS, pool=pool)
+    by_patient = clustered.hits("auroc")[:NAIVE_DATASETS].mean()
+    by_image = naive.hits("auroc").mean()
+    assert by_image < by_patient - 0.05, (
+        f"image-level AUROC coverage {by_image:.3f}, patient-level {by_patient:.3f}"
+    )
+    assert by_image < 0.90, f"image-level AUROC coverage {by_image:.3f}"
+
+
+@pytest.mark.slow
+def test_boundary_sensitivity(pool: Pool) -> None:
+    _assert_passes(run_design(DESIGNS["boundary"], DATASETS, pool=pool))
+
+
+@pytest.mark.slow
+def test_ece_calibrated(pool: Pool) -> None:
+    _assert_passes(run_design(DESIGNS["ece_calibrated"], DATASETS, pool=pool))
+
+
+@pytest.mark.slow
+def test_ece_miscalibrated(pool: Pool) -> None:
+    _assert_passes(run_design(DESIGNS["ece_miscalibrated"], DATASETS, pool=pool))
+
+
+@pytest.mark.slow
+def test_fairness_gap(pool: Pool) -> None:
+    _assert_passes(run_design(DESIGNS["fairness_gap"], DATASETS, pool=pool))
+
+
+# --------------------------------------------------------------------------------------------
+# Fast: plumbing and truths
+# --------------------------------------------------------------------------------------------
+
+FEW = 20
+
+
+def test_designs_run_and_know_their_truths() -> None:
+    """Every design runs on a few datasets, with few replicates: no exception, sane numbers."""
+    for name, design in DESIGNS.items():
+        few = replace(design, replicates=100)
+        result = run_design(few, FEW, workers=1)
+        assert result.n == FEW
+        truths = few.truths()
+        assert {c.quantity for c in few.checks} <= set(truths), name
+        for quantity, truth in truths.items():
+            assert math.isfinite(truth), (name, quantity)
+            assert -1.0 <= truth <= 1.0, (name, quantity, truth)
+        for summary in result.summaries:
+            assert summary.n == FEW
+            assert 0.0 <= summary.undefined < 0.5, (name, summary.quantity)
+            if summary.kind != "mean-zero":
+                assert 0.0 <= summary.value <= 1.0
+        for quantity, records in result.records.items():
+            assert records.shape == (FEW, 4), (name, quantity)
+            # Estimates lie near the truth: the designs are what they claim to be.
+            estimates = records[:, 0]
+            assert np.nanmean(np.abs(estimates - truths[quantity])) < 0.1, (name, quantity)
+
+
+def test_datasets_are_reproducible_one_by_one() -> None:
+    design = DESIGNS["clustered"]
+    a, b = design.dataset(7), design.dataset(7)
+    assert np.array_equal(a.scores, b.scores) and np.array_equal(a.labels, b.labels)
+    assert not np.array_equal(design.dataset(8).labels[:5], a.labels[:5]) or not np.array_equal(
+        design.dataset(8).scores[:5], a.scores[:5]
+    )
+
+
+def test_worker_processes_give_the_same_numbers() -> None:
+    design = replace(DESIGNS["independent"], replicates=100)
+    serial = run_design(design, 6, workers=1, start=3)
+    parallel = run_design(design, 6, workers=2, start=3)
+    for quantity, records in serial.records.items():
+        assert np.array_equal(records, parallel.records[quantity], equal_nan=True), quantity
+
+
+def test_clustered_overall_is_binary_metrics_with_patient_groups() -> None:
+    """The clustered design reads the overall from `evaluate_binary_with_subgroups`, which must
+    equal `binary_metrics(..., groups=patient_ids)` (as `evaluate_predictions` computes it)."""
+    from validators.metrics import binary_metrics
+
+    design = replace(DESIGNS["clustered"], replicates=200)
+    assert isinstance(design, Clustered)
+    data = design.dataset(0)
+    estimates = design.evaluate(data, 5)
+    direct = binary_metrics(
+        data.labels,
+        data.scores,
+        scores="logit",
+        threshold=design.threshold,
+        replicates=200,
+        seed=5,
+        groups=data.patients,
+    )
+    for name in ("auroc", "sensitivity", "specificity"):
+        assert estimates[name] == getattr(direct, name), name
+    assert estimates["auroc"].method == "bootstrap_percentile_patient"
+
+
+def test_clustered_truths_match_monte_carlo() -> None:
+    from tests.validators.simulation import _clustered_by_monte_carlo
+
+    design = DESIGNS["clustered"]
+    assert isinstance(design, Clustered)
+    truths = design.truths()
+    simulated = _clustered_by_monte_carlo(design, 200_000, seed=1)
+    for quantity, value in simulated.items():
+        assert value == pytest.approx(truths[quantity], abs=0.006), quantity
+
+
+def test_miscalibrated_ece_truth() -> None:
+    design = EceMiscalibrated()
+    assert design.ece_by_quadrature() == pytest.approx(TRUE_ECE_MISCALIBRATED, abs=1e-9)
+    value, se = design.ece_by_monte_carlo(10**6, seed=2)
+    assert abs(value - TRUE_ECE_MISCALIBRATED) < max(4 * se, 1e-4)
+
+
+def test_fairness_gap_design_has_a_clear_best_and_worst_group() -> None:
+    design = DESIGNS["fairness_gap"]
+    rates = sorted(design.sensitivities)  # type: ignore[attr-defined]
+    assert design.truths()["equal-opportunity gap"] >= 0.1
+    assert rates[1] - rates[0] >= 0.1 and rates[-1] - rates[-2] >= 0.1

@@ -1,0 +1,1005 @@
+"""Coverage simulations: designs with known true values, and a runner over worker processes.
+
+Each design is a frozen dataclass that draws one dataset from a seeded numpy Generator
+(dataset k of a design uses `np.random.default_rng((design.seed, k))`, so any dataset can be
+regenerated on its own), evaluates it through the production entry points with the production
+settings (1,000 bootstrap replicates, level 0.95, bootstrap seed k), and knows the true value of
+every quantity it checks, in closed form or by numerical integration (`truths()`); the
+`--truths` command recomputes them by a 10^7-sample Monte Carlo.
+
+- `independent`: binormal cases; AUROC Phi(d / sqrt 2), sensitivity Phi(d - t), specificity Phi(t).
+- `clustered`: patients with 1-4 images sharing the label, a random effect and a site; image-level
+  AUROC, sensitivity, specificity, site A's sensitivity and its disparity to overall (patient
+  bootstrap). `clustered_naive` evaluates the same datasets as if the images were independent.
+- `boundary`: Binomial(100, 0.2) positives, true sensitivity 0.95.
+- `ece_calibrated` / `ece_miscalibrated`: 1,000 cases, p ~ Beta(2, 5), y ~ Bernoulli(p) or
+  Bernoulli(sigmoid(logit p - 0.3)).
+- `fairness_gap`: three groups with sensitivities 0.65, 0.80, 0.92 (equal-opportunity gap 0.27).
+
+`run_design(design, datasets)` evaluates datasets on 2 worker processes (spawn start, BLAS and
+OpenMP threads 1 each) and returns one `Summary` per check: coverage with its Monte Carlo
+standard error SE = sqrt(c (1 - c) / n), the acceptance band and whether it passes.
+
+    python -m tests.validators.simulation [--datasets N] [--design NAME] [--workers 2]
+
+prints the markdown table of docs/statistics.md ("Coverage").
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from multiprocessing.pool import Pool
+from statistics import NormalDist
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from validators.results import Estimate
+
+__all__ = [
+    "DESIGNS",
+    "Boundary",
+    "Check",
+    "Clustered",
+    "Dataset",
+    "Design",
+    "DesignResult",
+    "EceCalibrated",
+    "EceMiscalibrated",
+    "FairnessGap",
+    "Independent",
+    "Summary",
+    "make_pool",
+    "markdown_table",
+    "run_design",
+]
+
+NOMINAL = 0.95
+"""The confidence level of every interval checked (the production default)."""
+REPLICATES = 1000
+"""Bootstrap replicates per dataset (the production default)."""
+BAND_SLACK = 0.01
+"""Two-sided coverage passes within NOMINAL +- (2 SE + BAND_SLACK)."""
+ECE_LIMIT = 0.05
+ECE_SHARE_BELOW = 0.80
+
+_PHI = NormalDist().cdf
+_PHI_INV = NormalDist().inv_cdf
+_THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+CheckKind = Literal["two-sided", "lower", "upper", "mean-zero", "upper-below"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One acceptance check of a quantity.
+
+    - `two-sided`: the interval contains the truth in NOMINAL +- (2 SE + 1 point) of datasets;
+    - `lower` / `upper`: the lower (upper) bound is at most (at least) the truth in at least
+      NOMINAL - 2 SE of datasets;
+    - `mean-zero`: the estimate averages the truth (0) within 2 SE of the mean;
+    - `upper-below`: the upper bound is under ECE_LIMIT in at least ECE_SHARE_BELOW of datasets.
+
+    An estimate's interval is read by its `sides`: a one-sided bound claims nothing on its other
+    side (that side counts as infinite), an unbounded side is infinite, and an undefined estimate
+    or one without an interval is a miss.
+    """
+
+    quantity: str
+    kind: CheckKind
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One simulated dataset: labels, scores, and optionally patient ids and an attribute."""
+
+    labels: NDArray[np.bool_]
+    scores: NDArray[np.float64]
+    patients: NDArray[np.str_] | None = None
+    attribute: NDArray[np.object_] | None = None
+
+
+@dataclass(frozen=True)
+class Design:
+    """Base of the designs: a name, a seed, the bootstrap settings, and the abstract parts."""
+
+    name: ClassVar[str] = "design"
+    seed: int = 0
+    replicates: int = REPLICATES
+    level: float = NOMINAL
+
+    def rng(self, k: int) -> np.random.Generator:
+        """Return the generator of dataset k: seeded by (design seed, k)."""
+        return np.random.default_rng((self.seed, k))
+
+    def dataset(self, k: int) -> Dataset:
+        """Return dataset k (the same every time)."""
+        return self.draw(self.rng(k))
+
+    def draw(self, rng: np.random.Generator) -> Dataset:
+        raise NotImplementedError
+
+    def truths(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    @property
+    def checks(self) -> tuple[Check, ...]:
+        raise NotImplementedError
+
+    def evaluate(self, data: Dataset, bootstrap_seed: int) -> dict[str, Estimate]:
+        """Return the estimate of every quantity, from the production entry point."""
+        raise NotImplementedError
+
+    def evaluate_dataset(self, k: int) -> dict[str, Estimate]:
+        """Draw dataset k and evaluate it with bootstrap seed k."""
+        return self.evaluate(self.dataset(k), k)
+
+
+def _binary_metrics(design: Design, data: Dataset, seed: int, **kwargs: Any) -> Any:
+    from validators.metrics import binary_metrics
+
+    return binary_metrics(
+        data.labels,
+        data.scores,
+        replicates=design.replicates,
+        level=design.level,
+        seed=seed,
+        **kwargs,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# (a) Independent binormal cases
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Independent(Design):
+    """Independent cases: label ~ Bernoulli(prevalence), score ~ N(separation * label, 1).
+
+    Scores are logits, positive when score >= threshold. AUROC = Phi(d / sqrt 2), sensitivity
+    = Phi(d - t), specificity = Phi(t). Case bootstrap (`binary_metrics`).
+    """
+
+    name: ClassVar[str] = "independent"
+    seed: int = 101
+    n: int = 250
+    prevalence: float = 0.3
+    separation: float = 1.2
+    threshold: float = 0.8
+
+    def draw(self, rng: np.random.Generator) -> Dataset:
+        labels = rng.random(self.n) < self.prevalence
+        return Dataset(labels, rng.normal(size=self.n) + self.separation * labels)
+
+    def truths(self) -> dict[str, float]:
+        d, t = self.separation, self.threshold
+        return {
+            "auroc": _PHI(d / math.sqrt(2.0)),
+            "sensitivity": _PHI(d - t),
+            "specificity": _PHI(t),
+        }
+
+    @property
+    def checks(self) -> tuple[Check, ...]:
+        return tuple(Check(q, "two-sided") for q in ("auroc", "sensitivity", "specificity"))
+
+    def evaluate(self, data: Dataset, bootstrap_seed: int) -> dict[str, Estimate]:
+        m = _binary_metrics(self, data, bootstrap_seed, scores="logit", threshold=self.threshold)
+        return {"auroc": m.auroc, "sensitivity": m.sensitivity, "specificity": m.specificity}
+
+
+# --------------------------------------------------------------------------------------------
+# (b) Clustered: patients with several images, two sites
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Clustered(Design):
+    """Patients with 1-4 images (uniform), each patient at site A or B, diseased or not.
+
+    A patient's images share the label (disease is patient-level), a random effect u ~ N(0,
+    sd_patient^2) and the site; an image scores mean[site, label] + u + e, e ~ N(0,
+    sd_image^2). Positive and negative images always come from different patients, and the
+    number of images is independent of everything else, so with s^2 = sd_patient^2 + sd_image^2
+    and w1 (w0) the share of positive (negative) images by site:
+
+    - sensitivity of site S = Phi((mean[S, 1] - t) / s); overall (image-level, as the engine
+      pools images) = sum_S w1_S sens_S; specificity = sum_S w0_S Phi((t - mean[S, 0]) / s);
+    - AUROC = sum_{S, S'} w1_S w0_S' Phi((mean[S, 1] - mean[S', 0]) / (s sqrt 2));
+    - the disparity is site A's sensitivity minus the overall one (`validators.fairness`,
+      difference to `overall`).
+
+    `resample="patient"` evaluates with the patient bootstrap (`evaluate_binary_with_subgroups`,
+    whose overall equals `binary_metrics(..., groups=patient_ids)`); `"image"` resamples images
+    as if independent (`binary_metrics` without groups), which must undercover.
+    """
+
+    name: ClassVar[str] = "clustered"
+    seed: int = 102
+    patients: int = 180
+    max_images: int = 4
+    share_a: float = 0.5
+    prevalence_a: float = 0.3
+    prevalence_b: float = 0.3
+    mean_negative_a: float = 0.0
+    mean_negative_b: float = 0.0
+    mean_positive_a: float = 1.8
+    mean_positive_b: float = 0.9
+    sd_patient: float = 1.0
+    sd_image: float = 0.5
+    threshold: float = 0.5
+    resample: Literal["patient", "image"] = "patient"
+
+    def draw(self, rng: np.random.Generator) -> Dataset:
+        p = self.patients
+        images = rng.integers(1, self.max_images + 1, size=p)
+        site_a = rng.random(p) < self.share_a
+        prevalence = np.where(site_a, self.prevalence_a, self.prevalence_b)
+        diseased = rng.random(p) < prevalence
+        mean = np.where(
+            site_a,
+            np.where(diseased, self.mean_positive_a, self.mean_negative_a),
+            np.where(diseased, self.mean_positive_b, self.mean_negative_b),
+        )
+        effect = rng.normal(0.0, self.sd_patient, size=p)
+        patient = np.repeat(np.arange(p), images)
+        scores = (mean + effect)[patient] + rng.normal(0.0, self.sd_image, size=patient.shape[0])
+        site = np.where(site_a, "A", "B").astype(object)[patient]
+        return Dataset(
+            labels=diseased[patient],
+            scores=scores,
+            patients=np.char.add("p", patient.astype(str)),
+            attribute=site,
+        )
+
+    def _weights(self) -> tuple[dict[str, float], dict[str, float]]:
+        share = {"A": self.share_a, "B": 1.0 - self.share_a}
+        prevalence = {"A": self.prevalence_a, "B": self.prevalence_b}
+        pos = {s: share[s] * prevalence[s] for s in share}
+        neg = {s: share[s] * (1.0 - prevalence[s]) for s in share}
+        return (
+            {s: v / sum(pos.values()) for s, v in pos.items()},
+            {s: v / sum(neg.values()) for s, v in neg.items()},
+        )
+
+    def truths(self) -> dict[str, float]:
+        s = math.hypot(self.sd_patient, self.sd_image)
+        t = self.threshold
+        positive = {"A": self.mean_positive_a, "B": self.mean_positive_b}
+        negative = {"A": self.mean_negative_a, "B": self.mean_negative_b}
+        w1, w0 = self._weights()
+        sens = {site: _PHI((positive[site] - t) / s) for site in positive}
+        overall = sum(w1[site] * sens[site] for site in sens)
+        out = {
+            "auroc": sum(
+                w1[a] * w0[b] * _PHI((positive[a] - negative[b]) / (s * math.sqrt(2.0)))
+                for a in positive
+                for b in negative
+            ),
+            "sensitivity": overall,
+            "specificity": sum(w0[site] * _PHI((t - negative[site]) / s) for site in negative),
+        }
+        if self.resample == "patient":
+            out["site A sensitivity"] = sens["A"]
+            out["site A - overall sensitivity"] = sens["A"] - overall
+        return out
+
+    @property
+    def checks(self) -> tuple[Check, ...]:
+        if self.resample == "image":
+            return (Check("auroc", "two-sided"),)
+        names = ("auroc", "sensitivity", "specificity", "site A sensitivity")
+        return (
+            *(Check(q, "two-sided") for q in names),
+            Check("site A - overall sensitivity", "two-sided"),
+        )
+
+    def evaluate(self, data: Dataset, bootstrap_seed: int) -> dict[str, Estimate]:
+        if self.resample == "image":
+            m = _binary_metrics(
+                self, data, bootstrap_seed, scores="logit", threshold=self.threshold
+            )
+            return {"auroc": m.auroc}
+        from validators.bootstrap import EvaluationSettings
+        from validators.fairness import SubgroupSpec, evaluate_binary_with_subgroups
+
+        assert data.attribute is not None and data.patients is not None
+        overall, tables, disparities, _ = evaluate_binary_with_subgroups(
+            data.labels,
+            data.scores,
+            {"site": data.attribute},
+            spec=SubgroupSpec(
+                attributes=("site",),
+                metrics=("auroc", "sensitivity", "specificity"),
+                disparity_metrics=("sensitivity",),
+            ),
+            settings=EvaluationSettings.create(
+                threshold=self.threshold, scores="logit", level=self.level
+            ),
+            patient_ids=data.patients,
+            replicates=self.replicates,
+            seed=bootstrap_seed,
+            overall_metrics="spec",
+        )
+        group = next(g for g in tables[0].groups if g.attributes == {"site": "A"})
+        assert group.metrics is not None and group.metrics.task == "binary"
+        disparity = next(
+            d
+            for d in disparities
+            if d.metric == "sensitivity"
+            and d.kind == "difference"
+            and d.group == "site=A"
+            and d.reference == "overall"
+        )
+        return {
+            "auroc": overall.auroc,
+            "sensitivity": overall.sensitivity,
+            "specificity": overall.specificity,
+            "site A sensitivity": group.metrics.sensitivity,
+            "site A - overall sensitivity": disparity.value,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# (c) Boundary: a sensitivity near 1 on few positives
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Boundary(Design):
+    """n cases, each positive with probability `prevalence` (so positives ~ Binomial(100, 0.2),
+    mean 20: no one lattice of sensitivities decides coverage), positives' scores N(z, 1) with
+    z = Phi^-1(0.95) so that a positive scores above the threshold 0 with probability 0.95;
+    negatives N(-1.5, 1). Case bootstrap (`binary_metrics`)."""
+
+    name: ClassVar[str] = "boundary"
+    seed: int = 103
+    n: int = 100
+    prevalence: float = 0.2
+    sensitivity: float = 0.95
+    mean_negative: float = -1.5
+
+    def draw(self, rng: np.random.Generator) -> Dataset:
+        labels = rng.random(self.n) < self.prevalence
+        mean = np.where(labels, _PHI_INV(self.sensitivity), self.mean_negative)
+        return Dataset(labels, mean + rng.normal(size=self.n))
+
+    def truths(self) -> dict[str, float]:
+        return {"sensitivity": self.sensitivity}
+
+    @property
+    def checks(self) -> tuple[Check, ...]:
+        return (Check("sensitivity", "two-sided"), Check("sensitivity", "lower"))
+
+    def evaluate(self, data: Dataset, bootstrap_seed: int) -> dict[str, Estimate]:
+        m = _binary_metrics(self, data, bootstrap_seed, scores="logit", threshold=0.0)
+        return {"sensitivity": m.sensitivity}
+
+
+# --------------------------------------------------------------------------------------------
+# (d, e) Expected calibration error
+# --------------------------------------------------------------------------------------------
+
+
+def _sigmoid(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * x)))
+
+
+def _logit(p: NDArray[np.float64]) -> NDArray[np.float64]:
+    return np.asarray(np.log(p) - np.log1p(-p))
+
+
+@dataclass(frozen=True)
+class EceCalibrated(Design):
+    """n cases, predicted p ~ Beta(a, b), outcome y ~ Bernoulli(p): a calibrated model, whose
+    true binned ECE is 0 (`binary_metrics`, probabilities, 10 equal-width bins)."""
+
+    name: ClassVar[str] = "ece_calibrated"
+    seed: int = 104
+    n: int = 1000
+    beta_a: float = 2.0
+    beta_b: float = 5.0
+
+    def true_risk(self, p: NDArray[np.float64]) -> NDArray[np.float64]:
+        """P(y = 1 | predicted p)."""
+        return p
+
+    def draw(self, rng: np.random.Generator) -> Dataset:
+        p = rng.beta(self.beta_a, self.beta_b, size=self.n)
+        return Dataset(rng.random(self.n) < self.true_risk(p), p)
+
+    def truths(self) -> dict[str, float]:
+        return {"ece": 0.0}
+
+    @property
+    def checks(self) -> tuple[Check, ...]:
+        return (Check("ece", "mean-zero"), Check("ece", "upper-below"))
+
+    def evaluate(self, data: Dataset, bootstrap_seed: int) -> dict[str, Estimate]:
+        m = _binary_metrics(self, data, bootstrap_seed, threshold=0.5)
+        return {"ece": m.ece}
+
+
+TRUE_ECE_MISCALIBRATED = 0.050751725660613
+"""Binned ECE (10 equal-width bins) of `EceMiscalibrated()`: sum over bins b of
+|integral over b of (p - sigmoid(logit p - 0.3)) Beta(2, 5)(p) dp|, by `scipy.integrate.quad`
+(`EceMiscalibrated.ece_by_quadrature`); `EceMiscalibrated.ece_by_monte_carlo(10**7)` gives
+0.05075 +- 0.00001 (the fast test checks both)."""
+
+
+@dataclass(frozen=True)
+class EceMiscalibrated(EceCalibrated):
+    """As `EceCalibrated`, but the model over-predicts: y ~ Bernoulli(sigmoid(logit p + shift)),
+    shift -0.3. Every bin is off in the same direction, so no bin's true gap is near 0."""
+
+    name: ClassVar[str] = "ece_miscalibrated"
+    seed: int = 105
+    shift: float = -0.3
+
+    def true_risk(self, p: NDArray[np.float64]) -> NDArray[np.float64]:
+        return _sigmoid(_logit(p) + self.shift)
+
+    def truths(self) -> dict[str, float]:
+        if (self.beta_a, self.beta_b, self.shift) == (2.0, 5.0, -0.3):
+            return {"ece": TRUE_ECE_MISCALIBRATED}
+        return {"ece": self.ece_by_quadrature()}
+
+    @property
+    def checks(self) -> tuple[Check, ...]:
+        return (Check("ece", "upper"),)
+
+    def ece_by_quadrature(self, bins: int = 10) -> float:
+        """Return the true binned ECE by numerical integration (needs scipy)."""
+        from scipy import integrate, stats
+
+        density = stats.beta(self.beta_a, self.beta_b).pdf
+        total = 0.0
+        for b in range(bins):
+            part, _ = integrate.quad(
+                lambda p: (p - float(self.true_risk(np.array([p]))[0])) * density(p),
+                b / bins,
+                (b + 1) / bins,
+                epsabs=1e-13,
+                epsrel=1e-12,
+                limit=200,
+            )
+            total += abs(part)
+        return total
+
+    def ece_by_monte_carlo(
+        self, samples: int = 10**7, *, seed: int = 0, bins: int = 10
+    ) -> tuple[float, float]:
+        """Return the binned ECE by Monte Carlo (engine binning) and its standard error.
+
+        Uses P(y = 1 | p) in place of a drawn y (same expectation, less noise); the standard
+        error comes from 10 independent batches.
+        """
+        from validators.calibration import bin_edges, bin_index
+
+        rng = np.random.default_rng(seed)
+        edges = bin_edges(np.empty(0), bins, "uniform")
+        batches = []
+        for _ in range(10):
+            p = rng.beta(self.beta_a, self.beta_b, size=samples // 10)
+            sums = np.bincount(bin_index(p, edges), weights=p - self.true_risk(p), minlength=bins)
+            batches.append(sums / p.shape[0])
+        per_bin = np.mean(batches, axis=0)
+        values = [float(np.abs(b).sum()) for b in batches]
+        return float(np.abs(per_bin).sum()), float(np.std(values, ddof=1) / math.sqrt(10))
+
+
+# --------------------------------------------------------------------------------------------
+# (f) Fairness gap
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FairnessGap(Design):
+    """n independent cases in groups X, Y, Z (equally likely), label ~ Bernoulli(prevalence);
+    a positive in group g scores N(Phi^-1(sens_g), 1), a negative N(-1, 1), threshold 0. The
+    equal-opportunity gap is max - min of the groups' true-positive rates: 0.92 - 0.65 = 0.27,
+    with the best and worst groups 0.12 and 0.15 away from the middle one (no ties).
+    `evaluate_subgroups` (`validators.fairness`), case bootstrap."""
+
+    name: ClassVar[str] = "fairness_gap"
+    seed: int = 106
+    n: int = 1200
+    prevalence: float = 0.3
+    sensitivities: tuple[float, ...] = (0.65, 0.80, 0.92)
+    mean_negative: float = -1.0
+
+    @property
+    def groups(self) -> list[str]:
+        return [chr(ord("X") + g) for g in range(len(self.sensitivities))]
+
+    def draw(self, rng: np.random.Generator) -> Dataset:
+        group = rng.integers(0, len(self.sensitivities), size=self.n)
+        labels = rng.random(self.n) < self.prevalence
+        means = np.array([_PHI_INV(s) for s in self.sensitivities])
+        mean = np.where(labels, means[group], self.mean_negative)
+        attribute = np.array(self.groups, dtype=object)[group]
+        return Dataset(labels, mean + rng.normal(size=self.n), attribute=attribute)
+
+    def truths(self) -> dict[str, float]:
+        return {"equal-opportunity gap": max(self.sensitivities) - min(self.sensitivities)}
+
+    @property
+    def checks(self) -> tuple[Check, ...]:
+        return (Check("equal-opportunity gap", "two-sided"),)
+
+    def evaluate(self, data: Dataset, bootstrap_seed: int) -> dict[str, Estimate]:
+        from validators.bootstrap import EvaluationSettings
+        from validators.fairness import SubgroupSpec, evaluate_subgroups
+
+        assert data.attribute is not None
+        _, _, gaps = evaluate_subgroups(
+            data.labels,
+            data.scores,
+            {"group": data.attribute},
+            spec=SubgroupSpec(
+                attributes=("group",), metrics=("sensitivity",), disparity_metrics=("sensitivity",)
+            ),
+            settings=EvaluationSettings.create(threshold=0.0, scores="logit", level=self.level),
+            replicates=self.replicates,
+            seed=bootstrap_seed,
+        )
+        gap = next(g for g in gaps if g.name == "equal_opportunity_difference")
+        return {"equal-opportunity gap": gap.value}
+
+
+DESIGNS: dict[str, Design] = {
+    "independent": Independent(),
+    "clustered": Clustered(),
+    "clustered_naive": Clustered(resample="image"),
+    "boundary": Boundary(),
+    "ece_calibrated": EceCalibrated(),
+    "ece_miscalibrated": EceMiscalibrated(),
+    "fairness_gap": FairnessGap(),
+}
+"""Every design by name; `clustered_naive` draws the same datasets as `clustered`."""
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------
+
+# Interval shape codes in the records.
+_TWO, _LOWER, _UPPER, _POINT, _UNDEFINED = 0, 1, 2, 3, 4
+
+
+def _record(estimate: Estimate) -> tuple[float, float, float, int]:
+    """Return (estimate, lower, upper, shape): a missing side of a one-sided bound is infinite."""
+    if estimate.status != "ok" or estimate.estimate is None:
+        return math.nan, math.nan, math.nan, _UNDEFINED
+    if not estimate.has_interval:
+        return estimate.estimate, math.nan, math.nan, _POINT
+    lower = estimate.bound("lower")
+    upper = estimate.bound("upper")
+    shape = {"two": _TWO, "lower": _LOWER, "upper": _UPPER}[estimate.sides]
+    return (
+        estimate.estimate,
+        -math.inf if lower is None else lower,
+        math.inf if upper is None else upper,
+        shape,
+    )
+
+
+@dataclass
+class _Chunk:
+    ks: NDArray[np.int64]
+    records: dict[str, NDArray[np.float64]]  # quantity -> [len(ks), 4]
+    methods: dict[str, Counter[str]]
+    seconds: float
+    cpu_seconds: float
+
+
+def _evaluate_chunk(design: Design, ks: Sequence[int]) -> _Chunk:
+    started, cpu = time.perf_counter(), time.process_time()
+    records: dict[str, list[tuple[float, float, float, int]]] = {}
+    methods: dict[str, Counter[str]] = {}
+    for k in ks:
+        for quantity, estimate in design.evaluate_dataset(int(k)).items():
+            records.setdefault(quantity, []).append(_record(estimate))
+            methods.setdefault(quantity, Counter())[estimate.method] += 1
+    return _Chunk(
+        ks=np.asarray(ks, dtype=np.int64),
+        records={q: np.array(r, dtype=np.float64) for q, r in records.items()},
+        methods=methods,
+        seconds=time.perf_counter() - started,
+        cpu_seconds=time.process_time() - cpu,
+    )
+
+
+def _evaluate_chunk_star(args: tuple[Design, Sequence[int]]) -> _Chunk:
+    return _evaluate_chunk(*args)
+
+
+def _limit_threads() -> None:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return
+    threadpool_limits(1)
+
+
+def make_pool(workers: int = 2) -> Pool:
+    """Return a pool of `workers` spawned processes, each with one BLAS / OpenMP thread."""
+    saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
+    os.environ.update(dict.fromkeys(_THREAD_VARIABLES, "1"))
+    try:
+        return multiprocessing.get_context("spawn").Pool(workers, initializer=_limit_threads)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The outcome of one check over the datasets of a design."""
+
+    design: str
+    quantity: str
+    kind: CheckKind
+    truth: float
+    methods: str
+    n: int
+    hits: int
+    value: float  # coverage, share, or the mean estimate (mean-zero)
+    se: float
+    lower_limit: float
+    upper_limit: float
+    passed: bool
+    mean_width: float
+    zero_width: float
+    undefined: float
+    one_sided: float
+    mean_estimate: float
+    mean_estimate_se: float
+    upper_below_limit: float
+    lower_above_estimate: float
+
+    @property
+    def coverage(self) -> float:
+        return self.value
+
+    def statistic_text(self) -> str:
+        if self.kind == "mean-zero":
+            return f"mean {self.value:.4f} ± {self.se:.4f}"
+        if self.kind == "upper-below":
+            return f"upper < {ECE_LIMIT}: {100 * self.value:.1f}% ± {100 * self.se:.1f}"
+        return f"{100 * self.value:.1f}% ± {100 * self.se:.1f}"
+
+    def band_text(self) -> str:
+        if self.kind == "mean-zero":
+            return f"{self.lower_limit:.4f} to {self.upper_limit:.4f}"
+        if self.kind == "two-sided":
+            return f"{100 * self.lower_limit:.1f}-{100 * self.upper_limit:.1f}%"
+        return f"≥ {100 * self.lower_limit:.1f}%"
+
+
+@dataclass
+class DesignResult:
+    """Every check of a design over `n` datasets, the raw records and the time taken."""
+
+    design: Design
+    n: int
+    summaries: list[Summary]
+    records: dict[str, NDArray[np.float64]]
+    methods: dict[str, Counter[str]]
+    wall_seconds: float
+    worker_seconds: float
+    worker_cpu_seconds: float
+
+    @property
+    def per_dataset_seconds(self) -> float:
+        """Worker time per dataset (one process, one BLAS thread)."""
+        return self.worker_seconds / max(self.n, 1)
+
+    @property
+    def per_dataset_cpu_seconds(self) -> float:
+        """CPU time per dataset (all threads of the worker)."""
+        return self.worker_cpu_seconds / max(self.n, 1)
+
+    @property
+    def passed(self) -> bool:
+        return all(s.passed for s in self.summaries)
+
+    def hits(self, quantity: str) -> NDArray[np.bool_]:
+        """Whether each dataset's interval of `quantity` contains the truth (two-sided read)."""
+        return _hits(self.records[quantity], self.design.truths()[quantity], "two-sided")
+
+    def failures(self) -> str:
+        return "\n".join(
+            f"{s.quantity} ({s.kind}): {s.statistic_text()}, band {s.band_text()}"
+            for s in self.summaries
+            if not s.passed
+        )
+
+
+def _hits(records: NDArray[np.float64], truth: float, kind: CheckKind) -> NDArray[np.bool_]:
+    lower, upper, shape = records[:, 1], records[:, 2], records[:, 3]
+    has_interval = shape <= _UPPER
+    with np.errstate(invalid="ignore"):
+        if kind == "lower":
+            inside = lower <= truth
+        elif kind == "upper":
+            inside = truth <= upper
+        else:
+            inside = (lower <= truth) & (truth <= upper)
+    return np.asarray(has_interval & inside)
+
+
+def _summarize(
+    design: Design,
+    check: Check,
+    records: NDArray[np.float64],
+    methods: Counter[str],
+) -> Summary:
+    truth = design.truths()[check.quantity]
+    n = records.shape[0]
+    estimate, lower, upper, shape = records.T
+    defined = shape <= _POINT
+    two = shape == _TWO
+    ok_estimates = estimate[defined]
+    mean_estimate = float(ok_estimates.mean()) if ok_estimates.size else math.nan
+    mean_estimate_se = (
+        float(ok_estimates.std(ddof=1) / math.sqrt(ok_estimates.size))
+        if ok_estimates.size > 1
+        else math.nan
+    )
+    with np.errstate(invalid="ignore"):
+        upper_below = float(np.mean((shape <= _UPPER) & (upper < ECE_LIMIT)))
+        lower_above = float(np.mean((shape <= _UPPER) & (lower > estimate)))
+        widths = (upper - lower)[two]
+    if check.kind == "mean-zero":
+        value, se = mean_estimate, mean_estimate_se
+        low, high = truth - 2 * se, truth + 2 * se
+        hits = int(defined.sum())
+        passed = bool(low <= value <= high) and hits == n
+    else:
+        if check.kind == "upper-below":
+            hit = (shape <= _UPPER) & np.nan_to_num(upper < ECE_LIMIT)
+        else:
+            hit = _hits(records, truth, check.kind)
+        hits = int(hit.sum())
+        value = hits / n
+        se = math.sqrt(value * (1.0 - value) / n)
+        if check.kind == "two-sided":
+            low, high = NOMINAL - (2 * se + BAND_SLACK), NOMINAL + (2 * se + BAND_SLACK)
+        elif check.kind == "upper-below":
+            low, high = ECE_SHARE_BELOW, 1.0
+        else:
+            low, high = NOMINAL - 2 * se, 1.0
+        passed = low <= value <= high
+    return Summary(
+        design=design.name,
+        quantity=check.quantity,
+        kind=check.kind,
+        truth=truth,
+        methods=", ".join(sorted(methods)),
+        n=n,
+        hits=hits,
+        value=value,
+        se=se,
+        lower_limit=low,
+        upper_limit=high,
+        passed=passed,
+        mean_width=float(widths.mean()) if widths.size else math.nan,
+        zero_width=float(np.mean(two & (upper == lower))),
+        undefined=float(np.mean(shape >= _POINT)),
+        one_sided=float(np.mean((shape == _LOWER) | (shape == _UPPER))),
+        mean_estimate=mean_estimate,
+        mean_estimate_se=mean_estimate_se,
+        upper_below_limit=upper_below,
+        lower_above_estimate=lower_above,
+    )
+
+
+def _chunks(start: int, datasets: int, size: int) -> Iterator[list[int]]:
+    for first in range(start, start + datasets, size):
+        yield list(range(first, min(first + size, start + datasets)))
+
+
+def run_design(
+    design: Design,
+    datasets: int,
+    *,
+    workers: int = 2,
+    pool: Pool | None = None,
+    start: int = 0,
+) -> DesignResult:
+    """Evaluate datasets start..start+datasets-1 of `design` and summarize every check.
+
+    With `workers` 1 and no `pool` the datasets run in this process; otherwise on `pool`, or
+    on a pool of `workers` spawned processes made for the call.
+    """
+    if datasets < 1:
+        raise ValueError(f"datasets must be at least 1; got {datasets}")
+    started = time.perf_counter()
+    size = max(1, min(25, datasets // (8 * max(workers, 1)) or 1))
+    tasks = [(design, ks) for ks in _chunks(start, datasets, size)]
+    own_pool = pool is None and workers > 1
+    if own_pool:
+        pool = make_pool(workers)
+    try:
+        if pool is None:
+            chunks = [_evaluate_chunk_star(task) for task in tasks]
+        else:
+            chunks = list(pool.imap_unordered(_evaluate_chunk_star, tasks))
+    finally:
+        if own_pool and pool is not None:
+            pool.close()
+            pool.join()
+    chunks.sort(key=lambda c: int(c.ks[0]))
+    quantities = list(chunks[0].records)
+    records = {q: np.concatenate([c.records[q] for c in chunks]) for q in quantities}
+    methods: dict[str, Counter[str]] = {q: Counter() for q in quantities}
+    for chunk in chunks:
+        for q, counter in chunk.methods.items():
+            methods[q].update(counter)
+    summaries = [
+        _summarize(design, check, records[check.quantity], methods[check.quantity])
+        for check in design.checks
+    ]
+    return DesignResult(
+        design=design,
+        n=datasets,
+        summaries=summaries,
+        records=records,
+        methods=methods,
+        wall_seconds=time.perf_counter() - started,
+        worker_seconds=sum(c.seconds for c in chunks),
+        worker_cpu_seconds=sum(c.cpu_seconds for c in chunks),
+    )
+
+
+def markdown_table(results: Sequence[DesignResult]) -> str:
+    """Return the coverage table: one row per check."""
+    lines = [
+        "| design | quantity | truth | method | check | coverage ± SE | band | pass "
+        "| mean width | zero width | one-sided |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for result in results:
+        for s in result.summaries:
+            width = "—" if math.isnan(s.mean_width) else f"{s.mean_width:.3f}"
+            lines.append(
+                f"| {s.design} | {s.quantity} | {s.truth:.4f} | {s.methods} | {s.kind} "
+                f"| {s.statistic_text()} | {s.band_text()} | {'pass' if s.passed else 'FAIL'} "
+                f"| {width} | {100 * s.zero_width:.1f}% | {100 * s.one_sided:.1f}% |"
+            )
+    return "\n".join(lines)
+
+
+def diagnostics(results: Sequence[DesignResult]) -> str:
+    """Return one line per design: datasets, time, and the ECE diagnostics where they apply."""
+    lines = []
+    for r in results:
+        line = (
+            f"- {r.design.name}: {r.n} datasets, {r.wall_seconds:.0f} s wall, "
+            f"{1000 * r.per_dataset_seconds:.0f} ms per dataset per worker "
+            f"({1000 * r.per_dataset_cpu_seconds:.0f} ms CPU)"
+        )
+        for s in r.summaries:
+            if s.quantity == "ece" and s.kind in ("mean-zero", "upper"):
+                line += (
+                    f"; ECE mean estimate {s.mean_estimate:.4f} ± {s.mean_estimate_se:.4f} "
+                    f"(truth {s.truth:.4f}), upper bound < {ECE_LIMIT} in "
+                    f"{100 * s.upper_below_limit:.1f}%, lower bound above the estimate in "
+                    f"{100 * s.lower_above_estimate:.1f}%"
+                )
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def monte_carlo_truths(samples: int = 10**7, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Return the truths recomputed by Monte Carlo (to check the closed forms and constants)."""
+    out: dict[str, dict[str, float]] = {}
+    ece, se = EceMiscalibrated().ece_by_monte_carlo(samples, seed=seed)
+    out["ece_miscalibrated"] = {"ece": ece, "ece SE": se}
+    out["clustered"] = _clustered_by_monte_carlo(Clustered(), samples, seed)
+    return out
+
+
+def _clustered_by_monte_carlo(design: Clustered, samples: int, seed: int) -> dict[str, float]:
+    """Image-level truths of the clustered design from `samples` patients (pairs for AUROC)."""
+    rng = np.random.default_rng(seed)
+    big = replace(design, patients=samples)
+    data = big.draw(rng)
+    assert data.attribute is not None
+    called = data.scores >= design.threshold
+    site_a = data.attribute == "A"
+    sens = float(called[data.labels].mean())
+    sens_a = float(called[data.labels & site_a].mean())
+    # AUROC: an image-weighted random positive against an independent random negative.
+    positives = data.scores[data.labels]
+    negatives = data.scores[~data.labels]
+    pairs = min(samples, 10**7)
+    x = positives[rng.integers(0, positives.shape[0], size=pairs)]
+    y = negatives[rng.integers(0, negatives.shape[0], size=pairs)]
+    return {
+        "auroc": float(np.mean(x > y)),
+        "sensitivity": sens,
+        "specificity": float((~called[~data.labels]).mean()),
+        "site A sensitivity": sens_a,
+        "site A - overall sensitivity": sens_a - sens,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.validators.simulation",
+        description="Coverage of Assay's intervals by simulation: prints a markdown table.",
+    )
+    parser.add_argument("--datasets", type=int, default=4000, help="datasets per design")
+    parser.add_argument(
+        "--design",
+        action="append",
+        choices=sorted(DESIGNS),
+        help="a design to run (repeatable; default: all)",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument(
+        "--naive-datasets",
+        type=int,
+        default=500,
+        help="datasets for clustered_naive (images resampled as if independent)",
+    )
+    parser.add_argument(
+        "--truths", action="store_true", help="recompute the truths by a 10^7-sample Monte Carlo"
+    )
+    args = parser.parse_args(argv)
+    if args.truths:
+        for name, values in monte_carlo_truths().items():
+            design = DESIGNS[name]
+            for quantity, value in values.items():
+                stated = design.truths().get(quantity)
+                shown = "" if stated is None else f" (stated {stated:.6f})"
+                print(f"{name}: {quantity} = {value:.6f}{shown}")
+        return 0
+    names = args.design or list(DESIGNS)
+    pool = make_pool(args.workers) if args.workers > 1 else None
+    results = []
+    try:
+        for name in names:
+            n = args.naive_datasets if name == "clustered_naive" else args.datasets
+            result = run_design(DESIGNS[name], n, workers=args.workers, pool=pool)
+            print(
+                f"{name}: {result.wall_seconds:.0f} s, "
+                f"{1000 * result.per_dataset_seconds:.0f} ms/dataset "
+                f"({1000 * result.per_dataset_cpu_seconds:.0f} ms CPU)",
+                file=sys.stderr,
+                flush=True,
+            )
+            results.append(result)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    print(markdown_table(results))
+    print()
+    print(diagnostics(results))
+    return 0 if all(r.passed for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
