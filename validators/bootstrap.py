@@ -327,6 +327,9 @@ def percentile_interval(
 
     Undefined replicates are left out and counted; when more than `max_undefined_fraction` of
     them are undefined there is no interval. Quantiles use numpy's default (linear) rule.
+    An infinite replicate (+inf or -inf) is a value, never left out: a bound whose quantile
+    reaches it is infinite (`Interval` carries it as `math.inf`; `make_estimate` stores it as
+    an unbounded side).
     """
     _check_level(level)
     replicate_values = np.asarray(values, dtype=np.float64)
@@ -344,8 +347,33 @@ def percentile_interval(
         )
     # Levels are decimals (0.95, 0.9): round away the binary error of 1 - level.
     alpha = round((1.0 - level) / 2.0, 12)
-    lower, upper = np.quantile(defined, [alpha, 1.0 - alpha])
-    return Interval(float(lower), float(upper), undefined, None)
+    lower, upper = _quantiles(np.sort(defined), alpha)
+    return Interval(lower, upper, undefined, None)
+
+
+def _quantiles(ordered: FloatArray, alpha: float) -> tuple[float, float]:
+    """Return the alpha and 1 - alpha quantiles of sorted values (numpy's linear rule).
+
+    Where interpolation would touch an infinite value (inf - inf has no meaning, and a finite
+    number between a value and infinity is no bound), the lower quantile takes its lower
+    neighbour and the upper quantile its upper one: the interval only widens, to infinity.
+    """
+    if np.isfinite(ordered[[0, -1]]).all():
+        lower, upper = np.quantile(ordered, [alpha, 1.0 - alpha])
+        return float(lower), float(upper)
+    out = []
+    for q, take_upper in ((alpha, False), (1.0 - alpha, True)):
+        position = (ordered.shape[0] - 1) * q
+        below = math.floor(position)
+        above = min(below + 1, ordered.shape[0] - 1)
+        a, b = float(ordered[below]), float(ordered[above])
+        if position == below:
+            out.append(a)
+        elif math.isinf(a) or math.isinf(b):
+            out.append(b if take_upper else a)
+        else:
+            out.append(a + (position - below) * (b - a))
+    return out[0], out[1]
 
 
 def _check_level(level: float) -> None:
@@ -733,6 +761,9 @@ class BinaryPopulation:
                 self.recalibration_start,
                 first_step_sums=sums[:, 2 + 2 * bins :],
             )
+            slopes, intercepts = _separated_fits_are_infinite(
+                own, self.labels, self.recalibration_x, slopes, intercepts
+            )
             metrics["calibration_slope"] = slopes
             metrics["calibration_intercept"] = intercepts
         return PopulationBatch(
@@ -890,6 +921,60 @@ class BinaryPopulation:
         )
 
 
+SLOPE_INFINITE = "the outcome is separated by the predicted risk: the calibration slope is infinite"
+
+
+def _separated_fits_are_infinite(
+    weights: NDArray[Any],
+    labels: BoolArray,
+    x: FloatArray,
+    slopes: MetricBatch,
+    intercepts: MetricBatch,
+) -> tuple[MetricBatch, MetricBatch]:
+    """Return the refits with each separated replicate's slope (and intercept) made infinite.
+
+    A replicate whose drawn positives all lie at or above its drawn negatives on the logit
+    scale (complete or quasi-complete separation) has no finite maximum-likelihood fit: its
+    slope is +inf (-inf when reversed), a value the percentile interval must count, not an
+    undefined replicate to drop. The fitted line then crosses 0 at a point c between the two
+    classes and the intercept is -slope * c: infinite with the opposite sign of c, and left
+    undefined when c could be 0 (the classes meet on both sides of logit 0).
+    """
+    candidates = np.flatnonzero((slopes.codes != 0) & np.any(weights > 0, axis=1))
+    if candidates.size == 0:
+        return slopes, intercepts
+    drawn = weights[candidates] > 0
+    positive, negative = drawn & labels, drawn & ~labels
+    has_both = positive.any(axis=1) & negative.any(axis=1)
+    lowest_pos = np.where(positive, x, np.inf).min(axis=1)
+    highest_pos = np.where(positive, x, -np.inf).max(axis=1)
+    lowest_neg = np.where(negative, x, np.inf).min(axis=1)
+    highest_neg = np.where(negative, x, -np.inf).max(axis=1)
+    # Positives above negatives: slope +inf, crossing c in [highest_neg, lowest_pos].
+    upward = has_both & (highest_neg <= lowest_pos) & (highest_neg < highest_pos)
+    downward = has_both & (highest_pos <= lowest_neg) & (highest_pos < highest_neg) & ~upward
+    if not (upward.any() or downward.any()):
+        return slopes, intercepts
+    slope_values, slope_codes = slopes.values.copy(), slopes.codes.copy()
+    intercept_values, intercept_codes = intercepts.values.copy(), intercepts.codes.copy()
+    for mask, sign, low, high in (
+        (upward, 1.0, highest_neg, lowest_pos),
+        (downward, -1.0, highest_pos, lowest_neg),
+    ):
+        rows = candidates[mask]
+        slope_values[rows] = sign * np.inf
+        slope_codes[rows] = 0
+        # intercept = -slope * c: c > 0 gives -sign * inf, c < 0 gives +sign * inf.
+        crossing_sign = np.where(low[mask] > 0, 1.0, np.where(high[mask] < 0, -1.0, 0.0))
+        known = crossing_sign != 0
+        intercept_values[rows[known]] = -sign * crossing_sign[known] * np.inf
+        intercept_codes[rows[known]] = 0
+    return (
+        MetricBatch(slope_values, slope_codes, slopes.texts, infinite=SLOPE_INFINITE),
+        MetricBatch(intercept_values, intercept_codes, intercepts.texts, infinite=SLOPE_INFINITE),
+    )
+
+
 def _stored_method(method: str, unit: BootstrapUnit) -> str:
     return method_name(method, unit) if method == "bootstrap" else method
 
@@ -932,10 +1017,29 @@ def make_estimate(
             method=method,
             replicates_undefined=interval.replicates_undefined,
         )
+    if interval.lower == math.inf or interval.upper == -math.inf:
+        # Nearly every replicate is infinite while the estimate is finite: no finite bound.
+        return Estimate.undefined(
+            "infinite in nearly every bootstrap replicate although finite on the data: "
+            "the interval has no finite bound on either side",
+            n=n,
+            n_cases=n_cases,
+            level=level,
+            method=method,
+            replicates_undefined=interval.replicates_undefined,
+        )
+    lower_unbounded = interval.lower == -math.inf
+    upper_unbounded = interval.upper == math.inf
+    if lower_unbounded or upper_unbounded:
+        side = "upper" if upper_unbounded else "lower"
+        infinite = f"infinite in some bootstrap replicates: the {side} side is unbounded"
+        note = infinite if note is None else f"{note}; {infinite}"
     return Estimate.ok(
         value.value,
-        lower=interval.lower,
-        upper=interval.upper,
+        lower=None if lower_unbounded else interval.lower,
+        upper=None if upper_unbounded else interval.upper,
+        lower_unbounded=lower_unbounded,
+        upper_unbounded=upper_unbounded,
         level=level,
         n=n,
         n_cases=n_cases,

@@ -20,7 +20,7 @@ resampling engine they use lives in `validators.bootstrap`, the calibration metr
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeAlias
 
 import numpy as np
@@ -277,11 +277,18 @@ class _Reasons:
 
 @dataclass(frozen=True, eq=False)
 class MetricBatch:
-    """One metric over R weight rows: values (NaN where undefined) and why each is undefined."""
+    """One metric over R weight rows: values (NaN where undefined) and why each is undefined.
+
+    A value may be +inf or -inf: a likelihood ratio with no false positives, a calibration slope
+    under complete separation. An infinite value is defined (a bootstrap interval counts it as
+    the extreme it is, never drops it); `infinite` says why it is infinite, and `value()` reports
+    an infinite row as undefined with that reason, since a stored estimate is always finite.
+    """
 
     values: FloatArray
     codes: NDArray[np.int16]
     texts: tuple[str, ...]
+    infinite: str | None = None
 
     def reason(self, row: int = 0) -> str | None:
         """Return why row `row` is undefined, or None when it is defined."""
@@ -289,9 +296,14 @@ class MetricBatch:
         return None if code == 0 else self.texts[code - 1]
 
     def value(self, row: int = 0) -> MetricValue:
-        """Return row `row` as a `MetricValue`."""
+        """Return row `row` as a `MetricValue` (an infinite row as undefined, with why)."""
         reason = self.reason(row)
-        return MetricValue(None, reason) if reason else MetricValue(float(self.values[row]), None)
+        if reason:
+            return MetricValue(None, reason)
+        value = float(self.values[row])
+        if np.isinf(value):
+            return MetricValue(None, self.infinite or f"the value is {value}")
+        return MetricValue(value, None)
 
     @classmethod
     def undefined(cls, size: int, reason: str) -> MetricBatch:
@@ -380,21 +392,37 @@ def _balanced_accuracy(c: ConfusionCountsBatch, r: _Reasons) -> FloatArray:
     return (_sensitivity(c, r) + _specificity(c, r)) / 2
 
 
+def _ratio_of_rates(
+    numerator: FloatArray, denominator: FloatArray, r: _Reasons, zero_over_zero: str
+) -> FloatArray:
+    """Return a ratio of two rates: +inf where only the denominator is 0, undefined at 0 / 0."""
+    r.mark((numerator == 0) & (denominator == 0), zero_over_zero)
+    out = safe_divide_array(numerator, denominator)
+    out[(denominator == 0) & (numerator > 0)] = np.inf
+    return out
+
+
+LR_POSITIVE_INFINITE = "no false positives: specificity is 1, so LR+ is infinite"
+LR_NEGATIVE_INFINITE = "no true negatives: specificity is 0, so LR- is infinite"
+
+
 def _lr_positive(c: ConfusionCountsBatch, r: _Reasons) -> FloatArray:
     false_positive_rate = r.divide(c.fp, c.fp + c.tn, NO_NEGATIVES)
-    return r.divide(
+    return _ratio_of_rates(
         _sensitivity(c, r),
         false_positive_rate,
-        "no false positives: specificity is 1, so LR+ is infinite",
+        r,
+        "no true and no false positives: LR+ is 0 / 0",
     )
 
 
 def _lr_negative(c: ConfusionCountsBatch, r: _Reasons) -> FloatArray:
     false_negative_rate = r.divide(c.fn, c.fn + c.tp, NO_POSITIVES)
-    return r.divide(
+    return _ratio_of_rates(
         false_negative_rate,
         _specificity(c, r),
-        "no true negatives: specificity is 0, so LR- is infinite",
+        r,
+        "no false negatives and no true negatives: LR- is 0 / 0",
     )
 
 
@@ -414,13 +442,16 @@ COUNT_METRICS: dict[str, CountFormula] = {
     "prevalence": _prevalence,
 }
 """The metrics that are functions of the confusion counts alone, by name."""
+_INFINITE_REASONS = {"lr_positive": LR_POSITIVE_INFINITE, "lr_negative": LR_NEGATIVE_INFINITE}
 
 
 def count_metric_batch(name: str, counts: ConfusionCountsBatch) -> MetricBatch:
     """Return metric `name` (a key of `COUNT_METRICS`) for each row of batched counts."""
     formula = COUNT_METRICS[name]
     reasons = _Reasons(counts.tp.shape[0])
-    return reasons.finish(formula(counts, reasons))
+    batch = reasons.finish(formula(counts, reasons))
+    infinite = _INFINITE_REASONS.get(name)
+    return batch if infinite is None else replace(batch, infinite=infinite)
 
 
 def count_metric(name: str, counts: ConfusionCounts) -> MetricValue:

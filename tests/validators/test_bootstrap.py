@@ -445,3 +445,79 @@ def test_an_empty_subgroup_is_all_undefined_with_no_curves() -> None:
     assert all(e.status == "undefined" and e.reason for e in estimates.values())
     result = population.result(estimates, n_patients=None)
     assert (result.n_cases, result.roc_curve, result.decision_curve) == (0, None, None)
+
+
+# --------------------------------------------------------------------------------------------
+# Infinite replicates are values (issue 7, item 2)
+# --------------------------------------------------------------------------------------------
+
+
+def test_percentile_interval_counts_an_infinite_replicate_as_a_value() -> None:
+    # 10 of 100 replicates are +inf: the 97.5th percentile is infinite, never a finite number
+    # computed from the other 90.
+    values = np.r_[np.arange(90.0), [np.inf] * 10]
+    interval = b.percentile_interval(values, 0.95)
+    assert interval.upper == math.inf and interval.replicates_undefined == 0
+    assert interval.lower == pytest.approx(np.quantile(values[:90], 0.025 * 99 / 89), abs=2.0)
+    # Interpolating towards an infinite neighbour widens to it; a finite neighbour pair does not.
+    assert b.percentile_interval(np.r_[np.arange(97.0), [-np.inf] * 3], 0.95).lower == -math.inf
+    assert b.percentile_interval(np.r_[np.arange(99.0), np.inf], 0.95).upper < math.inf
+
+
+def _few_false_positives(seed: int = 4) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
+    """Return 80 cases whose 2 false positives are absent from many bootstrap replicates."""
+    rng = np.random.default_rng(seed)
+    labels = np.r_[np.ones(40, dtype=bool), np.zeros(40, dtype=bool)]
+    scores = np.r_[rng.uniform(0.3, 1.0, 40), rng.uniform(0.0, 0.45, 38), [0.7, 0.8]]
+    return labels, scores
+
+
+def test_likelihood_ratio_replicates_without_false_positives_leave_the_upper_side_unbounded() -> (
+    None
+):
+    labels, scores = _few_false_positives()
+    result = m.binary_metrics(labels, scores, replicates=400, seed=1)
+    lr = result.lr_positive
+    assert lr.status == "ok" and lr.estimate is not None and lr.lower is not None
+    # About (1 - 1/40)^80 ~ 13% of replicates draw neither false positive: LR+ is +inf there.
+    assert lr.upper is None and lr.upper_unbounded and lr.bound("upper") == math.inf
+    assert lr.replicates_undefined == 0
+    assert lr.reason is not None and "upper side is unbounded" in lr.reason
+
+
+def test_a_point_likelihood_ratio_that_is_infinite_is_undefined_with_the_reason() -> None:
+    labels = np.array([1, 1, 0, 0], dtype=bool)
+    batch = m.count_metric_batch(
+        "lr_positive", m.ConfusionCountsBatch.of(m.ConfusionCounts(2, 0, 2, 0))
+    )
+    assert batch.values[0] == math.inf and batch.codes[0] == 0
+    assert batch.value().value is None and "infinite" in (batch.value().reason or "")
+    assert m.lr_positive(labels, labels).reason == m.LR_POSITIVE_INFINITE
+    # 0 / 0 stays undefined, never infinite.
+    none_called = m.ConfusionCounts(tp=0, fp=0, tn=2, fn=2)
+    assert m.count_metric("lr_positive", none_called).value is None
+
+
+def test_separated_replicates_make_the_calibration_slope_infinite_not_undefined() -> None:
+    # One negative above one positive: the data are not separated, many replicates are.
+    labels = np.r_[np.zeros(15, dtype=bool), np.ones(15, dtype=bool)]
+    probabilities = np.r_[np.linspace(0.05, 0.45, 15), np.linspace(0.4, 0.95, 15)]
+    result = m.binary_metrics(labels, probabilities, replicates=300, seed=0)
+    slope = result.calibration_slope
+    assert slope.status == "ok" and slope.lower is not None and slope.upper_unbounded
+    # Only replicates whose fit genuinely failed (not separated) may be left out.
+    population = b.BinaryPopulation(
+        labels, probabilities, probabilities, b.EvaluationSettings.create()
+    )
+    plan = b.BootstrapPlan.create(labels.shape[0], replicates=300, seed=0)
+    batch = population.evaluate(plan.weights(0, 300))
+    infinite = np.isinf(batch.metrics["calibration_slope"].values)
+    assert infinite.sum() >= 20
+    assert (batch.metrics["calibration_slope"].values[infinite] > 0).all()
+    # Each infinite replicate really is separated: its drawn positives sit above its negatives.
+    weights = plan.weights(0, 300)[infinite] > 0
+    for row in weights:
+        assert probabilities[row & labels].min() >= probabilities[row & ~labels].max()
+    # Separation below logit 0 on both sides: the intercept is +inf there.
+    intercepts = batch.metrics["calibration_intercept"]
+    assert np.isposinf(intercepts.values[infinite & (intercepts.codes == 0)]).any()

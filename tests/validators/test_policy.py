@@ -445,6 +445,16 @@ def test_metric_at_most() -> None:
     assert judge({**criterion, "value": 0.13}, evaluation).outcome == "fail"
 
 
+def test_an_unbounded_upper_side_fails_an_at_most_criterion_on_the_upper_bound() -> None:
+    lr = Estimate.ok(6.0, lower=2.5, upper_unbounded=True, level=LEVEL, n=80, method="m")
+    evaluation = result(overall=binary(lr_positive=lr))
+    criterion = {"kind": "metric", "metric": "lr_positive", "op": "<=", "value": 50, "on": "upper"}
+    outcome = judge(criterion, evaluation)
+    assert outcome.outcome == "fail" and outcome.observed is None
+    assert "unbounded" in outcome.reason
+    assert judge({**criterion, "op": ">=", "value": 2, "on": "lower"}, evaluation).outcome == "pass"
+
+
 def test_metric_undefined_is_insufficient_data() -> None:
     evaluation = result(overall=binary(auroc=est(None, status="undefined")))
     outcome = judge(AUROC_AT_LEAST, evaluation)
