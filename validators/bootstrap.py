@@ -102,6 +102,7 @@ __all__ = [
     "method_name",
     "percentile_interval",
     "probabilities_from",
+    "score_order",
     "ranking_batch",
     "wilson_interval",
 ]
@@ -228,6 +229,18 @@ class BootstrapPlan:
         for start in range(0, self.replicates, self.block_size):
             stop = min(start + self.block_size, self.replicates)
             yield WeightBlock(start=start, stop=stop, counts=self.weights(start, stop))
+
+
+def score_order(labels: BoolArray, scores: FloatArray) -> IntArray:
+    """Return the order that sorts cases by score, ties by label (negatives first), stably.
+
+    Cases with the same score and label are interchangeable in every metric, so in this order
+    the case bootstrap gives the same replicates whatever the input order of such cases. (Cases
+    tied on both that differ in a subgroup attribute still keep their input order: callers with
+    case ids sort by them first, as `evaluate_predictions` does.)
+    """
+    order: IntArray = np.lexsort((labels, scores)).astype(np.intp)
+    return order
 
 
 def _one_per_case(groups: ArrayLike, n_cases: int) -> NDArray[Any]:
@@ -1108,7 +1121,7 @@ def evaluate_binary(
     )
     probabilities = probabilities_from(raw, settings.scores)
     # Resample the cases in ascending score order: every gather in the kernels is then monotone.
-    order = np.argsort(raw, kind="stable")
+    order = score_order(labels, raw)
     labels, raw, probabilities = labels[order], raw[order], probabilities[order]
     if groups is not None:
         groups = _one_per_case(groups, labels.shape[0])[order]

@@ -702,6 +702,9 @@ def evaluate_predictions(
     unusable data.
     """
     progress = on_progress or _quiet
+    # Resample in the order the data define (case ids), so the row order of the file never
+    # changes a digit of the result.
+    predictions = predictions.in_case_order()
     effective = _effective_policy(predictions, policy, threshold=threshold, scores=scores)
     if effective.scores == "probability":
         _check_probabilities(predictions)

@@ -47,6 +47,7 @@ from validators.bootstrap import (
     method_name,
     percentile_interval,
     probabilities_from,
+    score_order,
 )
 from validators.metrics import (
     BoolArray,
@@ -858,7 +859,7 @@ def _evaluate(
 
     # Sort once by score, as `evaluate_binary` does: the replicates then match the overall
     # result's, and every gather in the kernels runs over increasing columns.
-    order = np.argsort(raw, kind="stable")
+    order = score_order(labels, raw)
     labels, raw, probabilities = labels[order], raw[order], probabilities[order]
     patients = None if patient_ids is None else np.asarray(patient_ids)[order]
     clusters, n_clusters = (None, n_total) if patients is None else cluster_index(patients, n_total)

@@ -734,3 +734,57 @@ def test_multilabel_vendor_view_withholds_a_group_with_a_rare_label() -> None:
         assert group.metrics.macro.auroc.status == "suppressed"
     involving_c = [d for d in vendor.disparities if "site=C" in (d.group, d.reference)]
     assert involving_c and all(d.value.status == "suppressed" for d in involving_c)
+
+
+# --------------------------------------------------------------------------------------------
+# Row order (issue 7, item 8)
+# --------------------------------------------------------------------------------------------
+
+
+def _shuffled(predictions: Predictions, seed: int) -> Predictions:
+    order = np.random.default_rng(seed).permutation(predictions.n_cases)
+    return Predictions(
+        task=predictions.task,
+        labels=predictions.labels,
+        case_ids=predictions.case_ids[order],
+        patient_ids=predictions.patient_ids[order],
+        y_true=predictions.y_true[order],
+        y_score=predictions.y_score[order],
+        attributes={name: values[order] for name, values in predictions.attributes.items()},
+    )
+
+
+@pytest.mark.parametrize("unit", ["case", "patient"])
+def test_shuffling_the_rows_changes_no_digit(tmp_path: Path, unit: str) -> None:
+    predictions = read_predictions(write_predictions(tmp_path / "p.csv", n_cases=600))
+    # Scores rounded to one decimal: many ties, across labels and across subgroups; one image
+    # per patient for the case bootstrap.
+    tied = dataclasses.replace(
+        predictions,
+        y_score=np.round(predictions.y_score, 1),
+        patient_ids=predictions.case_ids if unit == "case" else predictions.patient_ids,
+    )
+    policy = quick_policy(
+        {"kind": "metric", "metric": "auroc", "op": ">=", "value": 0.5, "on": "lower"},
+        subgroups={"attributes": ["sex", "site"], "intersections": [["sex", "site"]]},
+    )
+
+    def digits(p: Predictions) -> dict[str, Any]:
+        result = evaluate_predictions(p, policy=policy).model_dump(mode="json")
+        result["provenance"].pop("created_at")
+        return result
+
+    reference = digits(tied)
+    assert reference["provenance"]["bootstrap_unit"] == unit
+    for seed in (1, 2):
+        assert digits(_shuffled(tied, seed)) == reference
+
+
+def test_binary_metrics_of_tied_cases_do_not_depend_on_their_order() -> None:
+    rng = np.random.default_rng(5)
+    labels = rng.random(300) < 0.4
+    scores = np.round(np.clip(0.3 * labels + rng.random(300) * 0.7, 0, 1), 1)
+    order = rng.permutation(300)
+    first = binary_metrics(labels, scores, replicates=200)
+    second = binary_metrics(labels[order], scores[order], replicates=200)
+    assert first == second

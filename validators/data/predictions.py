@@ -42,6 +42,26 @@ class Predictions:
     def n_patients(self) -> int:
         return int(np.unique(self.patient_ids).shape[0])
 
+    def in_case_order(self) -> Predictions:
+        """Return the same cases sorted by case id: the order the data define, not the file's.
+
+        Case-level bootstrap replicates draw rows by position, and cases with tied scores keep
+        their relative order through the score sort; starting from case-id order makes every
+        interval independent of how the file's rows happen to be ordered.
+        """
+        order = np.argsort(self.case_ids, kind="stable")
+        if np.array_equal(order, np.arange(order.shape[0])):
+            return self
+        return Predictions(
+            task=self.task,
+            labels=self.labels,
+            case_ids=self.case_ids[order],
+            patient_ids=self.patient_ids[order],
+            y_true=self.y_true[order],
+            y_score=self.y_score[order],
+            attributes={name: values[order] for name, values in self.attributes.items()},
+        )
+
 
 def _line(row: int) -> int:
     """The file line of a 0-based data row (line 1 is the header)."""
