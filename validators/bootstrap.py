@@ -102,8 +102,8 @@ __all__ = [
     "method_name",
     "percentile_interval",
     "probabilities_from",
-    "score_order",
     "ranking_batch",
+    "score_order",
     "wilson_interval",
 ]
 
