@@ -58,9 +58,10 @@ replicates each for the correlation. Coverage of the group minus the overall sen
   0.92/0.97 (1.5, 2.5)       90.5, 88.7            97.7, 97.3               85.2, 81.5
   0.95/0.95 (1.5)               91.0                  97.7                     -
 (percentile bootstrap from 2,000 datasets). The direct MOVER with the bootstrap correlation (or
-with the analytic r = w se_group / se_overall: 90.4-94.0%) misses high-side near the boundary: a group is part of the whole, so the
-variance of the difference is Var(group) - Var(overall), a cancellation that Wilson's skewed
-margins do not reproduce. `group_minus_overall` instead uses the identity
+with the analytic r = w se_group / se_overall: 90.4-94.0%) is lopsided: the truth lies above it
+in 4.6-11.6% of datasets and below in 0-1.7%. A group is part of the whole, so the variance of
+the difference is Var(group) - Var(overall), a cancellation that Wilson's skewed margins do not
+reproduce. `group_minus_overall` instead uses the identity
 p_group - p_overall = (1 - w)(p_group - p_rest), w the group's share of the denominator, and
 MOVER between the group and the rest of the patients, which are independent (r = 0); the ratio
 (`group_over_overall`, 1 / (w + (1 - w) p_rest / p_group)) covers 93.0-97.7% the same way
