@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from validators.blas import one_blas_thread
 from validators.calibration import (
     BinStrategy,
     CalibrationFit,
@@ -1093,6 +1094,7 @@ def collect_replicates(
 # --------------------------------------------------------------------------------------------
 
 
+@one_blas_thread
 def evaluate_binary(
     y_true: ArrayLike,
     y_score: ArrayLike,
@@ -1163,6 +1165,7 @@ def _micro(batches: Sequence[PopulationBatch], ranking: RankingBatch) -> dict[st
     return metrics
 
 
+@one_blas_thread
 def evaluate_multilabel(
     y_true: ArrayLike,
     y_score: ArrayLike,

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from validators.blas import one_blas_thread
 from validators.data.predictions import Predictions
 from validators.policy import (
     AVERAGES,
@@ -599,6 +600,7 @@ def _bootstrap_comparisons(
     return out
 
 
+@one_blas_thread
 def compare_with_baseline(
     predictions: Predictions,
     baseline: Predictions,
@@ -682,6 +684,7 @@ def _overall(predictions: Predictions, policy: Policy, groups: NDArray[np.str_] 
     )
 
 
+@one_blas_thread
 def evaluate_predictions(
     predictions: Predictions,
     *,

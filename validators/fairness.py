@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from validators.blas import one_blas_thread
 from validators.bootstrap import (
     BINARY_METRIC_NAMES,
     LEAN_METRICS,
@@ -834,6 +835,7 @@ def _columns(
     return columns
 
 
+@one_blas_thread
 def _evaluate(
     y_true: NDArray[np.bool_],
     y_score: NDArray[np.float64],

@@ -11,14 +11,23 @@ writes these models without loading numpy or the statistics.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import platform
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
-from typing import Annotated, Literal, Self, get_args
+from typing import Annotated, Any, Literal, Self, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    computed_field,
+    model_validator,
+)
 
 __all__ = [
     "AGE_BAND",
@@ -50,6 +59,7 @@ __all__ = [
     "SubgroupTable",
     "Verdict",
     "canonical_attribute",
+    "statistics_digest_of",
 ]
 
 BinaryMetricName = Literal[
@@ -584,12 +594,21 @@ class Verdict(_Result):
     summary: str
 
 
+STATISTICAL_PROVENANCE = ("seed", "replicates", "level", "ci_method", "bootstrap_unit")
+"""The provenance fields that decide the numbers (the others say when and with what software)."""
+
+
 class EvaluationResult(_Result):
     """The evaluation of one model on one dataset.
 
     `overall` holds the metrics on every case; `subgroups`, `disparities` and `fairness` come from
     `validators.fairness`; `verdict` from `validators.policy` when a policy was given. `view` says
     whether small cells were suppressed for a vendor (`vendor`) or shown flagged (`committee`).
+
+    `statistics_digest` is the SHA-256 of the result's statistical content alone: everything
+    but the time and the software versions of the provenance (see `statistics_digest_of`). It
+    is derived, never set: it appears in the JSON, and a document whose digest does not match
+    its content is refused.
     """
 
     task: Literal["binary", "multilabel"]
@@ -602,8 +621,46 @@ class EvaluationResult(_Result):
     verdict: Verdict | None = None
     policy: dict[str, object] | None = None
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _digest_matches(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        claimed = None
+        if isinstance(data, dict) and "statistics_digest" in data:
+            data = dict(data)
+            claimed = data.pop("statistics_digest")
+        result = handler(data)
+        if claimed is not None and claimed != result.statistics_digest:
+            raise ValueError(
+                f"statistics_digest {claimed} does not match the result's content "
+                f"({result.statistics_digest}): the numbers were changed after it was computed"
+            )
+        return result
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.overall.task != self.task:
             raise ValueError(f"a {self.task} result holds {self.overall.task} metrics")
         return self
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def statistics_digest(self) -> str:
+        """Return the SHA-256 (hex) of the statistical content; see `statistics_digest_of`."""
+        return statistics_digest_of(self)
+
+
+def statistics_digest_of(result: EvaluationResult) -> str:
+    """Return the SHA-256 of a result's statistics: no timestamp, no hardware, no software.
+
+    The content is every field but `provenance`'s time and library versions (its seed,
+    replicates, level, interval method and unit stay: they decide the numbers), written as
+    canonical JSON (keys sorted, no spaces, floats in Python's shortest round-trip form, which
+    is the same on every platform). Equal digests mean equal numbers to the last bit.
+    """
+    content = result.model_dump(mode="json", exclude={"statistics_digest"})
+    provenance = content.pop("provenance")
+    content["provenance"] = {key: provenance[key] for key in STATISTICAL_PROVENANCE}
+    text = json.dumps(
+        content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -225,3 +225,76 @@ def test_an_undefined_estimate_carries_no_unbounded_side() -> None:
             status="undefined",
             reason="why",
         )
+
+
+# --------------------------------------------------------------------------------------------
+# The statistics digest (issue 7, item 9)
+# --------------------------------------------------------------------------------------------
+
+
+def make_result(**provenance: Any) -> EvaluationResult:
+    return EvaluationResult(
+        task="binary",
+        provenance=make_provenance().model_copy(update=provenance),
+        overall=make_binary(),
+    )
+
+
+def test_the_statistics_digest_ignores_time_and_software_but_not_settings() -> None:
+    result = make_result()
+    assert len(result.statistics_digest) == 64
+    assert json.loads(result.model_dump_json())["statistics_digest"] == result.statistics_digest
+    later = make_result(created_at=datetime(2027, 1, 1, tzinfo=UTC), numpy_version="9.9")
+    assert later.statistics_digest == result.statistics_digest
+    assert make_result(seed=1).statistics_digest != result.statistics_digest
+    assert round_trips(result)
+
+
+def test_a_changed_number_changes_the_digest_and_a_stale_digest_is_refused() -> None:
+    result = make_result()
+    document = json.loads(result.model_dump_json())
+    document["overall"]["auroc"]["estimate"] = 0.999
+    with pytest.raises(ValidationError, match="does not match the result's content"):
+        EvaluationResult.model_validate(document)
+    document.pop("statistics_digest")
+    changed = EvaluationResult.model_validate(document)
+    assert changed.statistics_digest != result.statistics_digest
+
+
+def test_the_digest_is_identical_at_one_and_two_blas_threads(tmp_path: Any) -> None:
+    from threadpoolctl import threadpool_limits
+
+    from validators.data.predictions import Predictions
+    from validators.evaluate import evaluate_predictions
+    from validators.policy import parse_policy
+
+    # Large enough that a two-thread BLAS splits its sums (the point ECE differed in the last
+    # bit, and calibration bounds in the eighth digit, before the engines pinned one thread).
+    rng = np.random.default_rng(0)
+    n = 20_000
+    labels = rng.random(n) < 0.3
+    scores = 1 / (1 + np.exp(-(1.2 * (2 * labels - 1) + rng.normal(size=n))))
+    predictions = Predictions(
+        task="binary",
+        labels=("label",),
+        case_ids=np.array([f"c{i:05d}" for i in range(n)]),
+        patient_ids=np.array([f"p{i // 2:05d}" for i in range(n)]),
+        y_true=labels,
+        y_score=scores,
+        attributes={"site": np.array(["A", "B"], dtype=object)[rng.integers(0, 2, n)]},
+    )
+    policy = parse_policy(
+        {
+            "name": "p",
+            "version": "1",
+            "task": "binary",
+            "ci": {"replicates": 40},
+            "subgroups": {"attributes": ["site"]},
+            "criteria": [],
+        }
+    )
+    digests = set()
+    for threads in (1, 2, 1):
+        with threadpool_limits(threads, user_api="blas"):
+            digests.add(evaluate_predictions(predictions, policy=policy).statistics_digest)
+    assert len(digests) == 1
