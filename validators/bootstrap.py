@@ -43,6 +43,11 @@ from validators.calibration import (
     recalibration_features,
     reliability_curve,
 )
+from validators.intervals import (
+    cluster_totals,
+    clustered_wilson_interval,
+    obuchowski_interval,
+)
 from validators.metrics import (
     COUNT_METRICS,
     NO_WEIGHT,
@@ -544,13 +549,25 @@ def delong_paired_test(
 # Populations: everything one label needs per weight block
 # --------------------------------------------------------------------------------------------
 
-_WILSON_COUNTS = {
-    "sensitivity": ("tp", ("tp", "fn")),
-    "specificity": ("tn", ("tn", "fp")),
-    "ppv": ("tp", ("tp", "fp")),
-    "npv": ("tn", ("tn", "fn")),
-    "prevalence": ("positive", ("tp", "fn", "tn", "fp")),
-}
+PROPORTIONS = ("sensitivity", "specificity", "ppv", "npv", "prevalence")
+"""Metrics that are one count over another: their intervals are score (Wilson) intervals."""
+
+
+def proportion_members(
+    metric: str, labels: BoolArray, called: BoolArray
+) -> tuple[BoolArray, BoolArray]:
+    """Return (in the numerator, in the denominator) per case for a proportion metric."""
+    if metric == "sensitivity":
+        return labels & called, labels
+    if metric == "specificity":
+        return ~labels & ~called, ~labels
+    if metric == "ppv":
+        return labels & called, called
+    if metric == "npv":
+        return ~labels & ~called, ~called
+    if metric == "prevalence":
+        return labels, np.ones_like(labels)
+    raise ValueError(f"{metric!r} is not a proportion; expected one of {', '.join(PROPORTIONS)}")
 
 
 @dataclass(frozen=True)
@@ -624,7 +641,10 @@ class EvaluationSettings:
         """Return the interval method of `metric`: wilson, delong, bootstrap or none."""
         if "none" in self.ci:
             return "none"
-        if metric in _WILSON_COUNTS and "wilson" in self.ci:
+        # A proportion's percentile interval collapses to a point at 0/n and n/n (15 of 15
+        # detected read 1.000 to 1.000) and under-covers small groups; the score interval, with
+        # the design effect of patient clustering, keeps its level there (docs/statistics.md).
+        if metric in PROPORTIONS:
             return "wilson"
         if metric == "auroc" and "delong" in self.ci:
             return "delong"
@@ -640,6 +660,10 @@ def method_name(method: str, unit: BootstrapUnit) -> str:
     """Return the method string stored in an `Estimate`."""
     if method == "bootstrap":
         return f"bootstrap_percentile_{unit}"
+    if method in ("wilson", "mover_wilson") and unit == "patient":
+        return f"{method}_clustered"
+    if method == "delong" and unit == "patient":
+        return "obuchowski"
     return method
 
 
@@ -689,6 +713,8 @@ class BinaryPopulation:
         self.probabilities = probabilities[self.index]
         self.n_cases = int(self.index.shape[0])
         self.n_total = int(labels.shape[0])
+        # "Positive when score >= threshold", on the scale the scores were given in.
+        self.called = self.scores >= settings.threshold
         self.ranked = RankedCases.build(labels, scores, mask=mask)
         # An empty population (an empty intersection of attributes) has every metric undefined.
         strategies: tuple[BinStrategy, BinStrategy] = (
@@ -853,7 +879,8 @@ class BinaryPopulation:
         *,
         unit: BootstrapUnit,
         n_units: int,
-        clustered: bool,
+        clusters: IntArray | None,
+        n_clusters: int = 0,
         names: Collection[str] | None = None,
         intervals_for: Collection[str] | None = None,
     ) -> dict[str, Estimate]:
@@ -862,14 +889,12 @@ class BinaryPopulation:
         The interval is the one the settings ask for, for the metrics in `intervals_for`
         (default: every metric); the others are point estimates (method `none`), and so are
         bootstrap metrics when `replicates` is None. `replicates` must hold every metric that
-        takes a bootstrap interval. `n_units` counts the resampled units (patients or cases).
+        takes a bootstrap interval. `n_units` counts the resampled units (patients or cases)
+        of this population; `clusters` (the patient number of each of all N cases, of
+        `n_clusters` patients) makes Wilson's interval carry the design effect and DeLong's
+        become Obuchowski's; None treats cases as independent.
         """
         s = self.settings
-        counts = {
-            field: round(float(getattr(point.counts, field)[0]))
-            for field in ["tp", "fp", "tn", "fn"]
-        }
-        counts["positive"] = counts["tp"] + counts["fn"]
         out: dict[str, Estimate] = {}
         for name in BINARY_METRIC_NAMES if names is None else names:
             value = point.metrics[name].value()
@@ -879,28 +904,72 @@ class BinaryPopulation:
             ):
                 method = "none"
             interval: Interval | None = None
+            note: str | None = None
             if value.value is not None and replicates is not None and method == "bootstrap":
                 interval = percentile_interval(
                     replicates[name], s.level, max_undefined_fraction=s.max_undefined_fraction
                 )
             elif value.value is not None and method == "wilson":
-                successes_key, denominator_keys = _WILSON_COUNTS[name]
-                interval = wilson_interval(
-                    counts[successes_key], sum(counts[k] for k in denominator_keys), s.level
-                )
+                interval, note = self._wilson(name, clusters, n_clusters)
             elif value.value is not None and method == "delong":
-                delong = delong_interval(self.labels, self.scores, s.level)
-                interval = Interval(delong.lower, delong.upper, 0, delong.reason)
+                interval = self._delong(clusters)
+            clustered_units = clusters is not None and method != "none"
             out[name] = make_estimate(
                 value,
                 interval,
                 level=s.level,
-                n=n_units if method == "bootstrap" else self.n_cases,
+                n=n_units if method == "bootstrap" or clustered_units else self.n_cases,
                 n_cases=self.n_cases,
-                method=_stored_method(method, unit),
-                note=_independence_note(clustered) if method in ("wilson", "delong") else None,
+                method=method_name(method, unit),
+                note=note,
             )
         return out
+
+    def _wilson(
+        self, metric: str, clusters: IntArray | None, n_clusters: int
+    ) -> tuple[Interval, str | None]:
+        """Return a proportion's (clustered) Wilson interval, and what the clustering did."""
+        successes, trials = self.proportion_totals(metric, clusters, n_clusters)
+        wilson = clustered_wilson_interval(successes, trials, self.settings.level)
+        interval = Interval(wilson.lower, wilson.upper, 0, wilson.reason)
+        if clusters is None or wilson.effective_n is None:
+            return interval, None
+        total = int(trials.sum())
+        if wilson.design_effect_estimated:
+            note = (
+                f"design effect {wilson.design_effect:.2f} for {total} cases of "
+                f"{wilson.clusters} patients: effective n {wilson.effective_n:.1f}"
+            )
+        else:
+            note = (
+                f"the proportion is 0 or 1, so the design effect cannot be estimated: "
+                f"effective n is the {wilson.clusters} patients ({total} cases)"
+            )
+        return interval, note
+
+    def _delong(self, clusters: IntArray | None) -> Interval:
+        """Return AUROC's DeLong interval, or Obuchowski's with patient clusters."""
+        if clusters is None:
+            delong = delong_interval(self.labels, self.scores, self.settings.level)
+            return Interval(delong.lower, delong.upper, 0, delong.reason)
+        clustered = obuchowski_interval(
+            self.labels, self.scores, clusters[self.index], self.settings.level
+        )
+        return Interval(clustered.lower, clustered.upper, 0, clustered.reason)
+
+    def proportion_totals(
+        self, metric: str, clusters: IntArray | None, n_clusters: int
+    ) -> tuple[FloatArray, FloatArray]:
+        """Return a proportion's (numerator, denominator) per patient, or per case unclustered.
+
+        `clusters` is the patient number of each of all N cases (None: every case its own
+        unit). The arrays are indexed by patient (or by case over all N), so the totals of
+        different populations of the same cases line up and can be subtracted.
+        """
+        hits, members = proportion_members(metric, self.labels, self.called)
+        if clusters is None:
+            return cluster_totals(hits, members, self.index, self.n_total)
+        return cluster_totals(hits, members, clusters[self.index], n_clusters)
 
     def result(
         self, estimates: dict[str, Estimate], *, n_patients: int | None, curves: bool = True
@@ -989,20 +1058,10 @@ def _separated_fits_are_infinite(
     )
 
 
-def _stored_method(method: str, unit: BootstrapUnit) -> str:
-    return method_name(method, unit) if method == "bootstrap" else method
-
-
 def _single(value: MetricValue) -> MetricBatch:
     if value.value is None:
         return MetricBatch.undefined(1, value.reason or "undefined")
     return MetricBatch(np.array([value.value]), np.zeros(1, dtype=np.int16), ())
-
-
-def _independence_note(clustered: bool) -> str | None:
-    if not clustered:
-        return None
-    return "this interval treats cases as independent although patients contribute several"
 
 
 def make_estimate(
@@ -1136,7 +1195,8 @@ def evaluate_binary(
         tables[0] if tables else None,
         unit=plan.unit,
         n_units=plan.n_units,
-        clustered=plan.n_units < plan.n_cases,
+        clusters=plan.clusters,
+        n_clusters=plan.n_clusters,
     )
     n_patients = plan.n_clusters if groups is not None else None
     return population.result(estimates, n_patients=n_patients)
@@ -1253,7 +1313,6 @@ def evaluate_multilabel(
             for name in AVERAGED_METRIC_NAMES:
                 micro_table[name][block.start : block.stop] = micro[name].values
 
-    clustered = plan.n_units < plan.n_cases
     n_patients = plan.n_clusters if groups is not None else None
     per_label = []
     label_estimates = []
@@ -1263,7 +1322,8 @@ def evaluate_multilabel(
             tables[k] if tables else None,
             unit=plan.unit,
             n_units=plan.n_units,
-            clustered=clustered,
+            clusters=plan.clusters,
+            n_clusters=plan.n_clusters,
         )
         label_estimates.append(estimates)
         per_label.append(

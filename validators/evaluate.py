@@ -551,7 +551,8 @@ def _bootstrap_comparisons(
             table,
             unit=plan.unit,
             n_units=plan.n_units,
-            clustered=plan.n_units < plan.n_cases,
+            clusters=plan.clusters,
+            n_clusters=plan.n_clusters,
             names=metrics,
         )
         for population, point, table in zip(populations, points, tables, strict=True)

@@ -36,6 +36,7 @@ from validators.blas import one_blas_thread
 from validators.bootstrap import (
     BINARY_METRIC_NAMES,
     LEAN_METRICS,
+    PROPORTIONS,
     RANKING_METRICS,
     BinaryPopulation,
     BootstrapPlan,
@@ -49,6 +50,15 @@ from validators.bootstrap import (
     percentile_interval,
     probabilities_from,
     score_order,
+)
+from validators.intervals import (
+    ClusteredWilson,
+    cluster_correlation,
+    clustered_wilson_interval,
+    group_minus_overall,
+    group_over_overall,
+    mover_difference,
+    mover_ratio,
 )
 from validators.metrics import (
     BoolArray,
@@ -589,7 +599,8 @@ def _estimates(
         replicates if context.bootstrap else None,
         unit=context.unit,
         n_units=n_units,
-        clustered=n_units < population.n_cases,
+        clusters=context.clusters,
+        n_clusters=context.n_units,
         intervals_for=context.spec.metrics,
     )
 
@@ -602,6 +613,7 @@ class _Side:
     index: IntArray
     point: dict[str, MetricValue]
     replicates: dict[str, FloatArray] | None
+    population: BinaryPopulation
 
 
 def _undefined_side(metric: str, side: _Side) -> str | None:
@@ -636,19 +648,25 @@ def _disparities(
                     reason = f"{metric} is 0 in {reference.label}, so the ratio is undefined"
                 value = MetricValue(None, reason)
                 replicates = None
+                interval = None
+                method = context.bootstrap_method
                 if reason is None:
                     assert own is not None and other is not None
                     value = MetricValue(own - other if kind == "difference" else own / other, None)
-                    if side.replicates is not None and reference.replicates is not None:
+                    if metric in PROPORTIONS and "none" not in context.settings.ci:
+                        interval = _mover(metric, kind, side, reference, overall, context)
+                        method = method_name("mover_wilson", context.unit)
+                    elif side.replicates is not None and reference.replicates is not None:
                         a, b = side.replicates[metric], reference.replicates[metric]
                         replicates = a - b if kind == "difference" else safe_divide_array(a, b)
+                        interval = context.interval(replicates)
                 estimate = make_estimate(
                     value,
-                    context.interval(replicates),
+                    interval,
                     level=context.level,
                     n=n,
                     n_cases=n_cases,
-                    method=context.bootstrap_method,
+                    method=method,
                 )
                 out.append(
                     Disparity(
@@ -661,6 +679,64 @@ def _disparities(
                     )
                 )
     return out
+
+
+def _mover(
+    metric: str,
+    kind: Literal["difference", "ratio"],
+    side: _Side,
+    reference: _Side,
+    overall: _Side,
+    context: _Context,
+) -> Interval:
+    """Return the MOVER interval of a proportion's disparity, from (clustered) Wilson limits.
+
+    Against overall, the group is compared with the rest of the cases, since p_group -
+    p_overall = (1 - w)(p_group - p_rest) with w the group's share of the denominator (a direct
+    MOVER of a group against the whole it belongs to under-covers near the boundary:
+    docs/statistics.md); against a reference group, directly. The correlation of the two sides
+    is the cluster-robust one: exactly 0 when no patient is in both.
+    """
+    totals = {
+        "side": side.population.proportion_totals(metric, context.clusters, context.n_units),
+        "reference": reference.population.proportion_totals(
+            metric, context.clusters, context.n_units
+        ),
+    }
+    if all(np.array_equal(a, b) for a, b in zip(totals["side"], totals["reference"], strict=True)):
+        # The same cases on both sides (a group against itself under another name): the data
+        # determine the disparity exactly.
+        same = 0.0 if kind == "difference" else 1.0
+        return Interval(same, same)
+    level = context.level
+    group = _limits(clustered_wilson_interval(*totals["side"], level))
+    if reference is overall:
+        rest = (
+            totals["reference"][0] - totals["side"][0],
+            totals["reference"][1] - totals["side"][1],
+        )
+        share = float(totals["side"][1].sum()) / float(totals["reference"][1].sum())
+        r = cluster_correlation(*totals["side"], *rest)
+        # A group that is the whole denominator (share 1) differs by exactly nothing.
+        other = group if share >= 1.0 else _limits(clustered_wilson_interval(*rest, level))
+        combine = group_minus_overall if kind == "difference" else group_over_overall
+        bounds = combine(*group, *other, share, r)
+    else:
+        other = _limits(clustered_wilson_interval(*totals["reference"], level))
+        r = cluster_correlation(*totals["side"], *totals["reference"])
+        pair = mover_difference if kind == "difference" else mover_ratio
+        bounds = pair(*group, *other, r)
+    lower, upper = float(bounds.lower), float(bounds.upper)
+    if math.isnan(lower) or math.isnan(upper):
+        return Interval(None, None, 0, "the score interval of one side is undefined")
+    return Interval(lower, upper)
+
+
+def _limits(wilson: ClusteredWilson) -> tuple[float, float, float]:
+    """Return (estimate, lower, upper), NaN where the proportion has no denominator."""
+    return tuple(  # type: ignore[return-value]
+        math.nan if v is None else v for v in (wilson.estimate, wilson.lower, wilson.upper)
+    )
 
 
 _GAP_RATES: dict[FairnessGapName, tuple[str, ...]] = {
@@ -974,6 +1050,7 @@ def _evaluate_sorted(
             index=np.arange(n_total) if index is None else index,
             point=values,
             replicates=reps,
+            population=built[k][0],
         )
 
     results: list[SubgroupTable] = []
@@ -1028,7 +1105,8 @@ def _evaluate_sorted(
                 replicate_tables[0],
                 unit=context.unit,
                 n_units=n_clusters,
-                clustered=n_clusters < n_total,
+                clusters=clusters,
+                n_clusters=n_clusters,
             )
         else:
             overall_estimates = _estimates(

@@ -97,6 +97,7 @@ __all__ = [
     "ClusteredWilsonBatch",
     "MoverInterval",
     "Quantile",
+    "cluster_correlation",
     "cluster_totals",
     "clustered_wilson_batch",
     "clustered_wilson_interval",
@@ -598,3 +599,30 @@ def obuchowski_interval(
     auc, variance = result
     half = z * math.sqrt(max(variance, 0.0))
     return ClusteredAucInterval(auc, variance, max(0.0, auc - half), min(1.0, auc + half), None)
+
+
+def cluster_correlation(
+    successes_a: ArrayLike, trials_a: ArrayLike, successes_b: ArrayLike, trials_b: ArrayLike
+) -> float:
+    """Return the correlation of two proportions estimated on the same patients (clusters).
+
+    The cluster-robust (ratio-estimator) covariance over the product of the two cluster-robust
+    standard errors: with e_i = s_i - p t_i per patient, r = Σ e_a,i e_b,i / sqrt(Σ e_a,i^2 Σ
+    e_b,i^2) (the k / (k - 1) factors and the denominators cancel). Patients in only one of the
+    two populations contribute nothing to the covariance, so disjoint patients give exactly 0.
+    A proportion with no spread (0 or 1, or one patient) gives 0.
+    """
+    sa, ta, sb, tb = (
+        np.asarray(x, dtype=np.float64) for x in (successes_a, trials_a, successes_b, trials_b)
+    )
+    if not sa.shape == ta.shape == sb.shape == tb.shape or sa.ndim != 1:
+        raise ValueError("the counts must be 1-D, one entry per patient, of one length")
+    na, nb = float(ta.sum()), float(tb.sum())
+    if na <= 0.0 or nb <= 0.0:
+        return 0.0
+    ea = sa - (float(sa.sum()) / na) * ta
+    eb = sb - (float(sb.sum()) / nb) * tb
+    scale = math.sqrt(float(ea @ ea) * float(eb @ eb))
+    if scale == 0.0:
+        return 0.0
+    return float(np.clip(float(ea @ eb) / scale, -1.0, 1.0))

@@ -293,13 +293,37 @@ def test_patient_bootstrap_is_wider_when_patients_are_correlated() -> None:
     rng = np.random.default_rng(10)
     patients = np.repeat(np.arange(100), 4)
     effect = rng.normal(size=100)[patients] * 1.5
-    labels = rng.random(400) < 1 / (1 + np.exp(-effect))
-    scores = 1 / (1 + np.exp(-(effect + rng.normal(size=400) * 0.5)))
+    # Disease and a score offset per patient: a patient's four images move together.
+    labels = (rng.random(100) < 0.4)[patients]
+    scores = 1 / (1 + np.exp(-(labels + effect + rng.normal(size=400) * 0.3)))
     by_case = m.binary_metrics(labels, scores, replicates=400, ci="bootstrap")
     by_patient = m.binary_metrics(labels, scores, replicates=400, groups=patients)
     assert by_patient.auroc.n == 100
     width = lambda e: e.upper - e.lower  # noqa: E731
-    assert width(by_patient.prevalence) > 1.3 * width(by_case.prevalence)
+    assert by_patient.auroc.method == "bootstrap_percentile_patient"
+    assert width(by_patient.auroc) > 1.3 * width(by_case.auroc)
+
+
+def test_clustered_wilson_widens_a_proportion_by_the_design_effect() -> None:
+    rng = np.random.default_rng(10)
+    patients = np.repeat(np.arange(100), 4)
+    effect = rng.normal(size=100)[patients] * 1.5
+    labels = rng.random(400) < 1 / (1 + np.exp(-effect))
+    scores = 1 / (1 + np.exp(-(effect + rng.normal(size=400) * 0.5)))
+    by_case = m.binary_metrics(labels, scores, replicates=50)
+    by_patient = m.binary_metrics(labels, scores, replicates=50, groups=patients)
+    independent, clustered = by_case.prevalence, by_patient.prevalence
+    assert (independent.method, clustered.method) == ("wilson", "wilson_clustered")
+    assert clustered.n == 100 and clustered.n_cases == 400
+    # Per patient: s_i = its positive images of t_i = 4. deff = cluster-robust over binomial.
+    s = np.bincount(patients, weights=labels)
+    p = s.sum() / 400
+    deff = (100 / 99) * ((s - 4 * p) ** 2).sum() / 400**2 / (p * (1 - p) / 399)
+    assert deff > 1.4
+    expected = b.wilson_interval(p * 400 / deff, 400 / deff)[:2]
+    assert (clustered.lower, clustered.upper) == pytest.approx(expected, rel=1e-12)
+    assert clustered.reason is not None and f"design effect {deff:.2f}" in clustered.reason
+    assert (independent.lower, independent.upper) == b.wilson_interval(labels.sum(), 400)[:2]
 
 
 # --- intervals ------------------------------------------------------------------------------
@@ -440,7 +464,7 @@ def test_an_empty_subgroup_is_all_undefined_with_no_curves() -> None:
         b.collect_replicates(plan, [population])[0],
         unit="case",
         n_units=0,
-        clustered=False,
+        clusters=None,
     )
     assert all(e.status == "undefined" and e.reason for e in estimates.values())
     result = population.result(estimates, n_patients=None)
@@ -521,3 +545,24 @@ def test_separated_replicates_make_the_calibration_slope_infinite_not_undefined(
     # Separation below logit 0 on both sides: the intercept is +inf there.
     intercepts = batch.metrics["calibration_intercept"]
     assert np.isposinf(intercepts.values[infinite & (intercepts.codes == 0)]).any()
+
+
+# --------------------------------------------------------------------------------------------
+# Proportions at the boundary (issue 7, item 4)
+# --------------------------------------------------------------------------------------------
+
+
+def test_fifteen_of_fifteen_detected_is_not_a_zero_width_interval() -> None:
+    rng = np.random.default_rng(2)
+    labels = np.r_[np.ones(15, dtype=bool), np.zeros(85, dtype=bool)]
+    scores = np.r_[rng.uniform(0.6, 1.0, 15), rng.uniform(0.0, 0.7, 85)]
+    result = m.binary_metrics(labels, scores, replicates=300)
+    sensitivity = result.sensitivity
+    assert sensitivity.estimate == 1.0 and sensitivity.method == "wilson"
+    assert sensitivity.upper == 1.0
+    assert sensitivity.lower == pytest.approx(b.wilson_interval(15, 15).lower)
+    assert 0.78 < sensitivity.lower < 0.8
+    # Every proportion takes the score interval; the others keep the bootstrap.
+    for name in b.PROPORTIONS:
+        assert getattr(result, name).method == "wilson"
+    assert result.auroc.method == "bootstrap_percentile_case"

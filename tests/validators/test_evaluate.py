@@ -21,6 +21,7 @@ from validators.evaluate import (
     evaluate_predictions,
     subgroup_spec_for,
 )
+from validators.intervals import obuchowski_interval
 from validators.metrics import binary_metrics
 from validators.policy import Policy, PolicyInvalid, parse_policy
 from validators.results import BinaryMetrics, EvaluationResult, MultilabelMetrics
@@ -171,9 +172,31 @@ def test_wilson_and_delong_methods(predictions: Predictions) -> None:
     )
     overall = result.overall
     assert isinstance(overall, BinaryMetrics)
-    assert (overall.sensitivity.method, overall.auroc.method) == ("wilson", "delong")
+    # Patients contribute several images: both are adjusted for the clustering, never
+    # reported as if the images were independent.
+    assert (overall.sensitivity.method, overall.auroc.method) == ("wilson_clustered", "obuchowski")
+    assert overall.sensitivity.reason is not None and "design effect" in overall.sensitivity.reason
+    by_patient = obuchowski_interval(
+        predictions.y_true, predictions.y_score, predictions.patient_ids, 0.95
+    )
+    assert (overall.auroc.lower, overall.auroc.upper) == pytest.approx(
+        (by_patient.lower, by_patient.upper), abs=1e-12
+    )
     assert overall.brier.method == "bootstrap_percentile_patient"
     assert result.provenance.ci_method == "wilson+delong"
+
+
+def test_wilson_and_delong_on_independent_cases_are_the_classic_ones(
+    predictions: Predictions,
+) -> None:
+    one_each = dataclasses.replace(predictions, patient_ids=predictions.case_ids)
+    result = evaluate_predictions(
+        one_each, policy=quick_policy(ci={"method": ["wilson", "delong"]})
+    )
+    overall = result.overall
+    assert isinstance(overall, BinaryMetrics)
+    assert (overall.sensitivity.method, overall.auroc.method) == ("wilson", "delong")
+    assert overall.sensitivity.reason is None
 
 
 def test_point_estimates_only(predictions: Predictions) -> None:

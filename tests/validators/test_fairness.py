@@ -17,6 +17,7 @@ from fairlearn import metrics as fl
 from numpy.typing import NDArray
 from sklearn import metrics as sk
 
+from validators import intervals as iv
 from validators.bootstrap import EvaluationSettings
 from validators.fairness import (
     MISSING,
@@ -557,13 +558,17 @@ def test_without_intervals_there_are_point_estimates_only() -> None:
     assert all(g.value.lower is None for g in gaps)
 
 
-def test_wilson_intervals_in_groups_and_bootstrap_for_disparities() -> None:
+def test_wilson_intervals_in_groups_and_mover_or_bootstrap_for_disparities() -> None:
     labels, scores, attributes = make_cases(n=400, seed=16)
     settings = EvaluationSettings.create(ci="wilson")
     tables, disparities, _ = run(labels, scores, attributes, settings=settings, replicates=50)
     sensitivity = metrics_of(tables[0].groups[0]).sensitivity
     assert sensitivity.method == "wilson" and sensitivity.lower is not None
-    assert {d.value.method for d in disparities} == {"bootstrap_percentile_case"}
+    methods = {d.metric: d.value.method for d in disparities if d.value.status == "ok"}
+    assert methods == {
+        "auroc": "bootstrap_percentile_case",
+        **{metric: "mover_wilson" for metric in ("sensitivity", "specificity", "ppv", "npv")},
+    }
 
 
 def test_logit_scores_and_their_threshold() -> None:
@@ -661,3 +666,74 @@ def test_overall_with_the_spec_metrics_only() -> None:
 def test_no_attribute_columns_give_no_tables() -> None:
     labels, scores, _ = make_cases(n=100, seed=22)
     assert run(labels, scores, {}, replicates=10) == ([], [], [])
+
+
+# --------------------------------------------------------------------------------------------
+# Proportions at the edges and under clustering (issue 7, items 4 and 7)
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_group_that_detects_every_positive_gets_an_interval_with_width() -> None:
+    # Site B: 15 positives, all detected. A percentile bootstrap says 1.000 to 1.000.
+    rng = np.random.default_rng(40)
+    labels = np.r_[np.ones(15, bool), np.zeros(45, bool), rng.random(300) < 0.3]
+    scores = np.r_[np.full(15, 0.9), np.full(45, 0.2), rng.random(300)]
+    site = np.array(["B"] * 60 + ["A"] * 300, dtype=object)
+    tables, disparities, _ = run(labels, scores, {"site": site}, replicates=200)
+    sensitivity = metrics_of(group_of(tables[0], "site=B")).sensitivity
+    assert sensitivity.estimate == 1.0 and sensitivity.method == "wilson"
+    # The exact (Clopper-Pearson) lower bound is 0.782; Wilson's is 0.796.
+    assert sensitivity.lower == pytest.approx(0.7961, abs=1e-4) and sensitivity.upper == 1.0
+    to_overall = next(
+        d
+        for d in disparities
+        if d.group == "site=B"
+        and d.reference == OVERALL
+        and d.metric == "sensitivity"
+        and d.kind == "difference"
+    )
+    assert to_overall.value.method == "mover_wilson"
+    assert to_overall.value.lower is not None and to_overall.value.upper is not None
+    assert to_overall.value.lower < to_overall.value.estimate < to_overall.value.upper
+
+
+def test_a_disparity_to_overall_is_the_group_against_the_rest_scaled_by_its_share() -> None:
+    labels, scores, attributes = make_cases(n=800, seed=41)
+    patients = np.array([f"p{i // 2}" for i in range(800)])
+    # A patient's two images share a site: the group and the rest have no patient in common.
+    attributes["site"] = np.repeat(attributes["site"][::2], 2)
+    spec = SubgroupSpec(attributes=("site",), disparity_metrics=("sensitivity",))
+    _, disparities, _ = run(
+        labels, scores, attributes, spec=spec, replicates=50, patient_ids=patients
+    )
+    site = attributes["site"]
+    level = SETTINGS.level
+    called = scores >= SETTINGS.threshold
+    number = np.unique(patients, return_inverse=True)[1]
+
+    def totals(mask: NDArray[np.bool_]) -> tuple[NDArray[Any], NDArray[Any]]:
+        hits = np.bincount(number, weights=mask & labels & called, minlength=400)
+        return hits, np.bincount(number, weights=mask & labels, minlength=400)
+
+    for group_level in np.unique(site):
+        label = f"site={group_level}"
+        found = next(
+            d
+            for d in disparities
+            if d.group == label and d.reference == OVERALL and d.kind == "difference"
+        )
+        assert found.value.method == "mover_wilson_clustered"
+        # Independent computation: per patient (positives detected, positives) in the group
+        # and in the rest, clustered Wilson on each, MOVER with r = 0 (disjoint patients).
+        inside = site == group_level
+        group, rest = totals(inside), totals(~inside)
+        g = iv.clustered_wilson_interval(*group, level)
+        o = iv.clustered_wilson_interval(*rest, level)
+        share = group[1].sum() / (group[1].sum() + rest[1].sum())
+        r = iv.cluster_correlation(*group, *rest)
+        expected = iv.group_minus_overall(
+            g.estimate, g.lower, g.upper, o.estimate, o.lower, o.upper, share, r
+        )
+        assert r == 0.0
+        assert found.value.lower == pytest.approx(float(expected.lower), abs=1e-12)
+        assert found.value.upper == pytest.approx(float(expected.upper), abs=1e-12)

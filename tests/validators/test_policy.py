@@ -857,3 +857,14 @@ def test_verdict_round_trips_through_json() -> None:
     verdict = evaluate_policy(load_policy(EXAMPLE), evaluation)
     with_verdict = evaluation.model_copy(update={"verdict": verdict})
     assert EvaluationResult.model_validate_json(with_verdict.model_dump_json()) == with_verdict
+
+
+def test_a_sensitivity_of_fifteen_of_fifteen_does_not_prove_ninety_percent() -> None:
+    from validators.metrics import binary_metrics
+
+    labels = [1] * 15 + [0] * 30
+    scores = [0.9] * 15 + [0.1] * 30
+    overall = binary_metrics(labels, scores, replicates=100)
+    criterion = {"kind": "metric", "metric": "sensitivity", "op": ">=", "value": 0.9}
+    outcome = judge({**criterion, "on": "lower"}, result(overall=overall))
+    assert outcome.outcome == "fail" and outcome.observed is not None and outcome.observed < 0.8
