@@ -331,12 +331,17 @@ def auroc_batch(weights: NDArray[Any], ranked: RankedCases) -> MetricBatch:
 
 
 class Interval(NamedTuple):
-    """Bounds of an interval, or None with the reason; undefined bootstrap replicates skipped."""
+    """Bounds of an interval, or None with the reason; undefined bootstrap replicates skipped.
+
+    `determined` says that the data fix the value exactly (a disparity between two sides made
+    of the same cases), so an interval of no width is the truth, not a method's collapse.
+    """
 
     lower: float | None
     upper: float | None
     replicates_undefined: int = 0
     reason: str | None = None
+    determined: bool = False
 
 
 def percentile_interval(
@@ -1100,6 +1105,24 @@ def make_estimate(
             level=level,
             method=method,
             replicates_undefined=interval.replicates_undefined,
+        )
+    if interval.lower == interval.upper and not interval.determined:
+        # A method that collapses to a point (every replicate alike, as for an AUROC of 1 in
+        # a small sample; DeLong's variance of 0 there) shows no uncertainty it cannot see.
+        # No interval is reported rather than one of no width.
+        collapsed = (
+            f"the {method} interval has no width ({interval.lower:g} to {interval.upper:g}): "
+            "every resample gives the same value, which does not make it certain, so no "
+            "interval is reported"
+        )
+        return Estimate.ok(
+            value.value,
+            level=level,
+            n=n,
+            n_cases=n_cases,
+            method=method,
+            replicates_undefined=interval.replicates_undefined,
+            note=collapsed if note is None else f"{note}; {collapsed}",
         )
     lower_unbounded = interval.lower == -math.inf
     upper_unbounded = interval.upper == math.inf

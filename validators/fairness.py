@@ -660,6 +660,9 @@ def _disparities(
                         a, b = side.replicates[metric], reference.replicates[metric]
                         replicates = a - b if kind == "difference" else safe_divide_array(a, b)
                         interval = context.interval(replicates)
+                        if interval is not None and np.array_equal(a, b, equal_nan=True):
+                            # Both sides agree in every resample: the same statistic twice.
+                            interval = interval._replace(determined=True)
                 estimate = make_estimate(
                     value,
                     interval,
@@ -707,7 +710,7 @@ def _mover(
         # The same cases on both sides (a group against itself under another name): the data
         # determine the disparity exactly.
         same = 0.0 if kind == "difference" else 1.0
-        return Interval(same, same)
+        return Interval(same, same, determined=True)
     level = context.level
     group = _limits(clustered_wilson_interval(*totals["side"], level))
     if reference is overall:
@@ -729,7 +732,8 @@ def _mover(
     lower, upper = float(bounds.lower), float(bounds.upper)
     if math.isnan(lower) or math.isnan(upper):
         return Interval(None, None, 0, "the score interval of one side is undefined")
-    return Interval(lower, upper)
+    # Only a group that is the whole denominator gives no width: it is overall itself.
+    return Interval(lower, upper, determined=lower == upper)
 
 
 def _limits(wilson: ClusteredWilson) -> tuple[float, float, float]:
@@ -797,9 +801,13 @@ def _gaps(table: _Table, sides: Mapping[int, _Side], context: _Context) -> list[
             replicates = (
                 np.maximum.reduce(replicate_parts) if len(replicate_parts) == len(parts) else None
             )
+        interval = context.interval(replicates)
+        if interval is not None and replicates is not None and not np.any(replicates):
+            # Every group has the same rate in every resample: the groups are the same cases.
+            interval = interval._replace(determined=True)
         estimate = make_estimate(
             value,
-            context.interval(replicates),
+            interval,
             level=context.level,
             n=n,
             n_cases=n_cases,

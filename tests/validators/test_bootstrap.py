@@ -344,7 +344,7 @@ def test_percentile_interval_is_undefined_when_most_replicates_are() -> None:
 
 
 def test_wilson_interval_closed_form_values() -> None:
-    lower, upper, _, _ = b.wilson_interval(8, 10, 0.95)
+    lower, upper = b.wilson_interval(8, 10, 0.95)[:2]
     assert (lower, upper) == (pytest.approx(0.4902, abs=5e-5), pytest.approx(0.9433, abs=5e-5))
     assert b.wilson_interval(0, 10).lower == 0.0
     assert b.wilson_interval(10, 10).upper == 1.0
@@ -566,3 +566,15 @@ def test_fifteen_of_fifteen_detected_is_not_a_zero_width_interval() -> None:
     for name in b.PROPORTIONS:
         assert getattr(result, name).method == "wilson"
     assert result.auroc.method == "bootstrap_percentile_case"
+
+
+def test_a_percentile_interval_that_collapses_to_a_point_is_not_reported() -> None:
+    # Perfect separation in 30 cases: every resample has AUROC 1. That is no certainty.
+    labels = np.r_[np.zeros(15, dtype=bool), np.ones(15, dtype=bool)]
+    scores = np.r_[np.linspace(0.05, 0.45, 15), np.linspace(0.55, 0.95, 15)]
+    auroc = m.binary_metrics(labels, scores, replicates=200).auroc
+    assert auroc.status == "ok" and auroc.estimate == 1.0
+    assert not auroc.has_interval
+    assert auroc.reason is not None and "no width" in auroc.reason
+    # DeLong's variance is 0 there too: no interval either.
+    assert not m.binary_metrics(labels, scores, ci="delong").auroc.has_interval
