@@ -22,16 +22,28 @@ that could be derived from released numbers. `vendor_view` withholds:
 - **Small withheld totals.** The withheld groups of a table hold, together, the overall minus the
   released groups; a total below the minimum pins them (two withheld groups of 2 cases hold one
   each), so the table's smallest released group is withheld too.
+- **Narrow ranges of confusion counts.** A released population's class sizes and rates give its
+  TP, FN, FP and TN exactly (sensitivity x positives = TP), so every confusion count of a
+  withheld cell is bounded by sums and differences of released ones (overall's false negatives
+  minus the released groups' are shared by the withheld ones; 0 shared is 0 each). The view
+  then checks what a vendor could do: integer programs over non-negative integer TP, FN, FP, TN
+  per cell and label, constrained by every released number, give the least and greatest value
+  of each withheld count (cases, positives, negatives, TP, FN, FP, TN) and, by Dinkelbach's
+  method, of each withheld sensitivity, specificity, PPV and NPV. Every range must be at least
+  `MIN_COUNT_RANGE` (3) wide, and every rate's `MIN_RATE_RANGE` (0.1); where one is narrower,
+  more is withheld (a complement's class counts, the group's own size, or overall's class
+  counts), choosing among a few candidates the one that widens it at the least cost, then the
+  checks above run again.
 
-Not covered (see docs/fairness.md): narrower bounds from non-negativity (a withheld count is known
-to lie in an interval), exact fractions of released rates combined with released sizes, and a
-policy verdict's criteria that name groups in ways other than their labels or gap notes.
+Not covered (see docs/fairness.md): rank and calibration metrics (AUROC, Brier, bins) of
+released populations, bootstrap intervals, and a policy verdict's criteria that name groups in
+ways other than their labels or gap notes.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Literal
@@ -41,6 +53,7 @@ from numpy.typing import NDArray
 
 from validators.fairness import OVERALL, fairness_participants
 from validators.results import (
+    MISSING,
     AveragedMetrics,
     BinaryMetrics,
     CriterionResult,
@@ -54,13 +67,15 @@ from validators.results import (
     Verdict,
 )
 
-__all__ = ["MAX_CELLS", "committee_view", "vendor_view"]
+__all__ = ["MAX_CELLS", "MIN_COUNT_RANGE", "MIN_RATE_RANGE", "committee_view", "vendor_view"]
 
 MAX_CELLS = 200_000
 """Most cells the cross-classification of one set of intersected attributes may have."""
 
 Dimension = Literal["cases", "classes"]
 Metrics = BinaryMetrics | MultilabelMetrics
+Confusion = tuple[int, int, int, int]
+"""TP, FN, FP, TN at the operating point."""
 
 
 def _group_reason(minimum: int) -> str:
@@ -100,6 +115,7 @@ class _Population:
     hidden_cases: bool
     hidden_classes: bool
     classes: list[tuple[int | None, int | None]] = field(default_factory=list)
+    confusion: list[Confusion | None] = field(default_factory=list)
     block: int = -1
     indicator: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
@@ -116,6 +132,32 @@ class _Population:
         self.hidden_classes = True
 
 
+def _binary(metrics: Metrics) -> list[BinaryMetrics]:
+    return (
+        [metrics] if isinstance(metrics, BinaryMetrics) else [r.metrics for r in metrics.per_label]
+    )
+
+
+def _confusion(metrics: BinaryMetrics) -> Confusion | None:
+    """Return (TP, FN, FP, TN) as the released rates give them away, or None if they cannot be
+    read back (then the population's classes are withheld: what cannot be checked is not shown).
+    """
+    positive, negative = metrics.n_positive, metrics.n_negative
+    if positive is None or negative is None:
+        return None
+    sensitivity, specificity = metrics.sensitivity.estimate, metrics.specificity.estimate
+    balanced = metrics.balanced_accuracy.estimate
+    if sensitivity is None and balanced is not None and specificity is not None:
+        sensitivity = 2 * balanced - specificity
+    if specificity is None and balanced is not None and sensitivity is not None:
+        specificity = 2 * balanced - sensitivity
+    tp = 0 if positive == 0 else None if sensitivity is None else round(sensitivity * positive)
+    tn = 0 if negative == 0 else None if specificity is None else round(specificity * negative)
+    if tp is None or tn is None:
+        return None
+    return (tp, positive - tp, negative - tn, tn)
+
+
 def _class_counts(metrics: Metrics) -> list[tuple[int | None, int | None]]:
     if isinstance(metrics, BinaryMetrics):
         return [(metrics.n_positive, metrics.n_negative)]
@@ -130,6 +172,10 @@ def _classes_small(metrics: Metrics, minimum: int) -> bool:
     return any(
         p is not None and n is not None and min(p, n) < minimum for p, n in _class_counts(metrics)
     )
+
+
+def _unreadable(metrics: Metrics) -> bool:
+    return not _classes_withheld(metrics) and any(_confusion(m) is None for m in _binary(metrics))
 
 
 def _size_small(n_cases: int | None, n_patients: int | None, minimum: int) -> bool:
@@ -157,8 +203,11 @@ def _populations(result: EvaluationResult, minimum: int) -> list[_Population]:
             empty=False,
             already=n_cases is None or withheld,
             hidden_cases=n_cases is None or _size_small(n_cases, n_patients, minimum),
-            hidden_classes=withheld or _classes_small(result.overall, minimum),
+            hidden_classes=withheld
+            or _classes_small(result.overall, minimum)
+            or _unreadable(result.overall),
             classes=_class_counts(result.overall),
+            confusion=[_confusion(m) for m in _binary(result.overall)],
         )
     ]
     for t, table in enumerate(result.subgroups):
@@ -178,8 +227,12 @@ def _populations(result: EvaluationResult, minimum: int) -> list[_Population]:
                     hidden_cases=group.status == "suppressed"
                     or (not empty and _size_small(group.n_cases, group.n_patients, minimum)),
                     hidden_classes=withheld
-                    or (metrics is not None and _classes_small(metrics, minimum)),
+                    or (
+                        metrics is not None
+                        and (_classes_small(metrics, minimum) or _unreadable(metrics))
+                    ),
                     classes=[] if metrics is None else _class_counts(metrics),
+                    confusion=[] if metrics is None else [_confusion(m) for m in _binary(metrics)],
                 )
             )
     return out
@@ -249,10 +302,22 @@ def _blocks(result: EvaluationResult, populations: Sequence[_Population]) -> lis
     return blocks
 
 
-def _rank(rows: Sequence[NDArray[np.bool_]]) -> int:
+def _row_space(rows: Sequence[NDArray[np.bool_]], width: int) -> NDArray[np.float64]:
+    """Return an orthonormal basis (as rows) of the span of `rows`."""
     if not rows:
-        return 0
-    return int(np.linalg.matrix_rank(np.array(rows, dtype=np.float64)))
+        return np.zeros((0, width))
+    matrix = np.array(rows, dtype=np.float64)
+    _, singular, right = np.linalg.svd(matrix, full_matrices=False)
+    # numpy's matrix_rank tolerance
+    tolerance = singular.max(initial=0.0) * max(matrix.shape) * np.finfo(np.float64).eps
+    basis: NDArray[np.float64] = right[singular > tolerance]
+    return basis
+
+
+def _in_span(basis: NDArray[np.float64], vector: NDArray[np.bool_]) -> bool:
+    target = vector.astype(np.float64)
+    residual = target - basis.T @ (basis @ target)
+    return bool(np.abs(residual).max(initial=0.0) < 1e-6)
 
 
 class _Exposure:
@@ -264,20 +329,30 @@ class _Exposure:
         self.blocks = blocks
         self.populations = populations
         self.dimension = dimension
-
-    def _released(self, block: int) -> list[NDArray[np.bool_]]:
-        keep = ~self.blocks[block].known_zero
-        return [
-            p.indicator[keep]
-            for p in self.populations
-            if not p.overall and p.block == block and not p.empty and not p.hidden(self.dimension)
+        # Row spaces by (block, released populations, with the constant): what is withheld
+        # changes while complements are tried, so the key holds it.
+        self._spaces: dict[tuple[int, tuple[int, ...], bool], NDArray[np.float64]] = {}
+        self._members = [
+            [i for i, p in enumerate(populations) if p.block == b and not p.overall and not p.empty]
+            for b in range(len(blocks))
         ]
 
+    def _space(self, block: int, constant: bool) -> NDArray[np.float64]:
+        released = tuple(
+            i for i in self._members[block] if not self.populations[i].hidden(self.dimension)
+        )
+        key = (block, released, constant)
+        if key not in self._spaces:
+            keep = ~self.blocks[block].known_zero
+            rows = [self.populations[i].indicator[keep] for i in released]
+            if constant:
+                rows.append(np.ones(int(keep.sum()), dtype=bool))
+            self._spaces[key] = _row_space(rows, int(keep.sum()))
+        return self._spaces[key]
+
     def _holds_constant(self, block: int) -> bool:
-        rows = self._released(block)
         keep = ~self.blocks[block].known_zero
-        constant = np.ones(int(keep.sum()), dtype=bool)
-        return _rank([*rows, constant]) == _rank(rows)
+        return _in_span(self._space(block, False), np.ones(int(keep.sum()), dtype=bool))
 
     def _constant_available(self, block: int) -> bool:
         overall = self.populations[0]
@@ -293,10 +368,8 @@ class _Exposure:
         target = population.indicator[keep]
         if not target.any():
             return True
-        rows = self._released(population.block)
-        if self._constant_available(population.block):
-            rows.append(np.ones(target.shape[0], dtype=bool))
-        return _rank([*rows, target]) == _rank(rows)
+        constant = self._constant_available(population.block)
+        return _in_span(self._space(population.block, constant), target)
 
     def exposed(self) -> list[_Population]:
         return [
@@ -354,6 +427,24 @@ def _to_widen_small_total(
     return None
 
 
+def _complement_order(
+    populations: Sequence[_Population],
+) -> Callable[[_Population], tuple[float, float, int, int]]:
+    """Return the sort key of complements: cells of the most detailed table first (so that the
+    single-attribute margins survive where possible), then the smallest."""
+    order = {p.table: len(p.attributes) for p in populations if p.table is not None}
+
+    def key(p: _Population) -> tuple[float, float, int, int]:
+        return (
+            -order[p.table] if p.table is not None else 0,
+            p.n_cases if p.n_cases is not None else math.inf,
+            p.table if p.table is not None else -1,
+            p.position,
+        )
+
+    return key
+
+
 def _protect(
     blocks: Sequence[_Block],
     populations: Sequence[_Population],
@@ -362,7 +453,7 @@ def _protect(
 ) -> None:
     """Withhold complementary populations until no withheld count is determined or pinned."""
     check = _Exposure(blocks, populations, dimension)
-    order = {p.table: len(p.attributes) for p in populations if p.table is not None}
+    key = _complement_order(populations)
     while True:
         exposed = check.exposed()
         if not exposed:
@@ -382,12 +473,7 @@ def _protect(
                 and (target.overall or p.block == target.block)
                 and not _whole_block(p, blocks)
             ),
-            key=lambda p: (
-                -order[p.table] if p.table is not None else 0,
-                p.n_cases if p.n_cases is not None else math.inf,
-                p.table if p.table is not None else -1,
-                p.position,
-            ),
+            key=key,
         )
         if not candidates:
             # Only the overall count gives it away (the group is everyone): withhold that too.
@@ -403,6 +489,479 @@ def _protect(
                 chosen = candidate
                 break
         chosen.hide(dimension)
+
+
+# --------------------------------------------------------------------------------------------
+# Ranges: how narrowly the released numbers confine each withheld count and rate
+# --------------------------------------------------------------------------------------------
+
+MIN_COUNT_RANGE = 3
+"""Least width (greatest minus least value consistent with every released number) of the range
+of every withheld count: cases, positives, negatives, TP, FN, FP, TN."""
+MIN_RATE_RANGE = 0.1
+"""Least width of the range of every withheld sensitivity, specificity, PPV and NPV."""
+
+Weights = tuple[int, int, int, int]
+_COUNTS: dict[str, Weights] = {  # over (TP, FN, FP, TN)
+    "n_cases": (1, 1, 1, 1),
+    "n_positive": (1, 1, 0, 0),
+    "n_negative": (0, 0, 1, 1),
+    "tp": (1, 0, 0, 0),
+    "fn": (0, 1, 0, 0),
+    "fp": (0, 0, 1, 0),
+    "tn": (0, 0, 0, 1),
+}
+_RATES: dict[str, tuple[Weights, Weights]] = {  # numerator, denominator
+    "sensitivity": ((1, 0, 0, 0), (1, 1, 0, 0)),
+    "specificity": ((0, 0, 0, 1), (0, 0, 1, 1)),
+    "ppv": ((1, 0, 0, 0), (1, 0, 1, 0)),
+    "npv": ((0, 0, 0, 1), (0, 1, 0, 1)),
+}
+_TRIALS = 6
+"""Complements tried, per narrow range, for the one that widens it at the least cost."""
+_TIME_LIMIT_S = 10.0
+"""Per integer program; a range not shown wide enough in time counts as too narrow."""
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class _Quantity:
+    """A withheld count or rate of one population (its index) and label."""
+
+    population: int
+    label: int
+    name: str
+
+    @property
+    def dimension(self) -> Dimension:
+        return "cases" if self.name == "n_cases" else "classes"
+
+
+@dataclass(frozen=True)
+class _Form:
+    """A linear expression over the unknowns: coefficients at some indices."""
+
+    index: NDArray[np.intp]
+    coefficient: FloatArray
+
+    def at(self, points: FloatArray) -> FloatArray:
+        """Return the expression's value at each row of `points`."""
+        return points[:, self.index] @ self.coefficient
+
+    def dense(self, size: int) -> FloatArray:
+        out = np.zeros(size)
+        np.add.at(out, self.index, self.coefficient)
+        return out
+
+
+@dataclass
+class _Program:
+    """What a vendor knows, as linear constraints over non-negative integer unknowns."""
+
+    rows: list[_Form]
+    lower: list[float]
+    upper: list[float]
+    size: int
+    cap: float
+
+    def solve(self, objective: FloatArray, *, defined: _Form | None = None) -> _Solution:
+        """Minimize `objective`; `defined` adds `defined >= 1` (a rate's denominator)."""
+        from scipy.optimize import Bounds, LinearConstraint, milp
+        from scipy.sparse import csr_array
+
+        rows, lower, upper = self.rows, self.lower, self.upper
+        if defined is not None:
+            rows, lower, upper = [*rows, defined], [*lower, 1.0], [*upper, math.inf]
+        lengths = [row.index.shape[0] for row in rows]
+        matrix = csr_array(
+            (
+                np.concatenate([row.coefficient for row in rows]),
+                (
+                    np.repeat(np.arange(len(rows)), lengths),
+                    np.concatenate([row.index for row in rows]),
+                ),
+            ),
+            shape=(len(rows), self.size),
+        )
+        constraints = LinearConstraint(matrix, lower, upper)
+        bounds = Bounds(0.0, self.cap)
+        options = {"time_limit": _TIME_LIMIT_S}
+        # The linear relaxation first: on these tables its optimum is often already integral,
+        # and then it is the integer optimum too.
+        relaxed = milp(objective, constraints=constraints, bounds=bounds, options=options)
+        if relaxed.status == 2:
+            return _Solution(point=None, optimal=True, infeasible=True)
+        if relaxed.status == 0:
+            point: FloatArray = np.asarray(relaxed.x, dtype=np.float64)
+            if np.abs(point - np.round(point)).max(initial=0.0) < 1e-9:
+                integral: FloatArray = point.round()
+                return _Solution(point=integral, optimal=True, infeasible=False)
+        found = milp(
+            objective,
+            constraints=constraints,
+            integrality=np.ones(self.size),
+            bounds=bounds,
+            options={**options, "mip_rel_gap": 0.0},
+        )
+        best: FloatArray | None = None
+        if found.x is not None:
+            best = np.asarray(found.x, dtype=np.float64).round()
+        return _Solution(point=best, optimal=found.status == 0, infeasible=found.status == 2)
+
+
+@dataclass(frozen=True)
+class _Solution:
+    point: FloatArray | None
+    optimal: bool
+    infeasible: bool
+
+
+class _Pool:
+    """Integer points consistent with every released number: each shows values a withheld
+    number can take. Points stay valid as more is withheld (constraints are only dropped)."""
+
+    def __init__(self, size: int) -> None:
+        self.points = np.zeros((0, size))
+
+    def copy(self) -> _Pool:
+        out = _Pool(self.points.shape[1])
+        out.points = self.points.copy()
+        return out
+
+    def add(self, point: FloatArray) -> None:
+        self.points = np.vstack([self.points, point])
+
+
+class _Audit:
+    """Finds withheld counts and rates that the released numbers confine too narrowly.
+
+    The unknowns are TP, FN, FP and TN per label of overall and of every cell of each block
+    (cells known to be empty left out). A vendor knows that each block's cells add up to
+    overall; that every label of a multilabel task is scored on the same cases; the size of
+    every population whose size is released; TP, FN, FP and TN of every population whose
+    classes are released (its class sizes and sensitivity and specificity give them exactly;
+    every other count rate follows from them); that a withheld group is not empty; and that a
+    table whose fairness gaps are released has no withheld group (of a known value) with the
+    minimum cases or more, for it would have taken part. Each withheld count's least and
+    greatest value are found by integer programming, and each rate's by Dinkelbach's method
+    (a sequence of integer programs), over the same constraints an attacker would write.
+    """
+
+    def __init__(
+        self,
+        result: EvaluationResult,
+        blocks: Sequence[_Block],
+        populations: Sequence[_Population],
+        minimum: int,
+    ) -> None:
+        self.blocks = blocks
+        self.populations = populations
+        self.minimum = minimum
+        self.labels = max(len(populations[0].classes), 1)
+        self.gap_tables = {
+            tuple(g.attributes) for g in result.fairness if g.value.status != "suppressed"
+        }
+        self.table_attributes = [tuple(table.attributes) for table in result.subgroups]
+        total = populations[0].n_cases
+        self.cap = float(total) if total is not None else 1e6
+        # Unknowns: overall's, then each block's kept cells, (cell, label, count) in order.
+        self.bases: list[int] = []
+        self.positions: list[NDArray[np.intp]] = []
+        size = 4 * self.labels
+        for block in blocks:
+            kept = ~block.known_zero
+            position = np.full(kept.shape[0], -1, dtype=np.intp)
+            position[kept] = np.arange(int(kept.sum()))
+            self.bases.append(size)
+            self.positions.append(position)
+            size += int(kept.sum()) * 4 * self.labels
+        self.size = size
+        self.structure = self._structure()
+        self.pool = _Pool(size)
+        self.certified: set[_Quantity] = set()
+
+    # --- expressions ---------------------------------------------------------------------
+
+    def form(self, population: _Population, label: int, weights: Weights) -> _Form:
+        kinds = [k for k in range(4) if weights[k]]
+        if population.overall:
+            cells = np.zeros(1, dtype=np.intp)
+            base = 0
+        else:
+            block = self.blocks[population.block]
+            cells = self.positions[population.block][population.indicator & ~block.known_zero]
+            base = self.bases[population.block]
+        index = np.concatenate(
+            [base + (cells * self.labels + label) * 4 + k for k in kinds]
+        ).astype(np.intp)
+        coefficient = np.concatenate([np.full(cells.shape[0], float(weights[k])) for k in kinds])
+        return _Form(index, coefficient)
+
+    def _structure(self) -> list[tuple[_Form, float, float]]:
+        """Constraints that hold whatever is released."""
+        out = []
+        for b, block in enumerate(self.blocks):
+            cells = int((~block.known_zero).sum())
+            base = self.bases[b]
+            for label in range(self.labels):
+                for k in range(4):
+                    index = base + (np.arange(cells) * self.labels + label) * 4 + k
+                    out.append(
+                        (
+                            _Form(
+                                np.append(index, label * 4 + k).astype(np.intp),
+                                np.append(np.ones(cells), -1.0),
+                            ),
+                            0.0,
+                            0.0,
+                        )
+                    )
+            for label in range(1, self.labels):  # every label scores the same cases
+                for cell in range(cells):
+                    first = base + (cell * self.labels) * 4 + np.arange(4)
+                    other = base + (cell * self.labels + label) * 4 + np.arange(4)
+                    out.append(
+                        (
+                            _Form(
+                                np.concatenate([other, first]).astype(np.intp),
+                                np.concatenate([np.ones(4), -np.ones(4)]),
+                            ),
+                            0.0,
+                            0.0,
+                        )
+                    )
+        for label in range(1, self.labels):
+            out.append(
+                (
+                    _Form(
+                        np.concatenate([label * 4 + np.arange(4), np.arange(4)]).astype(np.intp),
+                        np.concatenate([np.ones(4), -np.ones(4)]),
+                    ),
+                    0.0,
+                    0.0,
+                )
+            )
+        return out
+
+    def program(self) -> _Program:
+        """Return the constraints of what is released now."""
+        constraints = list(self.structure)
+        for population in self.populations:
+            if population.empty:
+                continue
+            size = self.form(population, 0, _COUNTS["n_cases"])
+            if population.hidden_cases:
+                constraints.append((size, 1.0, math.inf))  # shown as withheld, not empty
+            else:
+                assert population.n_cases is not None
+                constraints.append((size, float(population.n_cases), float(population.n_cases)))
+            if population.hidden("classes"):
+                continue
+            for label, counts in enumerate(population.confusion):
+                assert counts is not None
+                for k, value in enumerate(counts):
+                    weights = tuple(int(j == k) for j in range(4))
+                    constraints.append(
+                        (self.form(population, label, weights), float(value), float(value))  # type: ignore[arg-type]
+                    )
+        constraints += self._gap_bounds()
+        return _Program(
+            rows=[c[0] for c in constraints],
+            lower=[c[1] for c in constraints],
+            upper=[c[2] for c in constraints],
+            size=self.size,
+            cap=self.cap,
+        )
+
+    def _gap_bounds(self) -> list[tuple[_Form, float, float]]:
+        """A released gap tells that no withheld group of its table takes part in it."""
+        if self.populations[0].hidden("classes"):
+            return []  # every gap is withheld with overall
+        out = []
+        for t, attributes in enumerate(self.table_attributes):
+            if attributes not in self.gap_tables:
+                continue
+            members = [
+                p
+                for p in self.populations[1:]
+                if p.table == t and not p.empty and MISSING not in p.attributes.values()
+            ]
+            if any(
+                p.hidden("classes")
+                and not p.already
+                and p.n_cases is not None
+                and p.n_cases >= self.minimum
+                for p in members
+            ):
+                continue  # its gaps are withheld
+            for p in members:
+                if p.hidden_cases:
+                    out.append((self.form(p, 0, _COUNTS["n_cases"]), 0.0, float(self.minimum - 1)))
+        return out
+
+    # --- checking ------------------------------------------------------------------------
+
+    def quantities(self) -> list[_Quantity]:
+        out = []
+        for i, population in enumerate(self.populations):
+            if population.empty or not population.hidden("classes"):
+                continue
+            if population.hidden_cases:
+                out.append(_Quantity(i, 0, "n_cases"))
+            for label in range(self.labels):
+                out += [_Quantity(i, label, name) for name in _COUNTS if name != "n_cases"]
+                out += [_Quantity(i, label, name) for name in _RATES]
+        return out
+
+    def wide(self, quantity: _Quantity, program: _Program, pool: _Pool) -> bool:
+        """Return whether the quantity's range is shown at least as wide as required."""
+        population = self.populations[quantity.population]
+        if quantity.name in _COUNTS:
+            form = self.form(population, quantity.label, _COUNTS[quantity.name])
+            return self._count_wide(form, program, pool)
+        numerator, denominator = _RATES[quantity.name]
+        return self._rate_wide(
+            self.form(population, quantity.label, numerator),
+            self.form(population, quantity.label, denominator),
+            program,
+            pool,
+        )
+
+    def _count_wide(self, form: _Form, program: _Program, pool: _Pool) -> bool:
+        for sign in (-1.0, 1.0):  # the greatest value, then the least
+            values = form.at(pool.points)
+            if values.shape[0] and values.max() - values.min() >= MIN_COUNT_RANGE:
+                return True
+            found = program.solve(sign * form.dense(self.size))
+            if found.point is None:
+                return False
+            pool.add(found.point)
+        values = form.at(pool.points)
+        return bool(values.max() - values.min() >= MIN_COUNT_RANGE)
+
+    def _rate_wide(
+        self, numerator: _Form, denominator: _Form, program: _Program, pool: _Pool
+    ) -> bool:
+        def ratios() -> FloatArray:
+            den = denominator.at(pool.points)
+            defined = den >= 0.5
+            return numerator.at(pool.points)[defined] / den[defined]
+
+        if ratios().shape[0] == 0:
+            found = program.solve(denominator.dense(self.size), defined=denominator)
+            if found.infeasible:
+                return True  # never defined: the counts' ranges say whether that is known
+            if found.point is None:
+                return False
+            pool.add(found.point)
+        num, den = numerator.dense(self.size), denominator.dense(self.size)
+        for sign in (1.0, -1.0):  # Dinkelbach: the greatest ratio, then the least
+            while True:
+                values = ratios()
+                if values.max() - values.min() >= MIN_RATE_RANGE:
+                    return True
+                ratio = float(values.max() if sign > 0 else values.min())
+                found = program.solve(-sign * (num - ratio * den), defined=denominator)
+                if found.point is None:
+                    return False
+                pool.add(found.point)
+                gain = sign * float(num @ found.point - ratio * (den @ found.point))
+                if gain <= 1e-9:
+                    if not found.optimal:
+                        return False  # not shown in time: too narrow, to be safe
+                    break
+        values = ratios()
+        return bool(values.max() - values.min() >= MIN_RATE_RANGE)
+
+    def narrow(self) -> _Quantity | None:
+        """Return a withheld count or rate confined too narrowly, or None."""
+        program = self.program()
+        for quantity in self.quantities():
+            if quantity in self.certified:
+                continue  # once wide, wider still as more is withheld
+            if not self.wide(quantity, program, self.pool):
+                return quantity
+            self.certified.add(quantity)
+        return None
+
+    # --- widening ------------------------------------------------------------------------
+
+    def _candidates(self, quantity: _Quantity) -> list[tuple[_Population, Dimension]]:
+        target = self.populations[quantity.population]
+        dimension = quantity.dimension
+        overall = self.populations[0]
+        everywhere = target.overall or overall.hidden(dimension)
+        complements = sorted(
+            (
+                p
+                for p in self.populations[1:]
+                if not p.empty
+                and not p.hidden(dimension)
+                and (everywhere or p.block == target.block)
+                and not _whole_block(p, self.blocks)
+            ),
+            key=_complement_order(self.populations),
+        )
+        out: list[tuple[_Population, Dimension]] = [(p, dimension) for p in complements]
+        if dimension == "classes" and not target.hidden_cases:
+            out.insert(min(len(out), _TRIALS - 2), (target, "cases"))
+        if not overall.hidden(dimension):
+            out.append((overall, dimension))
+        return out
+
+    def widen(self, quantity: _Quantity) -> bool:
+        """Withhold what widens the quantity's range at the least cost; False if nothing is
+        left to withhold."""
+        candidates = self._candidates(quantity)
+        if not candidates:
+            candidates = [(p, "cases") for p in self.populations if not p.hidden_cases]
+            if not candidates:
+                return False
+        trials = candidates[:_TRIALS]
+        if candidates[-1] not in trials:
+            trials.append(candidates[-1])  # overall, if it can still be withheld
+        best: tuple[int, int] | None = None
+        for number, (population, dimension) in enumerate(trials):
+            saved = [(p.hidden_cases, p.hidden_classes) for p in self.populations]
+            population.hide(dimension)
+            _protect(self.blocks, self.populations, "cases", self.minimum)
+            _protect(self.blocks, self.populations, "classes", self.minimum)
+            cost = _cost(self.populations, saved)
+            works = self.wide(quantity, self.program(), self.pool.copy())
+            for p, (cases, classes) in zip(self.populations, saved, strict=True):
+                p.hidden_cases, p.hidden_classes = cases, classes
+            if works and (best is None or cost < best[0]):
+                best = (cost, number)
+        population, dimension = trials[0 if best is None else best[1]]
+        population.hide(dimension)
+        return True
+
+
+def _cost(populations: Sequence[_Population], saved: Sequence[tuple[bool, bool]]) -> int:
+    """What a vendor loses from `saved` to now: a population's metrics weigh ten sizes, and
+    overall's weigh a hundred times a group's."""
+    cost = 0
+    for p, (cases, classes) in zip(populations, saved, strict=True):
+        lost = (p.hidden_cases and not cases) + 10 * (p.hidden_classes and not classes)
+        cost += lost * (100 if p.overall else 1)
+    return cost
+
+
+def _secure(
+    result: EvaluationResult,
+    blocks: Sequence[_Block],
+    populations: Sequence[_Population],
+    minimum: int,
+) -> None:
+    """Withhold more until every withheld count and rate has a wide enough range."""
+    audit = _Audit(result, blocks, populations, minimum)
+    while True:
+        quantity = audit.narrow()
+        if quantity is None or not audit.widen(quantity):
+            return
+        _protect(blocks, populations, "cases", minimum)
+        _protect(blocks, populations, "classes", minimum)
 
 
 # --------------------------------------------------------------------------------------------
@@ -514,6 +1073,7 @@ def vendor_view(result: EvaluationResult, *, min_group_size: int = 11) -> Evalua
     blocks = _blocks(result, populations)
     _protect(blocks, populations, "cases", minimum)
     _protect(blocks, populations, "classes", minimum)
+    _secure(result, blocks, populations, minimum)
 
     first = populations[0]
     overall = result.overall

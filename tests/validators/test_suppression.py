@@ -1,22 +1,29 @@
 """Tests of small-cell suppression: the vendor view withholds small and derivable counts.
 
-The central check is an attack: from the vendor JSON alone, an attacker writes every released
+The central checks are attacks: from the vendor JSON alone, an attacker writes every released
 count as a linear equation over the cells of the full cross-classification of the attributes
 (non-negative unknowns: positive and negative cases per cell) and asks a linear program for the
 smallest and largest value each withheld count can take. A count is recovered when the two meet.
-The attacker knows nothing of how `vendor_view` chose what to withhold.
+The stronger attack (`IntegerAttack`) takes integer TP, FN, FP, TN per cell and label, writes every
+released rate, disparity and fairness gap as constraints too, and asks integer programs for the
+range of every withheld count and rate: each must be at least 3 (a rate's, 0.1) wide. The
+attackers know nothing of how `vendor_view` chose what to withhold.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import product
 from typing import Any
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
-from scipy.optimize import linprog
+from scipy.optimize import Bounds, LinearConstraint, linprog, milp
+from scipy.sparse import csr_array, vstack
 
 from validators import suppression
 from validators.bootstrap import EvaluationSettings
@@ -179,6 +186,545 @@ def attack(vendor: Json) -> list[str]:
 def vendor_json(result: EvaluationResult) -> Json:
     loaded: Json = json.loads(vendor_view(result).model_dump_json())
     return loaded
+
+
+# --- the integer-programming attacker: every count a vendor could derive ------------------------
+#
+# Per cell of the full cross-classification and per label, the attacker's unknowns are the
+# integers TP, FN, FP, TN. Every released count is a sum of them; every released rate of a
+# population, r = numerator / denominator, is the linear constraint numerator = r x denominator
+# (to a relative 1e-6, the float's rounding being far smaller); an undefined rate's reason names
+# the denominator that is 0; a released disparity gives one side's rate from the other's; a
+# released fairness gap says which groups took part. The attacker then asks an integer program
+# (scipy's milp, HiGHS) for the least and greatest value of every withheld count, and
+# Dinkelbach's method (a few integer programs) for the least and greatest withheld rate.
+
+GUARANTEED_COUNT_RANGE = 3
+GUARANTEED_RATE_RANGE = 0.1
+ATTACK_TOLERANCE = 1e-6
+ATTACK_CAP = 100_000  # every count is below it: keeps every program bounded
+
+CONFUSION: dict[str, tuple[int, int, int, int]] = {  # over TP, FN, FP, TN
+    "n_cases": (1, 1, 1, 1),
+    "n_positive": (1, 1, 0, 0),
+    "n_negative": (0, 0, 1, 1),
+    "tp": (1, 0, 0, 0),
+    "fn": (0, 1, 0, 0),
+    "fp": (0, 0, 1, 0),
+    "tn": (0, 0, 0, 1),
+    "called_positive": (1, 0, 1, 0),
+    "called_negative": (0, 1, 0, 1),
+    "tp_twice": (2, 0, 0, 0),
+    "f1_denominator": (2, 1, 1, 0),
+}
+RATES: dict[str, tuple[str, str]] = {  # numerator, denominator
+    "prevalence": ("n_positive", "n_cases"),
+    "sensitivity": ("tp", "n_positive"),
+    "specificity": ("tn", "n_negative"),
+    "ppv": ("tp", "called_positive"),
+    "npv": ("tn", "called_negative"),
+    "f1": ("tp_twice", "f1_denominator"),
+}
+ZERO_DENOMINATOR = {  # a marker of an undefined estimate's reason: the count that is 0
+    "(TP + FN = 0)": "n_positive",
+    "(TN + FP = 0)": "n_negative",
+    "(TP + FP = 0)": "called_positive",
+    "(TN + FN = 0)": "called_negative",
+    "no positive cases and none called positive": "f1_denominator",
+    "specificity is 1, so LR+": "fp",
+    "specificity is 0, so LR-": "tn",
+}
+WITHHELD_COUNTS = ("n_positive", "n_negative", "tp", "fn", "fp", "tn")
+WITHHELD_RATES = ("sensitivity", "specificity", "ppv", "npv")
+
+
+@dataclass(frozen=True)
+class Range:
+    """The least and greatest value a withheld number can take, given the released ones."""
+
+    name: str
+    low: float
+    high: float
+    rate: bool
+
+    @property
+    def narrow(self) -> bool:
+        least = GUARANTEED_RATE_RANGE if self.rate else GUARANTEED_COUNT_RANGE
+        return self.high - self.low < least - 1e-9
+
+    def __str__(self) -> str:
+        return f"{self.name} in [{self.low:.4g}, {self.high:.4g}]"
+
+
+class IntegerAttack:
+    """The released numbers of a vendor JSON as integer constraints, and what they confine."""
+
+    def __init__(self, vendor: Json, *, minimum: int = 11) -> None:
+        self.vendor = vendor
+        self.minimum = minimum
+        tables = vendor["subgroups"]
+        self.names = list(dict.fromkeys(a for t in tables for a in t["attributes"]))
+        levels = {
+            a: sorted(
+                {g["attributes"][a] for t in tables for g in t["groups"] if a in g["attributes"]}
+            )
+            for a in self.names
+        }
+        self.cells = list(product(*(levels[a] for a in self.names)))
+        self.multilabel = vendor["task"] == "multilabel"
+        overall = vendor["overall"]
+        self.labels: list[str | None] = list(overall["labels"]) if self.multilabel else [None]
+        self.size = len(self.labels) * len(self.cells) * 4
+        self.rows: list[NDArray[np.float64]] = []
+        self.lower: list[float] = []
+        self.upper: list[float] = []
+        self.unmodelled: list[str] = []  # released numbers the attack cannot write down
+        self.known: dict[tuple[str, int, str], float] = {}  # (population, label, rate): value
+        self.masks = {"overall": np.ones(len(self.cells))}
+        self.groups = {g["label"]: g for t in tables for g in t["groups"]}
+        for key, group in self.groups.items():
+            self.masks[key] = np.array(
+                [
+                    all(cell[self.names.index(a)] == v for a, v in group["attributes"].items())
+                    for cell in self.cells
+                ],
+                dtype=np.float64,
+            )
+        self.points: list[NDArray[np.float64]] = []
+        self.learn()
+        self.matrix = csr_array(np.array(self.rows))
+
+    # --- what is released ----------------------------------------------------------------
+
+    def form(self, population: str, label: int, count: str) -> NDArray[np.float64]:
+        out = np.zeros((len(self.labels), len(self.cells), 4))
+        out[label] = np.outer(self.masks[population], CONFUSION[count])
+        return out.ravel()
+
+    def add(self, row: NDArray[np.float64], low: float, high: float) -> None:
+        self.rows.append(row)
+        self.lower.append(low)
+        self.upper.append(high)
+
+    def ratio(
+        self, numerator: NDArray[np.float64], denominator: NDArray[np.float64], value: float
+    ) -> None:
+        self.add(numerator - (value + ATTACK_TOLERANCE) * denominator, -np.inf, 0.0)
+        self.add(numerator - (value - ATTACK_TOLERANCE) * denominator, 0.0, np.inf)
+
+    def rate(self, population: str, label: int, name: str, value: float) -> None:
+        numerator, denominator = RATES[name]
+        self.ratio(
+            self.form(population, label, numerator),
+            self.form(population, label, denominator),
+            value,
+        )
+        self.known[population, label, name] = value
+
+    def zero(self, population: str, label: int, reason: str) -> None:
+        for marker, count in ZERO_DENOMINATOR.items():
+            if marker in reason:
+                self.add(self.form(population, label, count), 0.0, 0.0)
+
+    def metrics(self, population: str, label: int, metrics: Json) -> None:
+        sizes = {k: metrics[k] for k in ("n_cases", "n_positive", "n_negative")}
+        for count, value in sizes.items():
+            if value is not None:
+                self.add(self.form(population, label, count), value, value)
+        for name, estimate in metrics.items():
+            if not isinstance(estimate, dict) or "status" not in estimate:
+                continue
+            if estimate["n_cases"] is not None:  # the cases it was computed over
+                size = self.form(population, label, "n_cases")
+                self.add(size, estimate["n_cases"], estimate["n_cases"])
+            if estimate["status"] == "undefined":
+                self.zero(population, label, estimate["reason"])
+            elif estimate["status"] == "ok" and name in RATES:
+                self.rate(population, label, name, estimate["estimate"])
+            elif estimate["status"] == "ok" and name in (
+                "balanced_accuracy",
+                "lr_positive",
+                "lr_negative",
+            ):
+                self.both_classes(population, label, name, estimate["estimate"], sizes)
+
+    def both_classes(
+        self, population: str, label: int, name: str, value: float, sizes: Json
+    ) -> None:
+        """Rates of both classes are linear once both class sizes are known."""
+        p, n = sizes["n_positive"], sizes["n_negative"]
+        if p is None or n is None:
+            self.unmodelled.append(f"{population}: {name}")
+            return
+        tp, fn, fp, tn = (self.form(population, label, k) for k in ("tp", "fn", "fp", "tn"))
+        if name == "balanced_accuracy":  # (TP / P + TN / N) / 2
+            row, target = n * tp + p * tn, 2 * value * p * n
+        elif name == "lr_positive":  # (TP / P) / (FP / N)
+            row, target = n * tp - value * p * fp, 0.0
+        else:  # (FN / P) / (TN / N)
+            row, target = n * fn - value * p * tn, 0.0
+        slack = ATTACK_TOLERANCE * 2 * p * n * max(value, 1.0)
+        self.add(row, target - slack, target + slack)
+
+    def pooled(self, population: str, averaged: Json) -> None:
+        """Micro averages pool the labels' counts: linear in them too."""
+        for name in ("sensitivity", "specificity", "ppv", "npv", "f1"):
+            estimate = averaged[name]
+            if estimate["status"] != "ok":
+                continue
+            numerator, denominator = RATES[name]
+            labels = range(len(self.labels))
+            self.ratio(
+                np.sum([self.form(population, k, numerator) for k in labels], axis=0),
+                np.sum([self.form(population, k, denominator) for k in labels], axis=0),
+                estimate["estimate"],
+            )
+
+    def learn(self) -> None:
+        overall = self.vendor["overall"]
+        if self.multilabel:
+            for label, entry in enumerate(overall["per_label"]):
+                self.metrics("overall", label, entry["metrics"])
+            self.pooled("overall", overall["micro"])
+            for label in range(1, len(self.labels)):  # every label scores the same cases
+                for cell in range(len(self.cells)):
+                    row = np.zeros((len(self.labels), len(self.cells), 4))
+                    row[label, cell], row[0, cell] = 1.0, -1.0
+                    self.add(row.ravel(), 0.0, 0.0)
+        else:
+            self.metrics("overall", 0, overall)
+        for key, group in self.groups.items():
+            size = self.form(key, 0, "n_cases")
+            if group["status"] == "empty":
+                self.add(size, 0.0, 0.0)
+                continue
+            if group["status"] == "suppressed":
+                self.add(size, 1.0, np.inf)  # withheld, so not empty
+            if group["n_cases"] is not None:
+                self.add(size, group["n_cases"], group["n_cases"])
+            metrics = group["metrics"]
+            if metrics is not None and self.multilabel:
+                for label, entry in enumerate(metrics["per_label"]):
+                    self.metrics(key, label, entry["metrics"])
+                self.pooled(key, metrics["micro"])
+            elif metrics is not None:
+                self.metrics(key, 0, metrics)
+        for _ in range(2):  # a rate learned from one disparity may give another's side
+            for disparity in self.vendor["disparities"]:
+                self.disparity(disparity)
+        for gap in self.vendor["fairness"]:
+            self.gap(gap)
+
+    def label_of(self, name: str | None) -> int:
+        return 0 if name is None else self.labels.index(name)
+
+    def disparity(self, d: Json) -> None:
+        value, metric, label = d["value"], d["metric"], self.label_of(d["label"])
+        if value["status"] == "undefined":
+            found = re.match(r"\w+ is undefined in (.+?): (.*)$", value["reason"])
+            if found:
+                self.zero(found.group(1), label, found.group(2))
+            found = re.match(r"\w+ is 0 in (.+?), so", value["reason"])
+            if found and metric in RATES:
+                self.rate(found.group(1), label, metric, 0.0)
+            return
+        if value["status"] != "ok" or metric not in RATES:
+            return
+        group, reference, x = d["group"], d["reference"], value["estimate"]
+        g, r = self.known.get((group, label, metric)), self.known.get((reference, label, metric))
+        difference = d["kind"] == "difference"
+        if g is None and r is not None:
+            self.rate(group, label, metric, r + x if difference else r * x)
+        elif r is None and g is not None and (difference or x != 0):
+            self.rate(reference, label, metric, g - x if difference else g / x)
+        elif g is None and r is None:
+            self.unmodelled.append(f"{metric} of {group} against {reference}")
+
+    def gap(self, gap: Json) -> None:
+        """A released gap is over the groups with a known value, at least the minimum cases and
+        a defined rate (its note names them): a withheld group in its table has fewer cases,
+        and a released one left out has no positive case (equal opportunity)."""
+        value, label = gap["value"], self.label_of(gap["label"])
+        if value["status"] == "suppressed":
+            return
+        groups = [
+            g
+            for t in self.vendor["subgroups"]
+            if t["attributes"] == gap["attributes"]
+            for g in t["groups"]
+            if MISSING not in g["attributes"].values() and g["status"] != "empty"
+        ]
+        reason = value["reason"] or ""
+        named = reason.split(": ", 1)[1].split(", ") if reason.startswith("over ") else []
+        for g in groups:
+            if g["status"] == "suppressed":
+                self.add(self.form(g["label"], 0, "n_cases"), 0.0, self.minimum - 1)
+            elif g["label"] in named:
+                if not self.released(g, label):
+                    self.unmodelled.append(f"{gap['name']} over {g['label']}")
+            elif (
+                value["status"] == "ok"
+                and g["n_cases"] >= self.minimum
+                and gap["name"] == "equal_opportunity_difference"
+            ):
+                self.add(self.form(g["label"], label, "n_positive"), 0.0, 0.0)
+
+    def released(self, group: Json, label: int) -> bool:
+        metrics = group["metrics"]
+        if metrics is None:
+            return False
+        metrics = metrics["per_label"][label]["metrics"] if self.multilabel else metrics
+        return metrics["n_positive"] is not None
+
+    # --- what it confines ---------------------------------------------------------------
+
+    def solve(
+        self, objective: NDArray[np.float64], defined: NDArray[np.float64] | None = None
+    ) -> NDArray[np.float64] | None:
+        """Minimize over the integer points consistent with the released numbers (and with
+        `defined` >= 1: a rate's denominator); None when there is none."""
+        matrix, lower, upper = self.matrix, self.lower, self.upper
+        if defined is not None:
+            matrix = vstack([matrix, csr_array(defined[None, :])])
+            lower, upper = [*lower, 1.0], [*upper, np.inf]
+        result = milp(
+            objective,
+            constraints=LinearConstraint(matrix, lower, upper),
+            integrality=np.ones(self.size),
+            bounds=Bounds(0, ATTACK_CAP),
+            options={"mip_rel_gap": 0.0},
+        )
+        if result.status == 2:
+            return None
+        assert result.status == 0, result.message
+        point = np.asarray(result.x, dtype=np.float64).round()
+        self.points.append(point)
+        return point
+
+    def count_range(self, name: str, form: NDArray[np.float64], *, exact: bool) -> Range:
+        """Greatest then least value; unless exact, stop once the points found are far apart."""
+        for sign in (-1.0, 1.0):
+            values = np.array(self.points) @ form if self.points else np.zeros(0)
+            if not exact and values.size and values.max() - values.min() >= GUARANTEED_COUNT_RANGE:
+                break
+            assert self.solve(sign * form) is not None, "the released numbers must be consistent"
+        values = np.array(self.points) @ form
+        return Range(name, float(values.min()), float(values.max()), rate=False)
+
+    def rate_range(
+        self,
+        name: str,
+        numerator: NDArray[np.float64],
+        denominator: NDArray[np.float64],
+        *,
+        exact: bool,
+    ) -> Range | None:
+        """Dinkelbach's method: maximize numerator - q x denominator at the best ratio q so far
+        until no point beats it (then the least, alike); None if never defined."""
+
+        def ratios() -> NDArray[np.float64]:
+            points = np.array(self.points)
+            den = points @ denominator if self.points else np.zeros(0)
+            return (points @ numerator)[den > 0.5] / den[den > 0.5] if self.points else den
+
+        if ratios().size == 0 and self.solve(denominator, denominator) is None:
+            return None
+        for sign in (1.0, -1.0):
+            while True:
+                values = ratios()
+                if not exact and values.max() - values.min() >= GUARANTEED_RATE_RANGE:
+                    break
+                q = float(values.max() if sign > 0 else values.min())
+                point = self.solve(-sign * (numerator - q * denominator), denominator)
+                assert point is not None
+                if sign * float(point @ numerator - q * (point @ denominator)) <= 1e-9:
+                    break
+        values = ratios()
+        return Range(name, float(values.min()), float(values.max()), rate=True)
+
+    def withheld(self) -> list[tuple[str, bool, list[int]]]:
+        """Each population with withheld numbers: (label, size withheld, labels withheld)."""
+        out = []
+        overall = self.vendor["overall"]
+        per_label = [e["metrics"] for e in overall["per_label"]] if self.multilabel else [overall]
+        hidden = [k for k, m in enumerate(per_label) if m["n_positive"] is None]
+        if hidden:
+            out.append(("overall", per_label[0]["n_cases"] is None, hidden))
+        for key, group in self.groups.items():
+            if group["status"] == "suppressed":
+                out.append((key, True, list(range(len(self.labels)))))
+            elif group["status"] == "ok":
+                hidden = [k for k in range(len(self.labels)) if not self.released(group, k)]
+                if hidden:
+                    out.append((key, False, hidden))
+        return out
+
+    def ranges(self, *, exact: bool = False) -> list[Range]:
+        """The range of every withheld count and rate (exact: the true least and greatest;
+        otherwise exact only where narrower than the guarantee)."""
+        out = []
+        for key, size, labels in self.withheld():
+            if size:
+                out.append(
+                    self.count_range(f"{key}: n_cases", self.form(key, 0, "n_cases"), exact=exact)
+                )
+            for label in labels:
+                name = key if not self.multilabel else f"{key} [{self.labels[label]}]"
+                for count in WITHHELD_COUNTS:
+                    form = self.form(key, label, count)
+                    out.append(self.count_range(f"{name}: {count}", form, exact=exact))
+                for rate in WITHHELD_RATES:
+                    numerator, denominator = RATES[rate]
+                    found = self.rate_range(
+                        f"{name}: {rate}",
+                        self.form(key, label, numerator),
+                        self.form(key, label, denominator),
+                        exact=exact,
+                    )
+                    if found is not None:
+                        out.append(found)
+        return out
+
+
+def narrow_ranges(vendor: Json, *, exact: bool = False) -> list[str]:
+    """Return every withheld count or rate the released numbers confine too narrowly."""
+    attack = IntegerAttack(vendor)
+    assert attack.unmodelled == [], "every released number is written down"
+    return [str(r) for r in attack.ranges(exact=exact) if r.narrow]
+
+
+# --- layouts the attack runs on -------------------------------------------------------------
+
+
+Cells = dict[tuple[str, ...], tuple[int, int, int, int]]
+"""(TP, FN, FP, TN) per cell, keyed by the cell's levels."""
+
+
+def exact_confusion(
+    cells: Cells,
+    names: tuple[str, ...],
+    seed: int = 0,
+) -> tuple[NDArray[np.bool_], NDArray[np.float64], dict[str, ObjectArray]]:
+    """Return cases with exactly the given (TP, FN, FP, TN) per cell at the 0.5 threshold."""
+    rng = np.random.default_rng(seed)
+    rows = [
+        (levels, truth, called)
+        for levels, counts in cells.items()
+        for (truth, called), count in zip(
+            ((True, True), (True, False), (False, True), (False, False)), counts, strict=True
+        )
+        for _ in range(count)
+    ]
+    rows = [rows[i] for i in rng.permutation(len(rows))]
+    labels = np.array([truth for _, truth, _ in rows], dtype=bool)
+    called = np.array([c for _, _, c in rows], dtype=bool)
+    n = len(rows)
+    high, low = rng.uniform(0.55, 0.99, n), rng.uniform(0.01, 0.45, n)
+    scores: NDArray[np.float64] = np.where(called, high, low).round(3)
+    attributes = {
+        name: np.array([levels[k] for levels, _, _ in rows], dtype=object)
+        for k, name in enumerate(names)
+    }
+    return labels, scores, attributes
+
+
+def small_cells_without_false_positives() -> EvaluationResult:
+    # Sites C (30 cases) and D (4) call no negative case positive: withheld together, their
+    # false positives add up to overall's minus A's and B's, which is 0.
+    cells: Cells = {
+        ("A",): (60, 30, 20, 90),
+        ("B",): (30, 15, 10, 65),
+        ("C",): (10, 5, 0, 15),
+        ("D",): (1, 1, 0, 2),
+    }
+    return make_result(*exact_confusion(cells, ("site",)))
+
+
+def small_cells() -> EvaluationResult:
+    labels, scores, attributes = cases(
+        n=400,
+        seed=0,
+        sizes={"site": {"A": 0.55, "B": 0.3, "C": 0.12, "D": 0.03}, "sex": {"F": 1, "M": 1}},
+    )
+    return make_result(labels, scores, attributes)
+
+
+def intersection() -> EvaluationResult:
+    labels, scores, attributes = cases(
+        n=500, seed=0, sizes={"sex": {"F": 0.5, "M": 0.5}, "site": {"A": 0.6, "B": 0.33, "C": 0.07}}
+    )
+    spec = SubgroupSpec(intersections=(("sex", "site"),))
+    return make_result(labels, scores, attributes, spec=spec)
+
+
+def intersection_with_empty_and_tiny_cells() -> EvaluationResult:
+    cells: Cells = {
+        ("F", "A"): (30, 15, 12, 60),
+        ("M", "A"): (28, 14, 10, 55),
+        ("F", "B"): (12, 6, 5, 30),
+        ("M", "B"): (10, 5, 4, 25),
+        ("F", "C"): (2, 1, 0, 3),  # six cases; no (M, C) case at all
+    }
+    spec = SubgroupSpec(intersections=(("sex", "site"),))
+    return make_result(*exact_confusion(cells, ("sex", "site")), spec=spec)
+
+
+def rare_positives() -> EvaluationResult:
+    labels, scores, attributes = cases(
+        n=600,
+        seed=2,
+        sizes={"site": {"A": 0.5, "B": 0.3, "C": 0.2}, "sex": {"F": 1, "M": 1}},
+        prevalence=0.06,
+    )
+    return make_result(labels, scores, attributes)
+
+
+def rare_positives_without_false_positives() -> EvaluationResult:
+    cells: Cells = {
+        ("A", "F"): (6, 3, 20, 130),
+        ("A", "M"): (5, 2, 22, 125),
+        ("B", "F"): (3, 1, 8, 80),
+        ("B", "M"): (2, 1, 7, 75),
+        ("C", "F"): (1, 0, 0, 30),  # site C: 3 positive cases, no false positive
+        ("C", "M"): (1, 1, 0, 28),
+    }
+    return make_result(*exact_confusion(cells, ("site", "sex")))
+
+
+def multilabel_small_sites() -> EvaluationResult:
+    from validators.data.predictions import Predictions
+    from validators.evaluate import evaluate_predictions
+    from validators.policy import parse_policy
+
+    rng = np.random.default_rng(7)
+    n = 300
+    site = rng.choice(np.array(["A", "B", "C", "D"], dtype=object), n, p=[0.55, 0.35, 0.08, 0.02])
+    truth = rng.random((n, 2)) < [0.3, 0.15]
+    scores = 1 / (1 + np.exp(-((2 * truth - 1) + rng.normal(size=(n, 2)))))
+    predictions = Predictions(
+        task="multilabel",
+        labels=("effusion", "nodule"),
+        case_ids=np.array([f"c{i}" for i in range(n)]),
+        patient_ids=np.array([f"p{i}" for i in range(n)]),
+        y_true=truth,
+        y_score=np.round(scores, 3),
+        attributes={"site": site},
+    )
+    policy = parse_policy(
+        {"name": "ml", "version": "1", "task": "multilabel", "ci": {"replicates": 20}}
+    )
+    return evaluate_predictions(predictions, policy=policy)
+
+
+LAYOUTS: dict[str, Callable[[], EvaluationResult]] = {
+    "small cells without false positives": small_cells_without_false_positives,
+    "small cells": small_cells,
+    "intersection": intersection,
+    "intersection with an empty and a tiny cell": intersection_with_empty_and_tiny_cells,
+    "rare positives": rare_positives,
+    "rare positives, a site without false positives": rare_positives_without_false_positives,
+    "multilabel": multilabel_small_sites,
+}
 
 
 def test_the_attacker_recovers_a_cell_withheld_without_a_complement() -> None:
@@ -357,7 +903,113 @@ def test_without_complements_the_attacker_recovers_counts(
         spec=SubgroupSpec(intersections=settings.get("intersections", ())),
     )
     monkeypatch.setattr(suppression, "_protect", lambda *args: None)
+    monkeypatch.setattr(suppression, "_secure", lambda *args: None)
     assert attack(vendor_json(committee)) != []
+
+
+# --- the integer attack: every count a vendor could derive -----------------------------------
+
+# The groups that keep their size and class counts in each layout: the guarantee is not kept by
+# withholding everything.
+RELEASED = {
+    "small cells without false positives": ["site=A"],
+    "small cells": ["site=A", "sex=F", "sex=M"],
+    "intersection": ["sex=F", "sex=M", "site=A"],
+    "intersection with an empty and a tiny cell": ["sex=F", "sex=M", "site=A"],
+    "rare positives": ["site=A", "sex=F", "sex=M"],
+    "rare positives, a site without false positives": ["sex=F", "sex=M"],
+    "multilabel": ["site=A"],
+}
+
+
+def classes_released(metrics: Json | None) -> bool:
+    if metrics is None:
+        return False
+    if metrics["task"] == "multilabel":
+        return all(e["metrics"]["n_positive"] is not None for e in metrics["per_label"])
+    return metrics["n_positive"] is not None
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_no_withheld_count_or_rate_can_be_confined_by_integer_programming(layout: str) -> None:
+    view = vendor_view(LAYOUTS[layout]())
+    assert vendor_view(view) == view
+    vendor: Json = json.loads(view.model_dump_json())
+    assert narrow_ranges(vendor) == []
+    assert classes_released(vendor["overall"])
+    groups = {g["label"]: g for t in vendor["subgroups"] for g in t["groups"]}
+    for label in RELEASED[layout]:
+        assert groups[label]["n_cases"] is not None and classes_released(groups[label]["metrics"])
+    assert suppression.MIN_COUNT_RANGE >= GUARANTEED_COUNT_RANGE
+    assert suppression.MIN_RATE_RANGE >= GUARANTEED_RATE_RANGE
+
+
+# What the attack found before the vendor view checked ranges (complements and small withheld
+# totals only), among other narrow ranges: exact zeros, and counts or rates pinned within 2.
+CONFINED_WITHOUT_RANGES = {
+    "small cells without false positives": ["site=C: fp in [0, 0]", "site=D: fp in [0, 0]"],
+    "small cells": ["site=C: fn in [0, 1]", "site=D: fn in [0, 1]"],
+    "intersection": ["sex=F & site=B: fn in [0, 2]", "sex=F & site=B: npv in [0.9524, 1]"],
+    "rare positives": ["site=B: npv in [0.9688, 1]", "site=C: npv in [0.9286, 1]"],
+    "rare positives, a site without false positives": ["site=A: npv in [0.9664, 1]"],
+    "multilabel": ["site=B [nodule]: npv in [0.9589, 1]"],
+}
+
+
+@pytest.mark.parametrize("layout", list(CONFINED_WITHOUT_RANGES))
+def test_without_the_range_check_the_integer_attack_confines_withheld_numbers(
+    layout: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The attack is strong enough to matter: exact linear algebra over the cells is not.
+    committee = LAYOUTS[layout]()
+    monkeypatch.setattr(suppression, "_secure", lambda *args: None)
+    found = narrow_ranges(vendor_json(committee), exact=True)
+    assert set(CONFINED_WITHOUT_RANGES[layout]) <= set(found), found
+
+
+def few_positives_at_site_c(signal: float) -> EvaluationResult:
+    """Sites of 400, 300 and 200 cases; site C has 4 positive cases; `signal` sets how well
+    the scores separate the classes."""
+    rng = np.random.default_rng(4)
+    site = np.array(["A"] * 400 + ["B"] * 300 + ["C"] * 200, dtype=object)
+    labels = rng.random(900) < 0.3
+    labels[site == "C"] = False
+    labels[np.flatnonzero(site == "C")[:4]] = True
+    scores = np.round(1 / (1 + np.exp(-(rng.normal(size=900) + signal * labels - 0.8))), 3)
+    return make_result(labels, scores, {"site": site})
+
+
+def test_a_released_size_that_confines_a_withheld_rate_is_withheld(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Site B (300 cases) withholds its classes as the complement of C (4 positive cases). Its
+    # size, with overall and A released, leaves B and C together 14 false negatives, so B's
+    # NPV cannot fall below 0.901: too narrow. Withholding B's size (and C's, its complement)
+    # widens it; A keeps everything.
+    committee = few_positives_at_site_c(1.5)
+    vendor = vendor_json(committee)
+    assert narrow_ranges(vendor) == []
+    groups = {g["label"]: g for g in vendor["subgroups"][0]["groups"]}
+    assert groups["site=B"]["status"] == groups["site=C"]["status"] == "suppressed"
+    assert groups["site=A"]["n_cases"] == 400 and classes_released(groups["site=A"]["metrics"])
+    monkeypatch.setattr(suppression, "_secure", lambda *args: None)
+    before = vendor_json(committee)
+    assert "site=B: npv in [0.9014, 1]" in narrow_ranges(before, exact=True)
+
+
+def test_a_near_perfect_model_withholds_the_overall_rates_with_a_small_group() -> None:
+    # One false negative in all: every withheld group has 0 or 1, whatever else is withheld,
+    # while overall's rates are shown. Overall keeps its size and withholds its classes.
+    cells: Cells = {
+        ("A",): (60, 1, 20, 120),
+        ("B",): (40, 0, 15, 80),
+        ("C",): (3, 0, 1, 2),
+    }
+    vendor = vendor_json(make_result(*exact_confusion(cells, ("site",))))
+    assert narrow_ranges(vendor) == []
+    assert vendor["overall"]["n_cases"] == 342
+    assert vendor["overall"]["n_positive"] is None
+    assert vendor["overall"]["sensitivity"]["status"] == "suppressed"
 
 
 def numbers(value: Any, path: str = "") -> list[str]:
@@ -408,13 +1060,9 @@ def test_the_vendor_json_holds_no_number_for_a_suppressed_group() -> None:
 
 
 def test_a_group_with_few_positive_cases_keeps_its_size_and_withholds_the_rest() -> None:
-    rng = np.random.default_rng(4)
-    site = np.array(["A"] * 400 + ["B"] * 300 + ["C"] * 200, dtype=object)
-    labels = rng.random(900) < 0.3
-    labels[site == "C"] = False
-    labels[np.flatnonzero(site == "C")[:4]] = True  # 4 positive cases at site C
-    scores = np.round(1 / (1 + np.exp(-(rng.normal(size=900) + 1.5 * labels - 0.8))), 3)
-    vendor = vendor_view(make_result(labels, scores, {"site": site}))
+    # A model that misses enough positives that B's size confines no withheld rate (see
+    # test_a_released_size_that_confines_a_withheld_rate_is_withheld for one that does).
+    vendor = vendor_view(few_positives_at_site_c(1.0))
     groups = {g.label: g for g in vendor.subgroups[0].groups}
     c = groups["site=C"]
     assert c.status == "ok" and c.n_cases == 200
