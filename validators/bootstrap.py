@@ -73,6 +73,7 @@ from validators.metrics import (
     validate_probabilities,
 )
 from validators.results import (
+    AVERAGED_METRIC_NAMES,
     BINARY_METRIC_NAMES,
     AveragedMetrics,
     BinaryMetrics,
@@ -113,9 +114,6 @@ __all__ = [
     "wilson_interval",
 ]
 
-
-AVERAGED_METRIC_NAMES: tuple[str, ...] = tuple(AveragedMetrics.model_fields)
-"""The `Estimate` fields of `AveragedMetrics` (macro and micro averages)."""
 
 RANKING_METRICS = frozenset(
     {"auroc", "average_precision", "sensitivity_at_specificity", "specificity_at_sensitivity"}
@@ -1356,8 +1354,11 @@ def evaluate_multilabel(
     method = method_name("bootstrap", plan.unit) if settings.needs_bootstrap else "none"
     n_units = plan.n_units if settings.needs_bootstrap else n_cases
 
-    def averaged(values: dict[str, tuple[MetricValue, FloatArray | None]]) -> AveragedMetrics:
-        out = {}
+    def averaged(
+        values: dict[str, tuple[MetricValue, FloatArray | None]],
+        covers: dict[str, list[str]],
+    ) -> AveragedMetrics:
+        out: dict[str, Estimate] = {}
         for name, (value, replicate_values) in values.items():
             interval = (
                 percentile_interval(
@@ -1368,15 +1369,37 @@ def evaluate_multilabel(
                 if replicate_values is not None
                 else None
             )
-            out[name] = make_estimate(
+            estimate = make_estimate(
                 value, interval, level=settings.level, n=n_units, n_cases=n_cases, method=method
             )
-        return AveragedMetrics(**out)
+            left_out = [label for label in names if label not in covers[name]]
+            if left_out and estimate.status == "ok":
+                missing = "; ".join(f"{label!r} ({reasons[name][label]})" for label in left_out)
+                partial = (
+                    f"the mean over {len(covers[name])} of {len(names)} labels: left out {missing}"
+                )
+                estimate = estimate.model_copy(
+                    update={
+                        "status": "partial",
+                        "reason": partial
+                        if estimate.reason is None
+                        else f"{partial}; {estimate.reason}",
+                    }
+                )
+            out[name] = estimate
+        return AveragedMetrics(covers=covers, **out)
+
+    reasons: dict[str, dict[str, str]] = {name: {} for name in AVERAGED_METRIC_NAMES}
+    macro_covers: dict[str, list[str]] = {}
 
     macro: dict[str, tuple[MetricValue, FloatArray | None]] = {}
     for name in AVERAGED_METRIC_NAMES:
         values = [points[k].metrics[name].value() for k in range(len(names))]
         defined = [k for k, v in enumerate(values) if v.value is not None]
+        macro_covers[name] = [names[k] for k in defined]
+        for k, v in enumerate(values):
+            if v.value is None:
+                reasons[name][names[k]] = v.reason or "undefined"
         if not defined:
             macro[name] = (
                 MetricValue(None, f"undefined for every label ({values[0].reason})"),
@@ -1395,6 +1418,7 @@ def evaluate_multilabel(
     return MultilabelMetrics(
         labels=names,
         per_label=per_label,
-        macro=averaged(macro),
-        micro=averaged(micro_values),
+        macro=averaged(macro, macro_covers),
+        # Micro pools every label's cases: it covers them all.
+        micro=averaged(micro_values, {name: list(names) for name in AVERAGED_METRIC_NAMES}),
     )

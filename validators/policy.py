@@ -38,7 +38,6 @@ from validators import results
 from validators.results import (
     DEFAULT_AGE_BANDS,
     MISSING,
-    AveragedMetrics,
     BinaryMetricName,
     BinaryMetrics,
     CriterionResult,
@@ -111,7 +110,7 @@ CalibrationMetricName = Literal[
 SpeedMetricName = Literal["latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "throughput_per_s"]
 
 _LOWER_IS_BETTER = frozenset({"lr_negative", "brier", "log_loss", "ece", "ece_equal_mass"})
-_AVERAGED_METRICS = frozenset(AveragedMetrics.model_fields)
+_AVERAGED_METRICS = frozenset(results.AVERAGED_METRIC_NAMES)
 
 Task = Literal["binary", "multilabel"]
 ScoreScale = Literal["probability", "logit"]
@@ -959,7 +958,7 @@ def _estimate_of(result: EvaluationResult, metric: str, label: str | None) -> Es
     overall = result.overall
     if isinstance(overall, MultilabelMetrics) and label in AVERAGES:
         averaged = overall.macro if label == "macro" else overall.micro
-        if metric not in AveragedMetrics.model_fields:
+        if metric not in results.AVERAGED_METRIC_NAMES:
             return f"{metric} has no {label} average"
         value = getattr(averaged, metric)
         assert isinstance(value, Estimate)

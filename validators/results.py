@@ -32,6 +32,7 @@ from pydantic import (
 __all__ = [
     "AGE_BAND",
     "AGE_COLUMN",
+    "AVERAGED_METRIC_NAMES",
     "BINARY_METRIC_NAMES",
     "DEFAULT_AGE_BANDS",
     "DEFAULT_SUBGROUP_METRICS",
@@ -107,7 +108,7 @@ def canonical_attribute(name: str) -> str:
 MAX_CURVE_POINTS = 201
 """Most points a stored ROC or decision curve may hold: enough to plot, small to store."""
 
-EstimateStatus = Literal["ok", "undefined", "suppressed"]
+EstimateStatus = Literal["ok", "partial", "undefined", "suppressed"]
 IntervalSides = Literal["two", "lower", "upper"]
 BootstrapUnit = Literal["case", "patient"]
 
@@ -121,8 +122,11 @@ class _Result(BaseModel):
 class Estimate(_Result):
     """One number with its interval and how it was computed (DESIGN.md, "Results").
 
-    `status` is `ok` (the estimate is a number), `undefined` (the data do not define it: one class
-    only, a zero denominator, or an interval that could not be formed; `reason` says which) or
+    `status` is `ok` (the estimate is a number), `partial` (a number over only part of what it
+    should cover: a macro average that had to leave out a label whose metric is undefined;
+    `reason` names what was left out, and a policy does not judge it), `undefined` (the data do
+    not define it: one class only, a zero denominator, or an interval that could not be formed;
+    `reason` says which) or
     `suppressed` (withheld from a vendor-facing view because a group or count is too small; then
     `n` and `n_cases` are withheld too, as they are themselves small counts). `reason` is required
     unless the status is `ok`; on an `ok` estimate it may carry a caveat.
@@ -172,11 +176,15 @@ class Estimate(_Result):
             raise ValueError("a one-sided lower bound has a lower side and no upper one")
         if self.lower is not None and self.upper is not None and self.lower > self.upper:
             raise ValueError(f"lower bound {self.lower} is above upper bound {self.upper}")
-        if self.status == "ok":
+        if self.status in ("ok", "partial"):
             if self.estimate is None:
-                raise ValueError("an ok estimate needs a number; use status 'undefined' instead")
+                raise ValueError(
+                    f"an {self.status} estimate needs a number; use status 'undefined' instead"
+                )
             if self.n is None or self.n_cases is None:
-                raise ValueError("an ok estimate needs its n and n_cases")
+                raise ValueError(f"an {self.status} estimate needs its n and n_cases")
+            if self.status == "partial" and not self.reason:
+                raise ValueError("a partial estimate needs the reason: what it left out")
             return self
         if self.estimate is not None or has_lower or has_upper:
             raise ValueError(f"a {self.status} estimate carries no numbers")
@@ -424,7 +432,13 @@ class LabelResult(_Result):
 
 
 class AveragedMetrics(_Result):
-    """Metrics averaged over labels: `macro` (mean of per-label values) or `micro` (pooled)."""
+    """Metrics averaged over labels: `macro` (mean of per-label values) or `micro` (pooled).
+
+    `covers` names, per metric, the labels the average is over: every label, unless the macro
+    average had to leave out a label whose metric is undefined (its estimate is then `partial`).
+    """
+
+    covers: dict[str, list[str]]
 
     auroc: Estimate
     average_precision: Estimate
@@ -436,6 +450,12 @@ class AveragedMetrics(_Result):
     balanced_accuracy: Estimate
     brier: Estimate
     log_loss: Estimate
+
+
+AVERAGED_METRIC_NAMES: tuple[str, ...] = tuple(
+    name for name, field in AveragedMetrics.model_fields.items() if field.annotation is Estimate
+)
+"""The `Estimate` fields of `AveragedMetrics` (macro and micro averages)."""
 
 
 class MultilabelMetrics(_Result):

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from validators.results import (
+    AVERAGED_METRIC_NAMES,
     DEFAULT_SUBGROUP_METRICS,
-    AveragedMetrics,
     BinaryMetrics,
     CriterionResult,
     Disparity,
@@ -56,7 +56,7 @@ METRIC_TITLES: dict[str, str] = {
 BINARY_FIELDS: tuple[str, ...] = tuple(
     name for name, info in BinaryMetrics.model_fields.items() if info.annotation is Estimate
 )
-AVERAGED_FIELDS: tuple[str, ...] = tuple(AveragedMetrics.model_fields)
+AVERAGED_FIELDS: tuple[str, ...] = AVERAGED_METRIC_NAMES
 _SCALES = {"probability": "probabilities", "logit": "logits"}
 _OUTCOME_STYLE = {"pass": "green", "fail": "bold red", "insufficient_data": "yellow"}
 _OUTCOME_TEXT = {"pass": "pass", "fail": "FAIL", "insufficient_data": "insufficient data"}
@@ -115,6 +115,8 @@ def _cell(estimate: Estimate | None, *, emphasize_nonzero: bool = False) -> Text
     if emphasize_nonzero and lower is not None and upper is not None:
         style = "bold" if lower > 0 or upper < 0 else ""
     text = Text(_number(estimate.estimate), style=style)
+    if estimate.status == "partial":
+        text.append(" (partial)", style="yellow")
     interval = _interval(estimate)
     if interval:
         text.append("\n" + interval, style="dim")

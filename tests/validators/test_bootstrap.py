@@ -578,3 +578,29 @@ def test_a_percentile_interval_that_collapses_to_a_point_is_not_reported() -> No
     assert auroc.reason is not None and "no width" in auroc.reason
     # DeLong's variance is 0 there too: no interval either.
     assert not m.binary_metrics(labels, scores, ci="delong").auroc.has_interval
+
+
+# --------------------------------------------------------------------------------------------
+# A macro average that leaves a label out says so (issue 7, item 3)
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_macro_average_over_fewer_labels_is_partial_and_names_the_one_left_out() -> None:
+    rng = np.random.default_rng(7)
+    truth = rng.random((300, 3)) < 0.3
+    truth[:, 2] = False  # 'mass' has no positive case: its sensitivity is undefined
+    scores = np.clip(truth * 0.4 + rng.random((300, 3)) * 0.6, 0, 1)
+    result = m.multilabel_metrics(truth, scores, ["effusion", "nodule", "mass"], replicates=50)
+    sensitivity = result.macro.sensitivity
+    assert sensitivity.status == "partial"
+    assert result.macro.covers["sensitivity"] == ["effusion", "nodule"]
+    assert sensitivity.reason is not None
+    assert (
+        "2 of 3 labels" in sensitivity.reason and "'mass' (no positive cases" in sensitivity.reason
+    )
+    per_label = [result.per_label[k].metrics.sensitivity.estimate for k in range(2)]
+    assert sensitivity.estimate == pytest.approx(np.mean(per_label))
+    # Specificity is defined for every label: an ordinary mean over all three.
+    assert result.macro.specificity.status == "ok"
+    assert result.macro.covers["specificity"] == ["effusion", "nodule", "mass"]
+    assert result.micro.covers["sensitivity"] == ["effusion", "nodule", "mass"]

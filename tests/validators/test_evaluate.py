@@ -748,13 +748,21 @@ def test_multilabel_vendor_view_withholds_a_group_with_a_rare_label() -> None:
     assert [e.metrics.n_positive for e in site_c.per_label][1] == 5
 
     vendor = evaluate_predictions(predictions, policy=policy, view="vendor")
-    a, b, c = vendor.subgroups[0].groups
-    assert isinstance(a.metrics, MultilabelMetrics) and a.metrics.per_label[1].metrics.n_positive
-    for group in (c, b):  # C's nodule count is small; B is withheld with it (A = overall - B - C)
+    # C's nodule count is small, so C's numbers are withheld, and with them enough of A and B
+    # that no withheld count can be pinned to within 3 from what is released (A = overall - B -
+    # C; with A released, B's effusion false negatives were confined to 0-2). The overall
+    # result stays released.
+    overall = vendor.overall
+    assert isinstance(overall, MultilabelMetrics)
+    assert overall.per_label[1].metrics.n_positive == int(truth[:, 1].sum())
+    for group in vendor.subgroups[0].groups:
+        if group.status == "suppressed":
+            assert group.metrics is None and group.n_cases is None
+            continue
         assert isinstance(group.metrics, MultilabelMetrics)
-        assert group.n_cases is not None  # the group's size is not small: it stays
         assert all(e.metrics.n_positive is None for e in group.metrics.per_label)
         assert group.metrics.macro.auroc.status == "suppressed"
+    assert vendor.subgroups[0].groups[2].status == "suppressed"
     involving_c = [d for d in vendor.disparities if "site=C" in (d.group, d.reference)]
     assert involving_c and all(d.value.status == "suppressed" for d in involving_c)
 

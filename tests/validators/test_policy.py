@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from validators.policy import (
@@ -24,6 +25,7 @@ from validators.policy import (
     policy_json_schema,
 )
 from validators.results import (
+    AVERAGED_METRIC_NAMES,
     AveragedMetrics,
     BinaryMetricName,
     BinaryMetrics,
@@ -470,7 +472,10 @@ def test_metric_bound_without_interval_is_insufficient_data() -> None:
 
 
 def multilabel(**per_label: BinaryMetrics) -> MultilabelMetrics:
-    averaged = AveragedMetrics(**{n: est(0.7, 0.6, 0.8) for n in AveragedMetrics.model_fields})
+    averaged = AveragedMetrics(
+        covers={n: list(per_label) for n in AVERAGED_METRIC_NAMES},
+        **{n: est(0.7, 0.6, 0.8) for n in AVERAGED_METRIC_NAMES},
+    )
     return MultilabelMetrics(
         labels=list(per_label),
         per_label=[LabelResult(label=k, metrics=v) for k, v in per_label.items()],
@@ -868,3 +873,23 @@ def test_a_sensitivity_of_fifteen_of_fifteen_does_not_prove_ninety_percent() -> 
     criterion = {"kind": "metric", "metric": "sensitivity", "op": ">=", "value": 0.9}
     outcome = judge({**criterion, "on": "lower"}, result(overall=overall))
     assert outcome.outcome == "fail" and outcome.observed is not None and outcome.observed < 0.8
+
+
+def test_a_partial_macro_average_is_not_judged() -> None:
+    from validators.metrics import multilabel_metrics
+
+    rng = np.random.default_rng(7)
+    truth = rng.random((300, 2)) < 0.3
+    truth[:, 1] = False
+    overall = multilabel_metrics(truth, rng.random((300, 2)), ["a", "b"], replicates=30)
+    evaluation = result(overall=overall)
+    criterion = {
+        "kind": "metric",
+        "metric": "sensitivity",
+        "label": "macro",
+        "op": ">=",
+        "value": 0,
+    }
+    outcome = judge(criterion, evaluation)
+    assert outcome.outcome == "insufficient_data"
+    assert "partial" in outcome.reason and "'b'" in outcome.reason
