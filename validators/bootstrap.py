@@ -940,14 +940,11 @@ class BinaryPopulation:
         total = int(trials.sum())
         if wilson.design_effect_estimated:
             note = (
-                f"design effect {wilson.design_effect:.2f} for {total} cases of "
-                f"{wilson.clusters} patients: effective n {wilson.effective_n:.1f}"
+                f"design effect {wilson.design_effect:.2f} "
+                f"(effective n {wilson.effective_n:.1f} of {total} cases)"
             )
         else:
-            note = (
-                f"the proportion is 0 or 1, so the design effect cannot be estimated: "
-                f"effective n is the {wilson.clusters} patients ({total} cases)"
-            )
+            note = f"0 or 1: effective n is the {wilson.clusters} patients, not the {total} cases"
         return interval, note
 
     def _delong(self, clusters: IntArray | None) -> Interval:

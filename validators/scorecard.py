@@ -133,8 +133,23 @@ def _table(title: str, columns: Sequence[tuple[str, str]]) -> Table:
     return table
 
 
+_METHOD_TEXTS = {
+    "wilson": "Wilson",
+    "wilson_clustered": "Wilson, design effect",
+    "mover_wilson": "MOVER (Wilson)",
+    "mover_wilson_clustered": "MOVER (Wilson, design effect)",
+    "delong": "DeLong",
+    "obuchowski": "Obuchowski (clustered)",
+}
+
+
 def _method_text(estimate: Estimate) -> str:
-    return estimate.method.replace("bootstrap_percentile_", "bootstrap by ")
+    """Return how an interval was computed, in words ("bootstrap by patient", "Wilson")."""
+    method = estimate.method
+    if estimate.sides == "upper":
+        method = method.removesuffix("_upper")
+    text = _METHOD_TEXTS.get(method, method.replace("bootstrap_percentile_", "bootstrap by "))
+    return f"{text}, upper bound" if estimate.sides == "upper" else text
 
 
 def _header(result: EvaluationResult) -> Text:
@@ -159,9 +174,16 @@ def _header(result: EvaluationResult) -> Text:
         f"  {result.task} task, {_count(cases)} cases{patients_text}, {result.view} view\n",
     )
     unit = f" by {provenance.bootstrap_unit}" if provenance.bootstrap_unit else ""
+    proportions = (
+        ""
+        if provenance.ci_method == "none"
+        else " (proportions: Wilson"
+        + (", with the design effect" if provenance.bootstrap_unit == "patient" else "")
+        + ")"
+    )
     text.append(
-        f"intervals: {provenance.ci_method}{unit}, {provenance.replicates:,} replicates, "
-        f"{provenance.level:.0%}, seed {provenance.seed}; {operating}; policy {name}",
+        f"intervals: {provenance.ci_method}{unit}{proportions}, {provenance.replicates:,} "
+        f"replicates, {provenance.level:.0%}, seed {provenance.seed}; {operating}; policy {name}",
         style="dim",
     )
     return text
