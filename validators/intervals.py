@@ -6,10 +6,10 @@ must not read 1.000-1.000) and in small groups, and that intervals still cover 9
 contribute 1-4 correlated images. This module holds the pieces, all vectorized over populations:
 
 * `clustered_wilson_interval` / `clustered_wilson_batch`: Wilson's score interval on the
-  effective sample size Σt / deff, where the design effect deff compares the cluster-robust
-  (ratio-estimator) variance with the binomial one; when deff cannot be estimated (the proportion
-  is 0 or 1, or a single patient) the effective size is the number of distinct patients. With one
-  image per patient it is exactly Wilson's interval.
+  effective sample size Σt / deff, with Kish's design effect from the ANOVA estimate of the
+  intraclass correlation and a t(k-1) quantile (see (d) below); when deff cannot be estimated (the
+  proportion is 0 or 1, or a single patient) the effective size is the number of distinct
+  patients. With one image per patient it is exactly Wilson's interval.
 * `mover_difference` / `mover_ratio`: MOVER (Newcombe 1998; Zou & Donner 2008) intervals for a
   disparity p1 - p2 or p1 / p2 of two correlated proportions, built from each one's interval and
   their correlation (which the caller takes from the paired bootstrap, `replicate_correlation`).
@@ -73,11 +73,23 @@ near 1 is MOVER combining two boundary intervals that each already cover 95.5-96
 Korn & Graubard (1998) replace z by a t quantile with k - 1 degrees of freedom (k patients)
 when the design effect is estimated from few clusters. Wilson on n_eff with z replaced by t is the
 same interval as Wilson with z on n_eff (z/t)^2, which is their effective-size form.
-`quantile="t"` provides it; the numbers above decide that the default is the normal quantile:
-t(k-1) buys 0.6-2.2 points where z is lowest (SD 2.5, sensitivity 0.70, 15 diseased patients:
-93.2 -> 95.4) but over-covers small groups (97-99% with 6-15 patients) and the boundary design
-(96.4% against Wilson's 95.7%), and using it only where deff is estimated changes nothing
-measurable (the p = 0 or 1 datasets are not what drives it).
+
+(d) What the engine uses, decided by the issue's own simulation design (tests/validators/
+simulation.py, `clustered`: 180 patients of 1-4 images, a patient random effect of SD 1 with image
+noise 0.5, latent ICC 0.8; site A has about 27 diseased patients and a true sensitivity of 0.878).
+Site A's sensitivity over 4,000 datasets: the cluster-robust design effect above with z covered
+91.9% (misses 4.7% high, 3.5% low), with t(k-1) 93.2%; Kish's design effect 1 + (m - 1) rho with
+the ANOVA estimate of the intraclass correlation (m = Σt^2 / Σt) covered 93.4% with z and 94.6%
+with t(k-1), misses balanced (2.5% / 2.9%). The ANOVA estimator pools the within-patient variance
+of all patients, so a few patients with every image detected do not shrink it the way they shrink
+the cluster-robust residuals. On the grid of (b) (patients 150 / 50 / 20 of which 30% diseased,
+SD 0 / 1.5 / 2.5, sensitivity 0.70 / 0.85 / 0.95; 4,000 datasets a cell) ANOVA with t covers
+95.1-97.2% (150 patients), 95.8-98.2% (50) and 97.8-99.5% (20, that is about 6 diseased patients:
+conservative, as an interval from 6 patients should be), against 92.7-97.2% for the
+cluster-robust z. The default (`quantile="auto"`) is therefore the ANOVA design effect with t(k-1)
+wherever a patient has several images in the denominator, and exactly Wilson's interval (z)
+where every patient has one. In the full `clustered` design (1,000 datasets) this gives overall
+sensitivity 95.7%, specificity 94.0%, site A 95.5%, and site A minus overall (MOVER) 94.8%.
 """
 
 from __future__ import annotations
@@ -111,7 +123,7 @@ __all__ = [
     "wilson_bounds",
 ]
 
-Quantile: TypeAlias = Literal["normal", "t"]
+Quantile: TypeAlias = Literal["auto", "normal", "t"]
 
 
 def _check_level(level: float) -> None:
@@ -192,20 +204,58 @@ class ClusteredWilson(NamedTuple):
     reason: str | None = None
 
 
-def _critical(level: float, quantile: Quantile, clusters: IntArray) -> FloatArray:
-    """Return the z quantile, or Student's t with k - 1 degrees of freedom per population."""
+def _critical(
+    level: float, quantile: Quantile, clusters: IntArray, clustered: BoolArray
+) -> FloatArray:
+    """Return z, or Student's t with k - 1 degrees of freedom per population.
+
+    `auto` takes t where the population is clustered (some patient has several images in the
+    denominator) and z where every patient has one image (then the images are independent and
+    the interval is exactly Wilson's).
+    """
     z = _z(level)
     if quantile == "normal":
         return np.full(clusters.shape, z)
-    if quantile != "t":
-        raise ValueError(f"quantile must be 'normal' or 't'; got {quantile!r}")
-    from scipy.stats import t as student_t  # only this option needs scipy
+    if quantile not in ("t", "auto"):
+        raise ValueError(f"quantile must be 'auto', 'normal' or 't'; got {quantile!r}")
+    from scipy.stats import t as student_t  # only the t quantile needs scipy
 
     df = clusters.astype(np.float64) - 1.0
     with np.errstate(invalid="ignore"):
         quantiles = np.asarray(student_t.ppf(0.5 + level / 2.0, np.maximum(df, 1.0)), np.float64)
     # One patient: no between-patient variability can be seen, so no finite quantile.
-    return np.where(df >= 1.0, quantiles, np.inf)
+    critical = np.where(df >= 1.0, quantiles, np.inf)
+    if quantile == "auto":
+        critical = np.where(clustered, critical, z)
+    return critical
+
+
+def _design_effect(s: FloatArray, t: FloatArray, p: FloatArray, k: IntArray) -> FloatArray:
+    """Return Kish's design effect 1 + (m - 1) rho from the ANOVA estimate of the ICC rho.
+
+    m = Σt^2 / Σt is the size-weighted mean number of images per patient; rho is the one-way
+    ANOVA (moment) estimator of the intraclass correlation of the binary outcomes, with the
+    between- and within-patient mean squares MSB = Σ t_i (p_i - p)^2 / (k - 1) and MSW = Σ t_i
+    p_i (1 - p_i) / (n - k) and the adjusted mean size m0 = (n - Σt^2 / n) / (k - 1):
+    rho = (MSB - MSW) / (MSB + (m0 - 1) MSW), clipped to [0, 1]. It pools the within-patient
+    variance over all patients, so with few patients it is steadier than the cluster-robust
+    variance ratio (which under-covered a 27-patient group at 92%; see the module docstring).
+    With one image per patient m = 1 and the design effect is exactly 1.
+    """
+    used = t > 0.0
+    n = t.sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        own = np.where(used, s / np.where(used, t, 1.0), 0.0)
+        between = np.einsum("...k,...k->...", t, (own - p[..., None]) ** 2) / (k - 1.0)
+        within_sum = np.einsum("...k,...k->...", t, own * (1.0 - own))
+        within = np.where(n > k, within_sum / (n - k), 0.0)
+        squares = np.einsum("...k,...k->...", t, t)
+        size = (n - squares / n) / (k - 1.0)
+        denominator = between + (size - 1.0) * within
+        rho = np.where(denominator > 0.0, (between - within) / denominator, 0.0)
+        mean_size = squares / n
+    deff: FloatArray = 1.0 + (mean_size - 1.0) * np.clip(np.nan_to_num(rho), 0.0, 1.0)
+    return deff
 
 
 def clustered_wilson_batch(
@@ -213,24 +263,21 @@ def clustered_wilson_batch(
     trials: ArrayLike,
     level: float = 0.95,
     *,
-    quantile: Quantile = "normal",
+    quantile: Quantile = "auto",
 ) -> ClusteredWilsonBatch:
     """Return clustered Wilson intervals of Σs/Σt for each population (leading axes).
 
     `successes` and `trials` are `[..., K]`: per population, per patient (cluster) the count in
     the numerator and in the denominator (for sensitivity: detected positive images and positive
     images). Patients with 0 trials are ignored. With p = Σs/Σt, n = Σt and k the patients with
-    t_i > 0, the design effect is
-
-        deff = [k/(k-1) Σ (s_i - p t_i)^2 / n^2] / [p (1-p) / (n-1)],
-
-    the cluster-robust (ratio-estimator) variance over the binomial one, each with its small-
-    sample factor so that under independence both are unbiased and deff is 1 on average (with
-    one image per patient it is exactly 1, and the interval exactly Wilson's). deff is floored at
-    1: an interval is never narrower than the independent one. Wilson's interval is then taken
-    with n_eff = n / deff. Where deff cannot be estimated (p is 0 or 1, or k = 1) n_eff = k, the
-    number of distinct patients. `quantile="t"` uses Student's t with k - 1 degrees of freedom
-    instead of z (Korn & Graubard 1998).
+    t_i > 0, Wilson's interval is taken on the effective size n_eff = n / deff, with Kish's
+    design effect deff = 1 + (m - 1) rho from the ANOVA estimate of the intraclass correlation
+    (`_design_effect`; never below 1: an interval is never narrower than the independent one),
+    and with Student's t on k - 1 degrees of freedom instead of z (Korn & Graubard 1998), since
+    the design effect is itself estimated from k patients. Where deff cannot be estimated (p is
+    0 or 1, or k = 1) n_eff = k, the number of distinct patients. With one image per patient
+    deff is 1, z is used, and the interval is exactly Wilson's. `quantile` forces z (`normal`)
+    or t everywhere.
     """
     s = np.asarray(successes, dtype=np.float64)
     t = np.asarray(trials, dtype=np.float64)
@@ -248,18 +295,15 @@ def clustered_wilson_batch(
     n = t.sum(axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
         p = s.sum(axis=-1) / n
-        residuals = s - p[..., None] * t
-        squares = np.einsum("...k,...k->...", residuals, residuals)
-        raw = (k / (k - 1.0)) * squares * (n - 1.0) / (n * n * p * (1.0 - p))
     estimable = (k >= 2) & (p > 0.0) & (p < 1.0)
-    singletons = (t <= 1.0).all(axis=-1)
+    clustered: BoolArray = np.asarray((t > 1.0).any(axis=-1))
     # With one image per patient deff is 1 in exact arithmetic; pin it so rounding cannot move
     # the interval off Wilson's.
-    deff = np.where(singletons, 1.0, np.maximum(raw, 1.0))
+    deff = np.where(clustered, _design_effect(s, t, p, k), 1.0)
     effective = np.where(estimable, n / deff, k.astype(np.float64))
     empty = ~(n > 0.0)
     design_effect = np.where(estimable, deff, n / np.maximum(k, 1))
-    lower, upper = wilson_bounds(p, effective, _critical(level, quantile, k))
+    lower, upper = wilson_bounds(p, effective, _critical(level, quantile, k, clustered))
     nan = np.nan
     return ClusteredWilsonBatch(
         estimate=np.where(empty, nan, p),
@@ -277,7 +321,7 @@ def clustered_wilson_interval(
     trials: ArrayLike,
     level: float = 0.95,
     *,
-    quantile: Quantile = "normal",
+    quantile: Quantile = "auto",
 ) -> ClusteredWilson:
     """Return the clustered Wilson interval of one proportion from per-patient counts.
 

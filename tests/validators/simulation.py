@@ -559,7 +559,7 @@ class FairnessGap(Design):
 
     @property
     def checks(self) -> tuple[Check, ...]:
-        return (Check("equal-opportunity gap", "two-sided"),)
+        return (Check("equal-opportunity gap", "upper"),)
 
     def evaluate(self, data: Dataset, bootstrap_seed: int) -> dict[str, Estimate]:
         from validators.bootstrap import EvaluationSettings

@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from sklearn import metrics as sk
 
 from validators import bootstrap as b
+from validators import intervals as iv
 from validators import metrics as m
 from validators.calibration import calibration_slope_intercept
 
@@ -315,14 +316,14 @@ def test_clustered_wilson_widens_a_proportion_by_the_design_effect() -> None:
     independent, clustered = by_case.prevalence, by_patient.prevalence
     assert (independent.method, clustered.method) == ("wilson", "wilson_clustered")
     assert clustered.n == 100 and clustered.n_cases == 400
-    # Per patient: s_i = its positive images of t_i = 4. deff = cluster-robust over binomial.
+    # Per patient: s_i = its positive images of t_i = 4, whatever the order the engine sorted
+    # the cases into; the interval is the clustered Wilson interval of those totals.
     s = np.bincount(patients, weights=labels)
-    p = s.sum() / 400
-    deff = (100 / 99) * ((s - 4 * p) ** 2).sum() / 400**2 / (p * (1 - p) / 399)
-    assert deff > 1.4
-    expected = b.wilson_interval(p * 400 / deff, 400 / deff)[:2]
-    assert (clustered.lower, clustered.upper) == pytest.approx(expected, rel=1e-12)
-    assert clustered.reason is not None and f"design effect {deff:.2f}" in clustered.reason
+    expected = iv.clustered_wilson_interval(s, np.full(100, 4.0))
+    assert expected.design_effect is not None and expected.design_effect > 1.4
+    assert (clustered.lower, clustered.upper) == (expected.lower, expected.upper)
+    assert clustered.reason is not None
+    assert f"design effect {expected.design_effect:.2f}" in clustered.reason
     assert (independent.lower, independent.upper) == b.wilson_interval(labels.sum(), 400)[:2]
 
 

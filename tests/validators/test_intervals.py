@@ -68,18 +68,28 @@ def test_none_detected_starts_at_zero() -> None:
     assert result.upper is not None and result.upper == pytest.approx(0.2775, abs=1e-4)
 
 
+def _t(df: int) -> float:
+    from scipy.stats import t as student_t
+
+    return float(student_t.ppf(0.975, df))
+
+
 def test_boundary_uses_the_number_of_patients() -> None:
     # 12 images from 4 patients, all detected: the design effect cannot be estimated, so the
-    # interval is Wilson's on 4 patients, not on 12 images.
+    # interval is Wilson's on 4 patients, not on 12 images (with t on 3 degrees of freedom:
+    # the images are clustered).
     result = iv.clustered_wilson_interval([3, 3, 3, 3], [3, 3, 3, 3])
     assert not result.design_effect_estimated
     assert result.effective_n == 4
     assert result.design_effect == 3.0
-    assert result.lower == wilson_interval(4, 4).lower
+    lower, upper = iv.wilson_bounds(1.0, 4, _t(3))
+    assert (result.lower, result.upper) == (float(lower), float(upper))
+    z_bound = wilson_interval(4, 4).lower
+    assert result.lower is not None and z_bound is not None and result.lower < z_bound
     missed = iv.clustered_wilson_interval([0, 0, 0, 0, 0], [2, 1, 3, 2, 2])
     assert missed.effective_n == 5
     assert missed.lower == 0.0
-    assert missed.upper == wilson_interval(0, 5).upper
+    assert missed.upper == float(iv.wilson_bounds(0.0, 5, _t(4))[1])
 
 
 def test_positively_correlated_clusters_widen_the_interval() -> None:
@@ -88,20 +98,44 @@ def test_positively_correlated_clusters_widen_the_interval() -> None:
     hits = np.array([4, 4, 0, 4, 4, 0, 4, 4, 4, 0])
     result = iv.clustered_wilson_interval(hits, trials)
     naive = wilson_interval(int(hits.sum()), int(trials.sum()))
-    assert result.design_effect is not None and result.design_effect > 3.0
-    assert result.effective_n is not None and result.effective_n < 14
+    # The intraclass correlation is 1 (no variation within a patient): deff is the cluster
+    # size, 1 + (4 - 1) * 1, and the 40 images count as 10.
+    assert result.design_effect == pytest.approx(4.0, abs=1e-12)
+    assert result.effective_n == pytest.approx(10.0, abs=1e-12)
     assert result.lower is not None and naive.lower is not None and result.lower < naive.lower
     assert result.upper is not None and naive.upper is not None and result.upper > naive.upper
-    # With equal cluster sizes and perfect correlation deff is the cluster size times a
-    # small-sample factor: k/(k-1) * (n-1)/n * m = 10/9 * 39/40 * 4.
-    assert result.design_effect == pytest.approx(10 / 9 * 39 / 40 * 4)
+    lower, upper = iv.wilson_bounds(0.7, 10.0, _t(9))
+    assert (result.lower, result.upper) == pytest.approx((float(lower), float(upper)), abs=1e-12)
+
+
+def test_the_design_effect_is_kish_with_the_anova_intraclass_correlation() -> None:
+    # An independent computation of the one-way ANOVA estimator on the images themselves.
+    trials = np.array([1, 2, 3, 4, 2, 3, 1, 4, 3, 2])
+    hits = np.array([1, 2, 1, 4, 0, 3, 0, 3, 3, 1])
+    images = np.concatenate([[1] * h + [0] * (t - h) for h, t in zip(hits, trials, strict=True)])
+    patient = np.repeat(np.arange(10), trials)
+    n, k = trials.sum(), 10
+    grand = images.mean()
+    means = np.bincount(patient, weights=images) / trials
+    msb = (trials * (means - grand) ** 2).sum() / (k - 1)
+    msw = ((images - means[patient]) ** 2).sum() / (n - k)
+    m0 = (n - (trials**2).sum() / n) / (k - 1)
+    rho = (msb - msw) / (msb + (m0 - 1) * msw)
+    assert 0 < rho < 1
+    expected = 1 + ((trials**2).sum() / n - 1) * rho
+    result = iv.clustered_wilson_interval(hits, trials)
+    assert result.design_effect == pytest.approx(expected, rel=1e-12)
+    assert result.effective_n == pytest.approx(n / expected, rel=1e-12)
 
 
 def test_negatively_correlated_clusters_never_narrower_than_independent() -> None:
     result = iv.clustered_wilson_interval([1, 1, 1, 1, 1, 1], [2, 2, 2, 2, 2, 2])
     assert result.design_effect == 1.0
     assert result.effective_n == 12
-    assert (result.lower, result.upper) == tuple(wilson_interval(6, 12)[:2])
+    independent = wilson_interval(6, 12)
+    assert result.lower is not None and independent.lower is not None
+    assert result.upper is not None and independent.upper is not None
+    assert result.lower <= independent.lower and result.upper >= independent.upper
 
 
 def test_batch_matches_one_at_a_time_and_handles_empty_populations() -> None:
@@ -125,8 +159,8 @@ def test_batch_matches_one_at_a_time_and_handles_empty_populations() -> None:
 
 def test_t_quantile_is_wider_and_one_patient_says_nothing() -> None:
     hits, trials = np.array([2, 1, 3, 0, 2]), np.array([3, 2, 3, 1, 2])
-    z = iv.clustered_wilson_interval(hits, trials)
-    t = iv.clustered_wilson_interval(hits, trials, quantile="t")
+    z = iv.clustered_wilson_interval(hits, trials, quantile="normal")
+    t = iv.clustered_wilson_interval(hits, trials)
     assert t.effective_n == z.effective_n
     assert t.lower is not None and z.lower is not None and t.lower < z.lower
     single = iv.clustered_wilson_interval([2], [3], quantile="t")
