@@ -9,9 +9,10 @@ resampling, and running sums of the gathered weights (`validators.metrics.rankin
 Brier, log loss and ECE are `W @ per-case losses`. Because the same `W` serves every population,
 a subgroup is just a mask over the same replicates, and differences between groups are paired.
 
-Replicate r's weights depend only on (seed, r, number of units): they are drawn from a PCG64
-stream seeded by `SeedSequence(seed, spawn_key=(r,))`, so results are reproducible to the last
-digit whatever the block size, and any replicate can be regenerated on its own.
+Replicate r's weights depend only on (seed, r, number of units): replicates are drawn in groups
+of 64 consecutive ones (fewer for large samples), group g from a PCG64 stream seeded by
+`SeedSequence(seed, spawn_key=(g,))`, so results are reproducible to the last digit whatever the
+block size, and any replicate can be regenerated with its group.
 
 `evaluate_binary` and `evaluate_multilabel` (behind `metrics.binary_metrics` and
 `metrics.multilabel_metrics`) assemble the typed results. `BinaryPopulation` is the reusable
@@ -124,6 +125,11 @@ LEAN_METRICS = frozenset(COUNT_METRICS) | RANKING_METRICS | {"net_benefit"}
 (`BinaryPopulation.lean`); the others (Brier, log loss, ECE, calibration) need the full
 `BinaryPopulation.evaluate`, which is slower but computes the same values."""
 
+DRAW_GROUP = 64
+"""Replicates drawn by one generator: replicate r comes from group r // 64, row r % 64."""
+DRAW_GROUP_ELEMENTS = 1 << 20
+"""At most this many draws per generator call: large samples use smaller groups (memory)."""
+
 BLOCK_ELEMENTS = 1 << 24
 """Weights per block by default (R_block x N): 16 MiB of int8, a few times that in work arrays."""
 
@@ -217,16 +223,41 @@ class BootstrapPlan:
             raise ValueError(f"replicates {start}..{stop} are outside 0..{self.replicates}")
         compact = self.n_cases * int(np.iinfo(np.int8).max) < 2**31
         out = np.empty((stop - start, self.n_cases), dtype=np.int8 if compact else self.dtype)
-        for row, replicate in enumerate(range(start, stop)):
-            stream = np.random.SeedSequence(self.seed, spawn_key=(replicate,))
-            draws = np.random.Generator(np.random.PCG64(stream)).integers(
-                0, self.n_units, size=self.n_units
-            )
-            counts = np.bincount(draws, minlength=self.n_units)
+        size = self.draw_group
+        for group in range(start // size, (stop - 1) // size + 1 if stop > start else 0):
+            first = group * size
+            low, high = max(start, first), min(stop, first + size)
+            counts = self._draw_group(group)[low - first : high - first]
             if out.dtype == np.int8 and int(counts.max()) > np.iinfo(np.int8).max:
                 out = out.astype(self.dtype)
-            out[row] = counts if self.clusters is None else counts[self.clusters]
+            out[low - start : high - start] = (
+                counts if self.clusters is None else counts[:, self.clusters]
+            )
         return out
+
+    @property
+    def draw_group(self) -> int:
+        """How many consecutive replicates one generator draws (64, fewer for large samples)."""
+        return max(1, min(DRAW_GROUP, DRAW_GROUP_ELEMENTS // self.n_units))
+
+    def _draw_group(self, group: int) -> NDArray[np.int64]:
+        """Return the resampling counts per unit of the `draw_group` replicates of `group`.
+
+        One PCG64 stream, seeded by `SeedSequence(seed, spawn_key=(group,))`, draws the units
+        of all of them at once, and one `bincount` over row-offset draws counts them: a Python
+        step per group, not per replicate (a generator per replicate spent half the time of a
+        small evaluation setting itself up).
+        """
+        size = self.draw_group
+        stream = np.random.SeedSequence(self.seed, spawn_key=(group,))
+        draws = np.random.Generator(np.random.PCG64(stream)).integers(
+            0, self.n_units, size=(size, self.n_units)
+        )
+        draws += (np.arange(size, dtype=np.int64) * self.n_units)[:, None]
+        counts: NDArray[np.int64] = np.bincount(
+            draws.ravel(), minlength=size * self.n_units
+        ).reshape(size, self.n_units)
+        return counts
 
     def blocks(self) -> Iterator[WeightBlock]:
         """Yield the replicates in blocks of `block_size` rows."""

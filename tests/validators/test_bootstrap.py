@@ -46,6 +46,12 @@ def repeated(weights_row: NDArray[np.integer], *arrays: NDArray[Any]) -> list[ND
 
 
 def test_plan_weights_are_reproducible_and_independent_of_block_size() -> None:
+    # 150 replicates span three draw groups of 64; blocks of 23 and 4 cut across them.
+    long = b.BootstrapPlan.create(50, replicates=150, seed=7, block_size=23)
+    stacked = np.concatenate([block.counts for block in long.blocks()])
+    np.testing.assert_array_equal(stacked, long.weights(0, 150))
+    np.testing.assert_array_equal(long.weights(60, 70), long.weights(0, 150)[60:70])
+    assert len({row.tobytes() for row in stacked}) == 150  # no group repeats another
     whole = b.BootstrapPlan.create(50, replicates=23, seed=7, block_size=23)
     small = b.BootstrapPlan.create(50, replicates=23, seed=7, block_size=4)
     blocks = list(small.blocks())
@@ -74,16 +80,14 @@ def test_a_block_with_a_count_beyond_int8_is_widened(monkeypatch: pytest.MonkeyP
     expected[3, 0] = (
         128  # drawn 128 times in replicate 3, one past int8: forged, as no seed does it
     )
-    real_bincount = np.bincount
-    calls = iter(range(6))
+    real_draw = b.BootstrapPlan._draw_group
 
-    def forged(draws: np.ndarray, minlength: int = 0) -> np.ndarray:
-        counts = real_bincount(draws, minlength=minlength)
-        if next(calls) == 3:
-            counts[0] = 128
+    def forged(self: b.BootstrapPlan, group: int) -> np.ndarray:
+        counts = real_draw(self, group)
+        counts[3, 0] = 128
         return counts
 
-    monkeypatch.setattr(b.np, "bincount", forged)
+    monkeypatch.setattr(b.BootstrapPlan, "_draw_group", forged)
     weights = plan.weights(0, 6)
     assert weights.dtype == plan.dtype == np.int32
     np.testing.assert_array_equal(weights, expected)
