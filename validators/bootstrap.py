@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
-from statistics import NormalDist
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -45,9 +44,11 @@ from validators.calibration import (
     reliability_curve,
 )
 from validators.intervals import (
+    check_level,
     cluster_totals,
     clustered_wilson_interval,
     obuchowski_interval,
+    z_quantile,
 )
 from validators.metrics import (
     COUNT_METRICS,
@@ -384,7 +385,7 @@ def percentile_interval(
     reaches it is infinite (`Interval` carries it as `math.inf`; `make_estimate` stores it as
     an unbounded side).
     """
-    _check_level(level)
+    check_level(level)
     replicate_values = np.asarray(values, dtype=np.float64)
     defined = replicate_values[~np.isnan(replicate_values)]
     undefined = int(replicate_values.shape[0] - defined.shape[0])
@@ -429,22 +430,12 @@ def _quantiles(ordered: FloatArray, alpha: float) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def _check_level(level: float) -> None:
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be strictly between 0 and 1; got {level!r}")
-
-
-def _z(level: float) -> float:
-    _check_level(level)
-    return NormalDist().inv_cdf(0.5 + level / 2.0)
-
-
 def wilson_interval(successes: float, n: float, level: float = 0.95) -> Interval:
     """Return the Wilson score interval of a proportion successes / n (Wilson 1927).
 
     (p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n); for 8/10 at 95%: [0.4902, 0.9433].
     """
-    z = _z(level)
+    z = z_quantile(level)
     if n <= 0:
         return Interval(None, None, 0, "no cases in the denominator")
     if not 0 <= successes <= n:
@@ -519,7 +510,7 @@ def delong_auc_variance(y_true: ArrayLike, y_score: ArrayLike) -> tuple[float, f
 
 def delong_interval(y_true: ArrayLike, y_score: ArrayLike, level: float = 0.95) -> DelongInterval:
     """Return AUROC +- z * DeLong standard error, clipped to [0, 1]."""
-    z = _z(level)
+    z = z_quantile(level)
     result = delong_auc_variance(y_true, y_score)
     if isinstance(result, str):
         return DelongInterval(None, None, None, None, result)
@@ -550,7 +541,7 @@ def delong_paired_test(
     z = (AUC_a - AUC_b) / sqrt(Var_a + Var_b - 2 Cov_ab), p = 2 (1 - Phi(|z|)); the interval
     of the difference is difference +- z_level * se.
     """
-    z_level = _z(level)
+    z_level = z_quantile(level)
     labels, a = validate_binary(y_true, score_a)
     _, b = validate_binary(labels, score_b)
     result = _delong(labels, np.stack([a, b]))
@@ -652,7 +643,7 @@ class EvaluationSettings:
                 raise ValueError(f"{name} must be between 0 and 1; got {target!r}")
         if n_bins < 1:
             raise ValueError(f"n_bins must be at least 1; got {n_bins}")
-        _check_level(level)
+        check_level(level)
         return cls(
             threshold=float(threshold),
             scores=scores,

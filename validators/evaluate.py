@@ -407,15 +407,7 @@ def align_baseline(predictions: Predictions, baseline: Predictions) -> Predictio
             f"the baseline {' and '.join(parts)}; a baseline is scored on the same cases"
         )
     order = np.array([position[case] for case in predictions.case_ids.tolist()], dtype=np.intp)
-    aligned = Predictions(
-        task=baseline.task,
-        labels=baseline.labels,
-        case_ids=baseline.case_ids[order],
-        patient_ids=baseline.patient_ids[order],
-        y_true=baseline.y_true[order],
-        y_score=baseline.y_score[order],
-        attributes={name: values[order] for name, values in baseline.attributes.items()},
-    )
+    aligned = baseline.take(order)
     truth_differs = (
         aligned.y_true != predictions.y_true
         if aligned.y_true.ndim == 1

@@ -109,6 +109,7 @@ __all__ = [
     "ClusteredWilsonBatch",
     "MoverInterval",
     "Quantile",
+    "check_level",
     "cluster_correlation",
     "cluster_totals",
     "clustered_wilson_batch",
@@ -121,18 +122,21 @@ __all__ = [
     "obuchowski_interval",
     "replicate_correlation",
     "wilson_bounds",
+    "z_quantile",
 ]
 
 Quantile: TypeAlias = Literal["auto", "normal", "t"]
 
 
-def _check_level(level: float) -> None:
+def check_level(level: float) -> None:
+    """Refuse a confidence level outside (0, 1)."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be strictly between 0 and 1; got {level!r}")
 
 
-def _z(level: float) -> float:
-    _check_level(level)
+def z_quantile(level: float) -> float:
+    """Return the two-sided normal quantile of a confidence level (1.96 for 0.95)."""
+    check_level(level)
     return NormalDist().inv_cdf(0.5 + level / 2.0)
 
 
@@ -213,7 +217,7 @@ def _critical(
     denominator) and z where every patient has one image (then the images are independent and
     the interval is exactly Wilson's).
     """
-    z = _z(level)
+    z = z_quantile(level)
     if quantile == "normal":
         return np.full(clusters.shape, z)
     if quantile not in ("t", "auto"):
@@ -636,7 +640,7 @@ def obuchowski_interval(
     y_true: ArrayLike, y_score: ArrayLike, clusters: ArrayLike, level: float = 0.95
 ) -> ClusteredAucInterval:
     """Return AUROC +- z * Obuchowski's clustered standard error, clipped to [0, 1]."""
-    z = _z(level)
+    z = z_quantile(level)
     result = obuchowski_auc_variance(y_true, y_score, clusters)
     if isinstance(result, str):
         return ClusteredAucInterval(None, None, None, None, result)

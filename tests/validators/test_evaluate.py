@@ -346,15 +346,7 @@ def test_policy_naming_a_missing_attribute(predictions: Predictions) -> None:
 
 
 def reordered(predictions: Predictions, order: np.ndarray[Any, Any]) -> Predictions:
-    return Predictions(
-        task=predictions.task,
-        labels=predictions.labels,
-        case_ids=predictions.case_ids[order],
-        patient_ids=predictions.patient_ids[order],
-        y_true=predictions.y_true[order],
-        y_score=predictions.y_score[order],
-        attributes={k: v[order] for k, v in predictions.attributes.items()},
-    )
+    return predictions.take(order)
 
 
 def test_baseline_is_aligned_by_case_id(predictions: Predictions) -> None:
@@ -773,16 +765,7 @@ def test_multilabel_vendor_view_withholds_a_group_with_a_rare_label() -> None:
 
 
 def _shuffled(predictions: Predictions, seed: int) -> Predictions:
-    order = np.random.default_rng(seed).permutation(predictions.n_cases)
-    return Predictions(
-        task=predictions.task,
-        labels=predictions.labels,
-        case_ids=predictions.case_ids[order],
-        patient_ids=predictions.patient_ids[order],
-        y_true=predictions.y_true[order],
-        y_score=predictions.y_score[order],
-        attributes={name: values[order] for name, values in predictions.attributes.items()},
-    )
+    return predictions.take(np.random.default_rng(seed).permutation(predictions.n_cases))
 
 
 @pytest.mark.parametrize("unit", ["case", "patient"])

@@ -52,6 +52,10 @@ class Predictions:
         order = np.argsort(self.case_ids, kind="stable")
         if np.array_equal(order, np.arange(order.shape[0])):
             return self
+        return self.take(order)
+
+    def take(self, order: NDArray[np.intp]) -> Predictions:
+        """Return the cases at `order` (row indices), every column alike."""
         return Predictions(
             task=self.task,
             labels=self.labels,
