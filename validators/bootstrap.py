@@ -45,9 +45,12 @@ from validators.calibration import (
 )
 from validators.intervals import (
     check_level,
+    cluster_index,
     cluster_totals,
     clustered_wilson_interval,
+    midranks,
     obuchowski_interval,
+    one_per_case,
     z_quantile,
 )
 from validators.metrics import (
@@ -279,26 +282,6 @@ def score_order(labels: BoolArray, scores: FloatArray) -> IntArray:
     return order
 
 
-def _one_per_case(groups: ArrayLike, n_cases: int) -> NDArray[Any]:
-    ids = np.asarray(groups)
-    if ids.ndim != 1 or ids.shape[0] != n_cases:
-        raise ValueError(
-            f"groups must hold one patient id per case ({n_cases}); got shape {ids.shape}"
-        )
-    return ids
-
-
-def cluster_index(groups: ArrayLike, n_cases: int) -> tuple[IntArray, int]:
-    """Return each case's cluster number (0..k-1, in sorted order of the ids) and k."""
-    ids = _one_per_case(groups, n_cases)
-    if ids.dtype.kind == "f" and np.isnan(ids).any():
-        raise ValueError("groups holds NaN patient ids; expected an id for every case")
-    if ids.dtype == object and any(value is None for value in ids):
-        raise ValueError("groups holds missing patient ids; expected an id for every case")
-    uniques, inverse = np.unique(ids, return_inverse=True)
-    return inverse.astype(np.intp), int(uniques.shape[0])
-
-
 # --------------------------------------------------------------------------------------------
 # Batch kernels over a weight block
 # --------------------------------------------------------------------------------------------
@@ -450,17 +433,6 @@ def wilson_interval(successes: float, n: float, level: float = 0.95) -> Interval
     return Interval(lower, upper)
 
 
-def _midranks(values: FloatArray) -> FloatArray:
-    """Return 1-based ranks with ties given the mean of their positions."""
-    order = np.argsort(values, kind="stable")
-    ordered = values[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(ordered)) + 1]
-    ends = np.r_[starts[1:], ordered.shape[0]]
-    ranks = np.empty(values.shape[0])
-    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
-    return ranks
-
-
 def _delong(labels: BoolArray, scores: FloatArray) -> tuple[FloatArray, FloatArray] | str:
     """Return the AUCs `[k]` and their DeLong covariance `[k, k]` for `scores` `[k, N]`.
 
@@ -478,9 +450,9 @@ def _delong(labels: BoolArray, scores: FloatArray) -> tuple[FloatArray, FloatArr
     v10 = np.empty((scores.shape[0], m))
     v01 = np.empty((scores.shape[0], n))
     for k in range(scores.shape[0]):
-        overall = _midranks(np.concatenate([positives[k], negatives[k]]))
-        within_pos = _midranks(positives[k])
-        within_neg = _midranks(negatives[k])
+        overall = midranks(np.concatenate([positives[k], negatives[k]]))
+        within_pos = midranks(positives[k])
+        within_neg = midranks(negatives[k])
         aucs[k] = (overall[:m].sum() - m * (m + 1) / 2.0) / (m * n)
         v10[k] = (overall[:m] - within_pos) / n
         v01[k] = 1.0 - (overall[m:] - within_neg) / m
@@ -1225,7 +1197,7 @@ def evaluate_binary(
     order = score_order(labels, raw)
     labels, raw, probabilities = labels[order], raw[order], probabilities[order]
     if groups is not None:
-        groups = _one_per_case(groups, labels.shape[0])[order]
+        groups = one_per_case(groups, labels.shape[0])[order]
     plan = BootstrapPlan.create(labels.shape[0], replicates=replicates, seed=seed, groups=groups)
     population = BinaryPopulation(labels, raw, probabilities, settings)
     point = population.evaluate_point()

@@ -96,10 +96,10 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
-from typing import Literal, NamedTuple, TypeAlias
+from typing import Any, Literal, NamedTuple, TypeAlias
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from validators.metrics import BoolArray, FloatArray, IntArray, validate_binary
 
@@ -111,15 +111,18 @@ __all__ = [
     "Quantile",
     "check_level",
     "cluster_correlation",
+    "cluster_index",
     "cluster_totals",
     "clustered_wilson_batch",
     "clustered_wilson_interval",
     "group_minus_overall",
     "group_over_overall",
+    "midranks",
     "mover_difference",
     "mover_ratio",
     "obuchowski_auc_variance",
     "obuchowski_interval",
+    "one_per_case",
     "replicate_correlation",
     "wilson_bounds",
     "z_quantile",
@@ -138,6 +141,43 @@ def z_quantile(level: float) -> float:
     """Return the two-sided normal quantile of a confidence level (1.96 for 0.95)."""
     check_level(level)
     return NormalDist().inv_cdf(0.5 + level / 2.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Patients and ranks
+# --------------------------------------------------------------------------------------------
+
+
+def one_per_case(groups: ArrayLike, n_cases: int) -> NDArray[Any]:
+    """Return the patient ids as an array, refusing any shape but one id per case."""
+    ids = np.asarray(groups)
+    if ids.ndim != 1 or ids.shape[0] != n_cases:
+        raise ValueError(
+            f"groups must hold one patient id per case ({n_cases}); got shape {ids.shape}"
+        )
+    return ids
+
+
+def cluster_index(groups: ArrayLike, n_cases: int) -> tuple[IntArray, int]:
+    """Return each case's cluster number (0..k-1, in sorted order of the ids) and k."""
+    ids = one_per_case(groups, n_cases)
+    if ids.dtype.kind == "f" and np.isnan(ids).any():
+        raise ValueError("groups holds NaN patient ids; expected an id for every case")
+    if ids.dtype == object and any(value is None for value in ids):
+        raise ValueError("groups holds missing patient ids; expected an id for every case")
+    uniques, inverse = np.unique(ids, return_inverse=True)
+    return inverse.astype(np.intp), int(uniques.shape[0])
+
+
+def midranks(values: FloatArray) -> FloatArray:
+    """Return 1-based ranks with ties given the mean of their positions."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(ordered)) + 1]
+    ends = np.r_[starts[1:], ordered.shape[0]]
+    ranks = np.empty(values.shape[0])
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return ranks
 
 
 # --------------------------------------------------------------------------------------------
@@ -363,8 +403,8 @@ def cluster_totals(
     """Return per-patient (successes, trials) from per-image indicators and patient numbers.
 
     `successes` and `in_denominator` are per image (for sensitivity: detected & positive, and
-    positive); `clusters` holds each image's patient number 0..k-1 (`cluster_index` in
-    `validators.bootstrap` makes them from ids). A success outside the denominator is an error.
+    positive); `clusters` holds each image's patient number 0..k-1 (`cluster_index` makes them
+    from ids). A success outside the denominator is an error.
     """
     hit = np.asarray(successes, dtype=bool)
     member = np.asarray(in_denominator, dtype=bool)
@@ -606,9 +646,6 @@ def obuchowski_auc_variance(
     With one image per patient this is DeLong's variance exactly. `clusters` holds a patient id
     per image. Undefined with fewer than 2 patients with a positive or with a negative image.
     """
-    # Imported here: bootstrap may one day import this module, and the ranks must be DeLong's.
-    from validators.bootstrap import _midranks, cluster_index
-
     labels, scores = validate_binary(y_true, y_score)
     index, k = cluster_index(clusters, labels.shape[0])
     positives = np.bincount(index, weights=labels.astype(np.float64), minlength=k)
@@ -622,9 +659,9 @@ def obuchowski_auc_variance(
         )
     m = int(labels.sum())
     n = int(labels.shape[0] - m)
-    overall = _midranks(scores)
-    within_positive = _midranks(scores[labels])
-    within_negative = _midranks(scores[~labels])
+    overall = midranks(scores)
+    within_positive = midranks(scores[labels])
+    within_negative = midranks(scores[~labels])
     auc = (overall[labels].sum() - m * (m + 1) / 2.0) / (m * n)
     v10 = (overall[labels] - within_positive) / n
     v01 = 1.0 - (overall[~labels] - within_negative) / m
