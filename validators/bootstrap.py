@@ -31,12 +31,14 @@ from numpy.typing import ArrayLike, NDArray
 
 from validators.blas import one_blas_thread
 from validators.calibration import (
+    ECE_METRICS,
     BinStrategy,
     CalibrationFit,
     bin_edges,
     calibration_slope_intercept,
     decision_curve,
     ece_batch,
+    ece_estimate,
     ece_features,
     logistic_recalibration_batch,
     logit,
@@ -783,8 +785,9 @@ class BinaryPopulation:
         reasons = _Reasons(rows)
         metrics["log_loss"] = reasons.finish(reasons.divide(sums[:, 1], total, NO_WEIGHT))
         bins = s.n_bins
-        metrics["ece"] = ece_batch(sums[:, 2 : 2 + bins], total)
-        metrics["ece_equal_mass"] = ece_batch(sums[:, 2 + bins : 2 + 2 * bins], total)
+        # Each ECE takes 2 * bins columns: the bins' p - y sums and their null variances.
+        metrics["ece"] = ece_batch(sums[:, 2 : 2 + 2 * bins], total)
+        metrics["ece_equal_mass"] = ece_batch(sums[:, 2 + 2 * bins : 2 + 4 * bins], total)
         metrics["net_benefit"] = net_benefit_from_counts(counts, s.threshold_probability)
         if self.recalibration_start is None:
             reason = self.recalibration.slope.reason or "undefined"
@@ -796,7 +799,7 @@ class BinaryPopulation:
                 self.labels,
                 self.recalibration_x,
                 self.recalibration_start,
-                first_step_sums=sums[:, 2 + 2 * bins :],
+                first_step_sums=sums[:, 2 + 4 * bins :],
             )
             slopes, intercepts = _separated_fits_are_infinite(
                 own, self.labels, self.recalibration_x, slopes, intercepts
@@ -900,6 +903,22 @@ class BinaryPopulation:
                 method == "bootstrap" and replicates is None
             ):
                 method = "none"
+            if name in ECE_METRICS and method == "bootstrap" and replicates is not None:
+                # Debiased, with a one-sided upper bound (`validators.calibration.ece_estimate`).
+                out[name] = ece_estimate(
+                    value,
+                    self.labels,
+                    self.probabilities,
+                    strategy=ECE_METRICS[name],
+                    n_bins=s.n_bins,
+                    level=s.level,
+                    n=n_units,
+                    n_cases=self.n_cases,
+                    method=f"debiased_least_favourable_upper_{unit}",
+                    replicates=replicates[name],
+                    clustered=clusters is not None and n_units < self.n_cases,
+                )
+                continue
             interval: Interval | None = None
             note: str | None = None
             if value.value is not None and replicates is not None and method == "bootstrap":

@@ -3,10 +3,18 @@ and the decision curve.
 
 Binning follows sklearn's `calibration_curve`: equal-width bins split [0, 1] evenly
 (`uniform`), equal-mass bins split at the sample quantiles (`quantile`), and a probability on an
-inner edge falls in the bin below it. The expected calibration error (ECE) is
-sum over bins b of (n_b / n) |mean predicted_b - observed rate_b| = sum_b |sum_{i in b} w_i
-(p_i - y_i)| / sum_i w_i, which is linear in the weights inside each bin: one matrix product
-gives it for every bootstrap replicate (bins fixed at the original sample's edges).
+inner edge falls in the bin below it.
+
+The expected calibration error (ECE) is reported debiased, with a one-sided upper bound
+(docs/statistics.md, "ECE"). Per bin b, R_b = sum_{i in b} w_i (p_i - y_i) and, under
+calibration, tau_b^2 = sum_{i in b} w_i p_i (1 - p_i) is the variance of R_b. The plug-in ECE
+sum_b |R_b| / sum_i w_i = sum_b (n_b / n) |mean predicted_b - observed rate_b| is biased upward
+(|R_b| > 0 even when E[R_b] = 0); the debiased estimate subtracts its null expectation,
+sum_b (|R_b| - sqrt(2 / pi) tau_b) / sum_i w_i, and so averages 0 on a calibrated model. Both
+parts are sums over the cases of a bin, linear in the weights: one matrix product gives them for
+every bootstrap replicate (bins fixed at the original sample's edges). The upper bound inverts
+the test of "ECE >= theta" under the least favourable spread of theta over the bins
+(`ece_upper_bound`), so it covers the true binned ECE and is never below the estimate.
 
 The calibration slope and intercept are those of the logistic recalibration model
 logit P(y = 1) = intercept + slope * logit(p), fitted by maximum likelihood with Newton's method
@@ -15,6 +23,8 @@ logit P(y = 1) = intercept + slope * logit(p), fitted by maximum likelihood with
 
 from __future__ import annotations
 
+import math
+from functools import lru_cache
 from typing import Any, Literal, NamedTuple, TypeAlias
 
 import numpy as np
@@ -32,9 +42,10 @@ from validators.metrics import (
     _Reasons,
     brier_score_loss,
 )
-from validators.results import CalibrationBin, CalibrationCurve, DecisionCurve
+from validators.results import CalibrationBin, CalibrationCurve, DecisionCurve, Estimate
 
 __all__ = [
+    "ECE_METRICS",
     "BinStrategy",
     "CalibrationFit",
     "bin_edges",
@@ -43,7 +54,10 @@ __all__ = [
     "calibration_slope_intercept",
     "decision_curve",
     "ece_batch",
+    "ece_estimate",
     "ece_features",
+    "ece_null_scales",
+    "ece_upper_bound",
     "expected_calibration_error",
     "logistic_recalibration_batch",
     "logit",
@@ -52,6 +66,11 @@ __all__ = [
 ]
 
 BinStrategy: TypeAlias = Literal["uniform", "quantile"]
+ECE_METRICS: dict[str, BinStrategy] = {"ece": "uniform", "ece_equal_mass": "quantile"}
+"""The ECE metrics and their binning: both are debiased and get a one-sided upper bound."""
+_NULL_MEAN = math.sqrt(2.0 / math.pi)
+"""E|Z| for a standard normal Z: the null expectation of |R_b| is this times tau_b."""
+_LEAST_FAVOURABLE_DRAWS = 20_000
 _EPS = float(np.finfo(np.float64).eps)
 _MAX_SLOPE = 1e6
 _NOT_CONVERGED = (
@@ -111,16 +130,32 @@ def reliability_curve(
 
 
 def ece_features(y_true: BoolArray, y_prob: FloatArray, edges: FloatArray) -> FloatArray:
-    """Return the `[N, n_bins]` matrix holding p_i - y_i in the column of case i's bin."""
-    features = np.zeros((y_prob.shape[0], edges.shape[0] - 1))
-    features[np.arange(y_prob.shape[0]), bin_index(y_prob, edges)] = y_prob - y_true
+    """Return the `[N, 2 n_bins]` per-case terms of the ECE, one bin per column.
+
+    Columns 0 to n_bins - 1 hold p_i - y_i in the column of case i's bin (their weighted sums are
+    the R_b), columns n_bins to 2 n_bins - 1 hold p_i (1 - p_i) there (the tau_b^2, the variance
+    of R_b under calibration).
+    """
+    n_bins = edges.shape[0] - 1
+    features = np.zeros((y_prob.shape[0], 2 * n_bins))
+    rows, index = np.arange(y_prob.shape[0]), bin_index(y_prob, edges)
+    features[rows, index] = y_prob - y_true
+    features[rows, n_bins + index] = y_prob * (1.0 - y_prob)
     return features
 
 
 def ece_batch(bin_sums: FloatArray, total_weight: FloatArray) -> MetricBatch:
-    """Return the ECE per row from `bin_sums` = W @ ece_features `[R, n_bins]` and sum(W)."""
+    """Return the debiased ECE per row from `bin_sums` = W @ ece_features `[R, 2 n_bins]`.
+
+    sum_b (|R_b| - sqrt(2 / pi) tau_b) / sum(W): the plug-in ECE less its expectation under
+    calibration (normal approximation of each bin's sum), so it averages 0 on a calibrated
+    model and can be negative.
+    """
+    n_bins = bin_sums.shape[1] // 2
+    gaps = np.abs(bin_sums[:, :n_bins]).sum(axis=1)
+    null = _NULL_MEAN * np.sqrt(np.maximum(bin_sums[:, n_bins:], 0.0)).sum(axis=1)
     reasons = _Reasons(total_weight.shape[0])
-    return reasons.finish(reasons.divide(np.abs(bin_sums).sum(axis=1), total_weight, NO_WEIGHT))
+    return reasons.finish(reasons.divide(gaps - null, total_weight, NO_WEIGHT))
 
 
 def expected_calibration_error(
@@ -130,15 +165,159 @@ def expected_calibration_error(
     n_bins: int = 10,
     strategy: BinStrategy = "uniform",
     sample_weight: ArrayLike | None = None,
+    debiased: bool = True,
 ) -> MetricValue:
     """Return the expected calibration error over equal-width or equal-mass bins.
 
+    Debiased by default (the plug-in less its expectation under calibration; see the module
+    docstring); `debiased=False` gives the plug-in sum_b (n_b / n) |mean p_b - observed rate_b|.
     Quantile edges come from the unweighted sample, as in sklearn's `calibration_curve`.
     """
     labels, probs, weights = _probability_inputs(y_true, y_prob, sample_weight)
     w = np.ones(labels.shape[0]) if weights is None else weights
     features = ece_features(labels, probs, bin_edges(probs, n_bins, strategy))
+    if not debiased:
+        features[:, n_bins:] = 0.0
     return ece_batch((w @ features)[np.newaxis, :], np.array([w.sum()])).value()
+
+
+@lru_cache(maxsize=8)
+def _standard_normals(bins: int) -> FloatArray:
+    """Return fixed standard normal draws `[draws, bins]` (a seeded generator: same digits)."""
+    draws: FloatArray = np.random.default_rng(20_260_115).standard_normal(
+        (_LEAST_FAVOURABLE_DRAWS, bins)
+    )
+    draws.setflags(write=False)
+    return draws
+
+
+def ece_null_scales(y_prob: FloatArray, edges: FloatArray) -> FloatArray:
+    """Return tau_b = sqrt(sum_{i in b} p_i (1 - p_i)) per bin: each R_b's SD under calibration."""
+    index = bin_index(y_prob, edges)
+    variance = np.bincount(index, weights=y_prob * (1.0 - y_prob), minlength=edges.shape[0] - 1)
+    return np.asarray(np.sqrt(variance))
+
+
+def _folded_mean(t: FloatArray) -> FloatArray:
+    """Return G(t) = E|Z + t| for a standard normal Z."""
+    from scipy.special import ndtr
+
+    return np.asarray(
+        2.0 * np.exp(-0.5 * t * t) / math.sqrt(2.0 * math.pi) + t * (2.0 * ndtr(t) - 1.0)
+    )
+
+
+def _design_effect(
+    y_true: BoolArray, y_prob: FloatArray, edges: FloatArray, replicates: FloatArray
+) -> float:
+    """Return how much wider the clustered bootstrap spreads the ECE than independent cases would.
+
+    Under independent cases a bin's resampled sum is about N(R_b, tau_b^2), so |R_b| varies by
+    tau_b^2 V(R_b / tau_b) with V(t) = 1 + t^2 - G(t)^2; the ratio of the replicates' variance to
+    that sum, at least 1, is the design effect that widens tau_b when patients are resampled.
+    """
+    defined = replicates[np.isfinite(replicates)]
+    index = bin_index(y_prob, edges)
+    bins = edges.shape[0] - 1
+    sums = np.bincount(index, weights=y_prob - y_true, minlength=bins)
+    tau = np.sqrt(np.bincount(index, weights=y_prob * (1.0 - y_prob), minlength=bins))
+    used = tau > 0
+    if defined.shape[0] < 2 or not used.any():
+        return 1.0
+    t = sums[used] / tau[used]
+    independent = float(np.sum(tau[used] ** 2 * (1.0 + t * t - _folded_mean(t) ** 2)))
+    observed = float(np.var(defined, ddof=1)) * float(y_prob.shape[0]) ** 2
+    return max(1.0, observed / independent) if independent > 0 else 1.0
+
+
+def ece_upper_bound(
+    estimate: float, scales: FloatArray, total_weight: float, level: float
+) -> float:
+    """Return the one-sided upper confidence bound of the ECE at `level` (never below `estimate`).
+
+    Each bin's sum is modelled as R_b ~ N(nu_b, tau_b^2), tau_b from `scales`, and the true ECE is
+    theta = sum_b |nu_b| / total_weight. The debiased estimate A = sum_b (|R_b| - c tau_b) /
+    total_weight (c = sqrt(2 / pi)) has mean sum_b tau_b (G(nu_b / tau_b) - c) / total_weight,
+    G(t) = E|Z + t| convex, so among configurations with ECE theta the mean is smallest, and A
+    least likely to exceed an observed value, when every bin has the same nu_b / tau_b (Jensen):
+    the least favourable configuration. The bound is the largest theta whose least favourable
+    configuration puts A at or below the observed estimate with probability at least
+    1 - level: the (1 - level) quantile of A there comes from fixed normal draws (a seeded
+    generator, so the same data give the same digits), and theta is found by Brent's method.
+
+    Never below the estimate, by construction: in every draw, |t + Z_b| <= t + |Z_b|, so the
+    quantile at theta is at most theta plus the null quantile of sum_b tau_b (|Z_b| - c), which is
+    negative; theta = max(estimate, 0) therefore always passes the test. Levels below 0.5 are
+    taken as 0.5 (a bound below the median is no bound).
+    """
+    tau = np.asarray(scales, dtype=np.float64)
+    tau = tau[tau > 0]
+    if tau.size == 0:
+        # Every prediction is 0 or 1: under calibration each R_b is exactly 0, nothing to model.
+        return max(estimate, 0.0)
+    from scipy.optimize import brentq
+
+    alpha = 1.0 - max(level, 0.5)
+    draws = _standard_normals(tau.shape[0])
+    spread = float(tau.sum())
+
+    def quantile(theta: float) -> float:
+        t = theta * total_weight / spread
+        values = (np.abs(draws + t) - _NULL_MEAN) @ tau
+        return float(np.quantile(values, alpha)) / total_weight
+
+    if quantile(0.0) > estimate:
+        return 0.0
+    low = max(estimate, 0.0)
+    high = max(2.0 * low, spread / total_weight, 1e-12)
+    while quantile(high) <= estimate:
+        low, high = high, 2.0 * high
+    if quantile(low) == estimate:
+        return low
+    # quantile(low) < estimate < quantile(high): Brent's method finds where they meet.
+    root: float = brentq(lambda theta: quantile(theta) - estimate, low, high, xtol=1e-10)
+    return root
+
+
+def ece_estimate(
+    value: MetricValue,
+    y_true: BoolArray,
+    y_prob: FloatArray,
+    *,
+    strategy: BinStrategy,
+    n_bins: int,
+    level: float,
+    n: int,
+    n_cases: int,
+    method: str,
+    replicates: FloatArray | None = None,
+    clustered: bool = False,
+) -> Estimate:
+    """Return the debiased ECE `value` of the cases (`y_true`, `y_prob`), one-sided upper bound.
+
+    `method` names the bound in the result; the bins are those of the metric (equal-width, or
+    equal-mass at these cases' quantiles). When patients contribute several images
+    (`clustered`), the bootstrap `replicates` of the ECE (patients resampled) give the design
+    effect that widens each bin's spread (`_design_effect`); independent cases need none.
+    """
+    if value.value is None:
+        return Estimate.undefined(
+            value.reason or "undefined", n=n, n_cases=n_cases, level=level, method=method
+        )
+    edges = bin_edges(y_prob, n_bins, strategy)
+    scales = ece_null_scales(y_prob, edges)
+    if clustered and replicates is not None:
+        scales = scales * math.sqrt(_design_effect(y_true, y_prob, edges, replicates))
+    upper = ece_upper_bound(value.value, scales, float(y_prob.shape[0]), level)
+    return Estimate.ok(
+        value.value,
+        upper=upper,
+        sides="upper",
+        level=level,
+        n=n,
+        n_cases=n_cases,
+        method=method,
+    )
 
 
 class CalibrationFit(NamedTuple):

@@ -305,6 +305,28 @@ class _Bounds(_Strict):
         return self
 
 
+_UPPER_BOUND_ONLY = frozenset({"ece", "ece_equal_mass"})
+"""Metrics reported debiased with a one-sided upper bound: they have no lower bound to read."""
+
+
+def _refuse_lower_side(ident: str, on: str, what: str) -> None:
+    """Refuse a criterion that reads the lower bound or the two-sided interval of `what`."""
+    if on not in ("lower", "interval"):
+        return
+    side = "the lower bound" if on == "lower" else "a two-sided interval"
+    _raise_problems(
+        [
+            (
+                ("on",),
+                f"criterion {ident!r} judges {what} on {side}, but {what} is reported debiased "
+                "with a one-sided upper bound only (its plug-in value is biased upward, see "
+                "docs/statistics.md); judge it on the estimate or the upper bound "
+                "(on: estimate or on: upper)",
+            )
+        ]
+    )
+
+
 class MetricCriterion(_CriterionBase):
     """A metric of the whole population, on its estimate or a bound of its interval."""
 
@@ -317,6 +339,12 @@ class MetricCriterion(_CriterionBase):
     on: Side = Field(default="estimate", description="estimate, lower or upper bound of the CI.")
     op: Literal[">=", "<="]
     value: float
+
+    @model_validator(mode="after")
+    def _ece_has_no_lower_bound(self) -> Self:
+        if self.metric in _UPPER_BOUND_ONLY:
+            _refuse_lower_side(self.id, self.on, self.metric)
+        return self
 
 
 class SubgroupMetricCriterion(_CriterionBase):
@@ -339,6 +367,12 @@ class SubgroupMetricCriterion(_CriterionBase):
         description="A group below the minimum size (or where the metric is undefined) makes "
         "the criterion lack data (insufficient_data, fail-closed) or is left out (ignore).",
     )
+
+    @model_validator(mode="after")
+    def _ece_has_no_lower_bound(self) -> Self:
+        if self.metric in _UPPER_BOUND_ONLY:
+            _refuse_lower_side(self.id, self.on, self.metric)
+        return self
 
 
 class DisparityCriterion(_Bounds, _CriterionBase):
@@ -370,8 +404,17 @@ class FairnessGapCriterion(_CriterionBase):
     name: FairnessGapName
     label: str | None = Field(default=None, description="Multilabel only: a label name.")
     attributes: list[TableSelector] = Field(default_factory=list)
-    on: Side = "estimate"
+    on: Side = Field(
+        default="estimate",
+        description="estimate or upper (a gap is reported debiased with a one-sided upper "
+        "bound; its lower side is refused).",
+    )
     max: float = Field(ge=0.0)
+
+    @model_validator(mode="after")
+    def _gap_has_no_lower_bound(self) -> Self:
+        _refuse_lower_side(self.id, self.on, "a fairness gap")
+        return self
 
 
 class CalibrationCriterion(_Bounds, _CriterionBase):
@@ -380,7 +423,17 @@ class CalibrationCriterion(_Bounds, _CriterionBase):
     kind: Literal["calibration"]
     metric: CalibrationMetricName
     label: str | None = None
-    on: RangeSide = "estimate"
+    on: RangeSide = Field(
+        default="estimate",
+        description="estimate, lower, upper or interval; ECE (one-sided upper bound) takes "
+        "estimate or upper only.",
+    )
+
+    @model_validator(mode="after")
+    def _ece_has_no_lower_bound(self) -> Self:
+        if self.metric in _UPPER_BOUND_ONLY:
+            _refuse_lower_side(self.id, self.on, self.metric)
+        return self
 
 
 class SpeedCriterion(_Bounds, _CriterionBase):

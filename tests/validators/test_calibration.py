@@ -36,12 +36,45 @@ def test_reliability_curve_equals_sklearn_calibration_curve(strategy: str, seed:
 
 
 @pytest.mark.parametrize("strategy", ["uniform", "quantile"])
-def test_ece_is_the_count_weighted_gap_of_the_reliability_curve(strategy: str) -> None:
+def test_ece_is_the_count_weighted_gap_of_the_reliability_curve_less_its_null_mean(
+    strategy: str,
+) -> None:
     labels, probabilities = make_data(seed=3, n=400, slope=0.6)
     curve = c.reliability_curve(labels, probabilities, strategy=strategy)  # type: ignore[arg-type]
-    expected = sum(b.count * abs(b.mean_predicted - b.observed_rate) for b in curve.bins) / 400
+    plug_in = sum(b.count * abs(b.mean_predicted - b.observed_rate) for b in curve.bins) / 400
+    raw = c.expected_calibration_error(
+        labels,
+        probabilities,
+        strategy=strategy,  # type: ignore[arg-type]
+        debiased=False,
+    )
+    assert raw.value == pytest.approx(plug_in, abs=1e-12)
+    # Debiased: less sqrt(2 / pi) tau_b per bin, tau_b^2 = sum of p (1 - p) over the bin.
+    edges = c.bin_edges(probabilities, 10, strategy)  # type: ignore[arg-type]
+    index = c.bin_index(probabilities, edges)
+    null = sum(
+        np.sqrt(np.sum(probabilities[index == b] * (1 - probabilities[index == b])))
+        for b in range(10)
+    ) * np.sqrt(2 / np.pi)
     ece = c.expected_calibration_error(labels, probabilities, strategy=strategy)  # type: ignore[arg-type]
-    assert ece.value == pytest.approx(expected, abs=1e-12)
+    assert ece.value == pytest.approx(plug_in - null / 400, abs=1e-12)
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "quantile"])
+def test_debiased_ece_averages_zero_on_a_calibrated_model(strategy: str) -> None:
+    # 400 calibrated datasets of 500 cases: the plug-in averages about 0.03, the debiased ECE 0
+    # (its standard error over the datasets is about 0.0005; 4 of them are allowed).
+    rng = np.random.default_rng(7)
+    values, plug_ins = [], []
+    for _ in range(400):
+        p = rng.beta(2.0, 5.0, 500)
+        y = rng.random(500) < p
+        values.append(c.expected_calibration_error(y, p, strategy=strategy).value)  # type: ignore[arg-type]
+        plug_ins.append(c.expected_calibration_error(y, p, strategy=strategy, debiased=False).value)  # type: ignore[arg-type]
+    mean, se = float(np.mean(values)), float(np.std(values) / np.sqrt(400))
+    assert abs(mean) < 4 * se
+    assert float(np.mean(plug_ins)) > 0.02
+    assert min(v for v in values if v is not None) < 0  # an unbiased estimate of 0 goes below it
 
 
 def test_weighted_ece_equals_ece_on_repeated_rows() -> None:
@@ -51,6 +84,67 @@ def test_weighted_ece_equals_ece_on_repeated_rows() -> None:
     weighted = c.expected_calibration_error(labels, probabilities, sample_weight=weights)
     plain = c.expected_calibration_error(labels[index], probabilities[index])
     assert weighted.value == pytest.approx(plain.value, abs=1e-12)
+
+
+def test_ece_upper_bound_is_never_below_the_estimate_and_is_deterministic() -> None:
+    rng = np.random.default_rng(8)
+    for k in range(40):
+        p = rng.beta(2.0, 5.0, 300)
+        shift = [0.0, -0.3, 0.5][k % 3]
+        y = rng.random(300) < 1 / (1 + np.exp(-(c.logit(p) + shift)))
+        value = c.expected_calibration_error(y, p).value
+        assert value is not None
+        scales = c.ece_null_scales(p, c.bin_edges(p, 10, "uniform"))
+        upper = c.ece_upper_bound(value, scales, 300.0, 0.95)
+        assert upper >= value and upper >= 0.0
+        assert c.ece_upper_bound(value, scales, 300.0, 0.95) == upper
+    # A negative estimate (fewer misses than chance allows) may get the bound 0, never below.
+    assert c.ece_upper_bound(-0.5, np.array([1.0, 2.0]), 100.0, 0.95) == 0.0
+    # Every prediction 0 or 1: nothing is random under calibration, the bound is the estimate.
+    assert c.ece_upper_bound(0.1, np.zeros(3), 10.0, 0.95) == 0.1
+
+
+def test_ece_upper_bound_covers_the_least_favourable_configuration() -> None:
+    # Every bin off by the same number of standard errors (the configuration the bound guards
+    # against): R_b ~ N(t tau_b, tau_b^2), true ECE sum t tau_b / n. 95% bounds cover in about
+    # 95% of 300 draws (SE 1.3 points); a bound built without the bias allowance (estimate +
+    # 1.645 SD) covers far less, and so does the old plug-in's percentile spread around A.
+    rng = np.random.default_rng(9)
+    tau = np.array([2.0, 4.0, 5.0, 5.0, 4.0, 3.0, 2.0, 1.0])
+    n = 1000.0
+    for t in (0.5, 1.0, 2.0):
+        truth = t * tau.sum() / n
+        sums = rng.normal(t * tau, tau, size=(300, tau.shape[0]))
+        estimates = (np.abs(sums) - np.sqrt(2 / np.pi) * tau).sum(axis=1) / n
+        covered = np.mean([c.ece_upper_bound(a, tau, n, 0.95) >= truth for a in estimates])
+        assert 0.92 <= covered <= 0.99, (t, covered)
+
+
+def test_binary_metrics_report_ece_debiased_with_a_one_sided_upper_bound() -> None:
+    labels, probabilities = make_data(seed=10, n=600)
+    result = m.binary_metrics(labels, probabilities, replicates=100)
+    for name, strategy in (("ece", "uniform"), ("ece_equal_mass", "quantile")):
+        estimate = getattr(result, name)
+        assert estimate.sides == "upper" and estimate.lower is None
+        assert estimate.method == "debiased_least_favourable_upper_case"
+        assert estimate.upper is not None and estimate.estimate is not None
+        assert estimate.estimate <= estimate.upper
+        expected = c.expected_calibration_error(labels, probabilities, strategy=strategy)  # type: ignore[arg-type]
+        assert estimate.estimate == pytest.approx(expected.value, abs=1e-12)
+
+
+def test_patient_clustering_widens_the_ece_bound() -> None:
+    # Each patient's case appears 3 times: the patient bootstrap sees a design effect near 3,
+    # so its bound is wider than the bound of cases taken as independent.
+    labels, probabilities = make_data(seed=11, n=300)
+    labels, probabilities = np.repeat(labels, 3), np.repeat(probabilities, 3)
+    patients = np.repeat(np.arange(300), 3)
+    independent = m.binary_metrics(labels, probabilities, replicates=200).ece
+    clustered = m.binary_metrics(labels, probabilities, replicates=200, groups=patients).ece
+    assert clustered.method == "debiased_least_favourable_upper_patient"
+    assert clustered.estimate == independent.estimate
+    assert clustered.upper is not None and independent.upper is not None
+    assert clustered.upper > independent.upper + 0.01
 
 
 def test_ece_is_small_for_a_calibrated_model_and_large_for_a_miscalibrated_one() -> None:

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from sklearn import metrics as sk
 
 from validators import intervals as iv
-from validators.bootstrap import EvaluationSettings
+from validators.bootstrap import BootstrapPlan, EvaluationSettings, score_order
 from validators.fairness import (
     MISSING,
     OVERALL,
@@ -43,6 +43,8 @@ FloatArray = NDArray[np.float64]
 ObjectArray = NDArray[np.object_]
 THRESHOLD = 0.5
 SETTINGS = EvaluationSettings.create(threshold=THRESHOLD)
+POINTS = EvaluationSettings.create(threshold=THRESHOLD, ci="none")
+"""Point estimates only: the fairness gaps are then the plug-in max - min, as fairlearn's."""
 
 
 def make_cases(
@@ -224,7 +226,8 @@ def test_group_counts_and_labels() -> None:
 def test_fairness_gaps_equal_fairlearn_when_every_group_is_large() -> None:
     labels, scores, attributes = make_cases(n=4000, seed=3)
     spec = SubgroupSpec(attributes=("sex", "site"), intersections=(("sex", "site"),))
-    _, _, gaps = run(labels, scores, attributes, spec=spec, replicates=20)
+    # Without the bootstrap a gap is the plug-in max - min (with it, the debiased estimate).
+    _, _, gaps = run(labels, scores, attributes, spec=spec, settings=POINTS)
     predicted = scores >= THRESHOLD
     for columns in (("sex",), ("site",), ("sex", "site")):
         features = pd.DataFrame({c: attributes[c] for c in columns})
@@ -242,6 +245,7 @@ def test_fairness_gaps_equal_fairlearn_when_every_group_is_large() -> None:
         for name, reference in expected.items():
             ours = gap_of(gaps, name, *columns)
             assert value(ours.value) == pytest.approx(reference, abs=1e-12), (name, columns)
+            assert ours.value.method == "none" and not ours.value.has_interval
 
 
 def test_fairness_gaps_leave_out_small_and_missing_groups() -> None:
@@ -249,7 +253,7 @@ def test_fairness_gaps_leave_out_small_and_missing_groups() -> None:
     site = attributes["site"].copy()
     site[:8] = "D"  # a site with 8 cases: shown, flagged, left out of the gaps
     attributes["site"] = site
-    tables, _, gaps = run(labels, scores, attributes, replicates=50)
+    tables, _, gaps = run(labels, scores, attributes, settings=POINTS)
     d = group_of(table_of(tables, "site"), "site=D")
     assert d.n_cases == 8 and d.insufficient_n and d.status == "ok"
     assert d.metrics is not None  # the committee view keeps the numbers
@@ -284,10 +288,10 @@ def test_bootstrap_intervals_agree_with_fairlearn_within_monte_carlo_error() -> 
         y_pred=scores,
         sensitive_features=pd.Series(attributes["sex"], name="sex"),
         n_boot=100,
-        ci_quantiles=[0.025, 0.975],
+        ci_quantiles=[0.025, 0.5, 0.95, 0.975],
         random_state=0,
     )
-    lower, upper = frame.by_group_ci
+    lower, _, _, upper = frame.by_group_ci
 
     # Monte Carlo error of a 2.5% or 97.5% bootstrap quantile from B replicates, for a normal
     # sampling distribution of sd sigma: sigma * sqrt(q (1 - q) / B) / phi(z_q) = 0.267 sigma at
@@ -304,17 +308,25 @@ def test_bootstrap_intervals_agree_with_fairlearn_within_monte_carlo_error() -> 
             allowed = tolerance(ours.lower, ours.upper)
             assert ours.lower == pytest.approx(lower.loc[level, name], abs=allowed)
             assert ours.upper == pytest.approx(upper.loc[level, name], abs=allowed)
-    # Fairlearn's between-groups differences are taken per replicate, as ours: paired.
-    differences = frame.difference_ci(method="between_groups")
+    # Fairlearn's between-groups differences are taken per replicate, as ours: paired. A gap
+    # is reported debiased, 2 gap - median, with the upper bound max(estimate, gap) + (q95 -
+    # median) of the replicates: built from fairlearn's replicate quantiles, they agree within
+    # Monte Carlo error. Quantile errors at B = 100 (fairlearn): 0.125 sigma (median), 0.215
+    # sigma (95%); the estimate's difference has sd about 0.26 sigma, the bound's about 0.34
+    # sigma (sigma = our bound's distance from the estimate / 1.645); 4 sd are allowed.
+    plug_in = frame.difference(method="between_groups")
+    _, median, top, _ = frame.difference_ci(method="between_groups")
     for gap_name, metric in (
         ("equal_opportunity_difference", "sensitivity"),
         ("demographic_parity_difference", "selection_rate"),
     ):
         ours = gap_of(gaps, gap_name, "sex").value
-        assert ours.lower is not None and ours.upper is not None
-        allowed = tolerance(ours.lower, ours.upper)
-        assert ours.lower == pytest.approx(differences[0][metric], abs=allowed)
-        assert ours.upper == pytest.approx(differences[1][metric], abs=allowed)
+        assert ours.sides == "upper" and ours.lower is None and ours.upper is not None
+        sigma = (ours.upper - value(ours)) / 1.645
+        theirs = 2 * plug_in[metric] - median[metric]
+        assert value(ours) == pytest.approx(theirs, abs=4 * 0.26 * sigma)
+        bound = max(theirs, plug_in[metric]) + top[metric] - median[metric]
+        assert ours.upper == pytest.approx(bound, abs=4 * 0.34 * sigma)
 
 
 def test_a_group_of_every_case_has_the_overall_intervals_of_binary_metrics() -> None:
@@ -507,15 +519,75 @@ def test_ratio_intervals_hold_their_estimate_and_equalized_odds_bounds_equal_opp
     for v in ratios:
         assert v.lower is not None and v.upper is not None and v.estimate is not None
         assert v.lower <= v.estimate <= v.upper
-    by_name = {g.name: g.value for g in gaps}
-    odds, opportunity = (
-        by_name["equalized_odds_difference"],
-        by_name["equal_opportunity_difference"],
+    # Gaps are debiased with a one-sided upper bound: no lower bound, the estimate below the
+    # bound. (The debiased estimates are not ordered like the plug-in gaps: each subtracts its
+    # own bootstrap bias.)
+    for gap in gaps:
+        v = gap.value
+        assert v.sides == "upper" and v.lower is None and not v.lower_unbounded, gap
+        assert v.upper is not None and value(v) <= v.upper, gap
+
+
+def _replicate_tprs(
+    labels: BoolArray, scores: FloatArray, groups: ObjectArray, *, replicates: int, seed: int
+) -> dict[str, FloatArray]:
+    """Return each group's true-positive rate per case-bootstrap replicate, computed directly.
+
+    The engine sorts cases with `score_order` and draws `BootstrapPlan` weights over them.
+    """
+    order = score_order(labels, scores)
+    weights = BootstrapPlan.create(labels.shape[0], replicates=replicates, seed=seed).weights(
+        0, replicates
     )
-    # Replicate by replicate, max(TPR gap, FPR gap) >= TPR gap: so are the percentiles.
-    assert odds.lower is not None and opportunity.lower is not None
-    assert odds.upper is not None and opportunity.upper is not None
-    assert odds.lower >= opportunity.lower and odds.upper >= opportunity.upper
+    y, called, g = labels[order], scores[order] >= THRESHOLD, groups[order]
+    out = {}
+    for level in sorted(set(g)):
+        member = g == level
+        hits = weights[:, member & y & called].sum(axis=1)
+        out[str(level)] = hits / weights[:, member & y].sum(axis=1)
+    return out
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_fairness_gap_is_debiased_with_a_one_sided_upper_bound(seed: int) -> None:
+    labels, scores, attributes = make_cases(n=1500, seed=seed)
+    spec = SubgroupSpec(attributes=("site",), metrics=("sensitivity",), disparity_metrics=())
+    _, _, gaps = run(labels, scores, attributes, spec=spec, replicates=300, seed=seed)
+    gap = gap_of(gaps, "equal_opportunity_difference", "site").value
+    site = attributes["site"]
+    point = [
+        float(np.mean(scores[(site == level) & labels] >= THRESHOLD)) for level in ("A", "B", "C")
+    ]
+    plug_in = max(point) - min(point)
+    rates = np.stack(
+        list(_replicate_tprs(labels, scores, site, replicates=300, seed=seed).values())
+    )
+    spread = rates.max(axis=0) - rates.min(axis=0)
+    median, top = np.quantile(spread, [0.5, 0.95])
+    assert gap.sides == "upper" and gap.lower is None and not gap.lower_unbounded
+    assert gap.method == "debiased_bootstrap_upper_case"
+    assert value(gap) == pytest.approx(2 * plug_in - median, abs=1e-12)
+    expected_upper = max(2 * plug_in - median, plug_in) + (top - median)
+    assert gap.upper == pytest.approx(expected_upper, abs=1e-12)
+
+
+def test_a_fairness_gap_estimate_is_never_above_its_upper_bound() -> None:
+    # Groups unrelated to the outcome: true gaps of 0, where the plug-in's bias is largest and
+    # the debiased estimate can be negative. Still never above its bound.
+    seen_negative = False
+    for seed in range(6):
+        labels, scores, attributes = make_cases(n=600, seed=30 + seed)
+        attributes = {
+            "noise": np.random.default_rng(seed).choice(np.array(list("PQRS"), dtype=object), 600)
+        }
+        spec = SubgroupSpec(attributes=("noise",), metrics=("sensitivity",), disparity_metrics=())
+        _, _, gaps = run(labels, scores, attributes, spec=spec, replicates=200, seed=seed)
+        for gap in gaps:
+            v = gap.value
+            assert v.status == "ok" and v.upper is not None and v.sides == "upper"
+            assert value(v) <= v.upper
+            seen_negative |= value(v) < 0
+    assert seen_negative
 
 
 def test_count_only_metrics_give_the_same_intervals_as_with_a_ranking_metric() -> None:

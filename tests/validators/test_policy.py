@@ -508,11 +508,89 @@ def test_calibration_range() -> None:
     assert judge(criterion, high).limit == 1.2
 
 
+def upper_only(value: float, upper: float, *, method: str = "debiased_upper") -> Estimate:
+    """A debiased estimate with a one-sided upper bound, as ECE and fairness gaps are reported."""
+    return Estimate.ok(value, upper=upper, sides="upper", level=LEVEL, n=200, method=method)
+
+
 def test_calibration_ece_at_most() -> None:
-    evaluation = result(overall=binary(ece=est(0.04, 0.03, 0.06)))
+    evaluation = result(overall=binary(ece=upper_only(0.04, 0.06)))
     criterion = {"kind": "calibration", "metric": "ece", "max": 0.05}
     assert judge(criterion, evaluation).outcome == "pass"
-    assert judge({**criterion, "on": "upper"}, evaluation).outcome == "fail"
+    upper = judge({**criterion, "on": "upper"}, evaluation)
+    assert (upper.outcome, upper.observed, upper.limit) == ("fail", 0.06, 0.05)
+    assert judge({**criterion, "on": "upper", "max": 0.07}, evaluation).outcome == "pass"
+
+
+@pytest.mark.parametrize("metric", ["ece", "ece_equal_mass"])
+@pytest.mark.parametrize("on", ["lower", "interval"])
+def test_a_calibration_criterion_on_the_lower_side_of_an_ece_is_refused(
+    metric: str, on: str
+) -> None:
+    found = problems(
+        {
+            **MINIMAL,
+            "criteria": [
+                crit("calibration", "fine", metric=metric, on="upper", max=0.05),
+                crit("calibration", "ece-demonstrated", metric=metric, on=on, max=0.05),
+            ],
+        }
+    )
+    assert set(found) == {"criteria.1.on"}
+    message = found["criteria.1.on"]
+    assert "'ece-demonstrated'" in message and metric in message
+    assert "one-sided upper bound" in message
+    assert "on: estimate or on: upper" in message
+
+
+def test_ece_and_gaps_on_their_estimate_or_upper_bound_and_other_calibration_bounds_load() -> None:
+    policy_of = parse_policy(
+        {
+            **MINIMAL,
+            "criteria": [
+                crit("calibration", "a", metric="ece", max=0.05),
+                crit("calibration", "b", metric="ece_equal_mass", on="upper", max=0.05),
+                crit("calibration", "c", metric="calibration_slope", on="interval", min=0.8),
+                crit("calibration", "d", metric="brier", on="lower", min=0.0),
+                crit("metric", "e", metric="ece", on="upper", op="<=", value=0.05),
+                crit("fairness_gap", "f", name="equal_opportunity_difference", max=0.1),
+                crit("fairness_gap", "g", name="equalized_odds_difference", on="upper", max=0.1),
+            ],
+        }
+    )
+    assert [c.id for c in policy_of.criteria] == list("abcdefg")
+
+
+def test_a_fairness_gap_or_an_ece_judged_on_a_lower_bound_is_refused_naming_it() -> None:
+    found = problems(
+        {
+            **MINIMAL,
+            "criteria": [
+                crit(
+                    "fairness_gap",
+                    "gap-low",
+                    name="equal_opportunity_difference",
+                    on="lower",
+                    max=0.1,
+                ),
+                crit("metric", "ece-low", metric="ece", on="lower", op="<=", value=0.05),
+                crit(
+                    "subgroup_metric",
+                    "ece-groups",
+                    metric="ece_equal_mass",
+                    on="lower",
+                    op="<=",
+                    value=0.05,
+                ),
+            ],
+        }
+    )
+    assert set(found) == {"criteria.0.on", "criteria.1.on", "criteria.2.on"}
+    assert "'gap-low'" in found["criteria.0.on"] and "fairness gap" in found["criteria.0.on"]
+    assert "'ece-low'" in found["criteria.1.on"]
+    assert "'ece-groups'" in found["criteria.2.on"]
+    for message in found.values():
+        assert "the lower bound" in message and "on: estimate or on: upper" in message
 
 
 def test_speed_lacks_data_until_results_carry_a_benchmark() -> None:
@@ -766,6 +844,12 @@ def test_fairness_gap() -> None:
     assert judge(EOD, result(fairness=[gap(0.05, 0.01, 0.12)])).outcome == "pass"
     upper = judge({**EOD, "on": "upper"}, result(fairness=[gap(0.05, 0.01, 0.12)]))
     assert (upper.outcome, upper.observed, upper.limit) == ("fail", 0.12, 0.1)
+    # As reported: debiased, with a one-sided upper bound.
+    one_sided = FairnessGap(
+        attributes=["sex"], name="equal_opportunity_difference", value=upper_only(0.04, 0.09)
+    )
+    judged = judge({**EOD, "on": "upper"}, result(fairness=[one_sided]))
+    assert (judged.outcome, judged.observed, judged.limit) == ("pass", 0.09, 0.1)
     assert judge(EOD, result(fairness=[gap(0.15)])).outcome == "fail"
     lacking = judge(EOD, result(fairness=[gap(None)]))
     assert lacking.outcome == "insufficient_data"
