@@ -143,13 +143,20 @@ _METHOD_TEXTS = {
 }
 
 
+_METHOD_PREFIXES = {
+    "bootstrap_percentile_": "bootstrap by ",
+    "debiased_least_favourable_upper_": "debiased, least-favourable bound by ",
+    "debiased_bootstrap_upper_": "debiased, bootstrap bound by ",
+}
+
+
 def _method_text(estimate: Estimate) -> str:
     """Return how an interval was computed, in words ("bootstrap by patient", "Wilson")."""
     method = estimate.method
-    if estimate.sides == "upper":
-        method = method.removesuffix("_upper")
-    text = _METHOD_TEXTS.get(method, method.replace("bootstrap_percentile_", "bootstrap by "))
-    return f"{text}, upper bound" if estimate.sides == "upper" else text
+    for prefix, words in _METHOD_PREFIXES.items():
+        if method.startswith(prefix):
+            return words + method.removeprefix(prefix)
+    return _METHOD_TEXTS.get(method, method)
 
 
 def _header(result: EvaluationResult) -> Text:

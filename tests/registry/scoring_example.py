@@ -1,10 +1,11 @@
-"""Rewrite the scorecard and the complete `assay score --json` example in docs/scoring.md.
+"""Rewrite the examples the docs show from the code: docs/scoring.md and docs/statistics.md.
 
 `test_the_complete_example_in_the_docs_is_what_the_code_prints` holds the docs to the code; when
 the statistics change on purpose, run `.venv/bin/python -m tests.registry.scoring_example` and
 review the diff of docs/scoring.md. The example's CSV and policy blocks are its input; the
 scorecard block (as printed 200 columns wide) and the JSON block (in the docs' layout: a flat
-object or a list of scalars on one line) are rewritten.
+object or a list of scalars on one line) are rewritten. In docs/statistics.md the "A complete
+result" JSON is rewritten by running the Python block above it.
 """
 
 from __future__ import annotations
@@ -77,5 +78,20 @@ def main() -> None:
     print(f"rewrote the scorecard and the JSON example in {DOCS.relative_to(ROOT)}")
 
 
+def statistics_example() -> None:
+    """Rewrite the JSON of "A complete result" in docs/statistics.md by running its code."""
+    path = ROOT / "docs" / "statistics.md"
+    text = path.read_text(encoding="utf-8")
+    section = text[text.index("## A complete result") :]
+    code = _block(section, "python", lambda b: "EvaluationResult(" in b)
+    old = _block(section, "json", lambda b: True)
+    namespace: dict[str, Any] = {}
+    exec(compile(code.replace("print(", "_ = ("), "docs/statistics.md", "exec"), namespace)
+    new = layout(json.loads(namespace["result"].model_dump_json())) + "\n"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    print("rewrote the complete result in docs/statistics.md")
+
+
 if __name__ == "__main__":
     main()
+    statistics_example()
