@@ -21,6 +21,7 @@ piece for subgroups: build one per group mask, feed all of them the same weight 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -133,8 +134,10 @@ LEAN_METRICS = frozenset(COUNT_METRICS) | RANKING_METRICS | {"net_benefit"}
 
 DRAW_GROUP = 64
 """Replicates drawn by one generator: replicate r comes from group r // 64, row r % 64."""
-DRAW_GROUP_ELEMENTS = 1 << 20
-"""At most this many draws per generator call: large samples use smaller groups (memory)."""
+DRAW_GROUP_ELEMENTS = 1 << 16
+"""At most this many draws per generator call: from 65,536 units on, one replicate a group (a
+long draw holds the GIL and would stall the kernels running beside the drawing thread; the
+per-replicate set-up it saves is negligible at that size)."""
 
 BLOCK_ELEMENTS = 1 << 24
 """Weights per block by default (R_block x N): 16 MiB of int8, a few times that in work arrays."""
@@ -715,18 +718,6 @@ class BinaryPopulation:
         # "Positive when score >= threshold", on the scale the scores were given in.
         self.called = self.scores >= settings.threshold
         self.ranked = RankedCases.build(labels, scores, mask=mask)
-        # An empty population (an empty intersection of attributes) has every metric undefined.
-        strategies: tuple[BinStrategy, BinStrategy] = (
-            ("uniform", "quantile") if self.n_cases else ("uniform", "uniform")
-        )
-        edges = [bin_edges(self.probabilities, settings.n_bins, s) for s in strategies]
-        self.loss_features = np.column_stack(
-            [
-                squared_errors(self.labels, self.probabilities),
-                log_losses(self.labels, self.probabilities),
-                *(ece_features(self.labels, self.probabilities, e) for e in edges),
-            ]
-        )
         self.recalibration_x = (
             np.clip(self.scores, -_LOGIT_LIMIT, _LOGIT_LIMIT)
             if settings.scores == "logit"
@@ -741,20 +732,45 @@ class BinaryPopulation:
         self.recalibration_start: tuple[float, float] | None = None
         if fit.slope.value is not None and fit.intercept.value is not None:
             self.recalibration_start = (fit.intercept.value, fit.slope.value)
-            self.loss_features = np.column_stack(
-                [
-                    self.loss_features,
-                    recalibration_features(
-                        self.labels, self.recalibration_x, self.recalibration_start
-                    ),
-                ]
+
+    @functools.cached_property
+    def loss_features(self) -> FloatArray:
+        """Return the `[n_cases, k]` per-case terms of the losses, ECEs and first Newton step.
+
+        Kept once built: only populations whose replicates need every metric use it again
+        after their point estimates (a population with lean replicates builds it transiently,
+        in `evaluate_point`, so a hundred subgroups do not hold a hundred of these matrices).
+        """
+        return self._loss_features()
+
+    def _loss_features(self) -> FloatArray:
+        # An empty population (an empty intersection of attributes) has every metric undefined.
+        strategies: tuple[BinStrategy, BinStrategy] = (
+            ("uniform", "quantile") if self.n_cases else ("uniform", "uniform")
+        )
+        edges = [bin_edges(self.probabilities, self.settings.n_bins, s) for s in strategies]
+        columns = [
+            squared_errors(self.labels, self.probabilities),
+            log_losses(self.labels, self.probabilities),
+            *(ece_features(self.labels, self.probabilities, e) for e in edges),
+        ]
+        if self.recalibration_start is not None:
+            columns.append(
+                recalibration_features(self.labels, self.recalibration_x, self.recalibration_start)
             )
+        features: FloatArray = np.column_stack(columns)
+        return features
 
     def _columns(self, weights: NDArray[Any]) -> NDArray[Any]:
         return weights if self.whole else np.take(weights, self.index, axis=1)
 
-    def evaluate(self, weights: NDArray[Any]) -> PopulationBatch:
-        """Return every metric for each row of `weights` (`[R, N]`, N = all cases)."""
+    def evaluate(
+        self, weights: NDArray[Any], *, features: FloatArray | None = None
+    ) -> PopulationBatch:
+        """Return every metric for each row of `weights` (`[R, N]`, N = all cases).
+
+        `features` are `loss_features` built by the caller (None: the kept ones).
+        """
         s = self.settings
         rows = weights.shape[0]
         ranking = ranking_batch(
@@ -778,7 +794,7 @@ class BinaryPopulation:
 
         own = self._columns(weights)
         w = own.astype(np.float64)
-        sums = w @ self.loss_features
+        sums = w @ (self.loss_features if features is None else features)
         total = ranking.positives + ranking.negatives
         reasons = _Reasons(rows)
         metrics["brier"] = reasons.finish(reasons.divide(sums[:, 0], total, NO_WEIGHT))
@@ -865,7 +881,11 @@ class BinaryPopulation:
 
     def evaluate_point(self) -> PopulationBatch:
         """Return the point estimates: every metric with unit weights (one row)."""
-        batch = self.evaluate(np.ones((1, self.n_total), dtype=np.int64))
+        kept = self.__dict__.get("loss_features")
+        batch = self.evaluate(
+            np.ones((1, self.n_total), dtype=np.int64),
+            features=kept if kept is not None else self._loss_features(),
+        )
         slope, intercept = self.recalibration
         # The point fit is the damped-Newton one, not a refit from itself.
         batch.metrics["calibration_slope"] = _single(slope)
@@ -945,10 +965,14 @@ class BinaryPopulation:
         self, metric: str, clusters: IntArray | None, n_clusters: int
     ) -> tuple[Interval, str | None]:
         """Return a proportion's (clustered) Wilson interval, and what the clustering did."""
+        if clusters is None:
+            # Every case its own patient: the clustered interval is exactly Wilson's on the sums.
+            hits, members = proportion_members(metric, self.labels, self.called)
+            return wilson_interval(int(hits.sum()), int(members.sum()), self.settings.level), None
         successes, trials = self.proportion_totals(metric, clusters, n_clusters)
         wilson = clustered_wilson_interval(successes, trials, self.settings.level)
         interval = Interval(wilson.lower, wilson.upper, 0, wilson.reason)
-        if clusters is None or wilson.effective_n is None:
+        if wilson.effective_n is None:
             return interval, None
         total = int(trials.sum())
         if wilson.design_effect_estimated:

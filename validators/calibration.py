@@ -23,7 +23,6 @@ logit P(y = 1) = intercept + slope * logit(p), fitted by maximum likelihood with
 
 from __future__ import annotations
 
-import functools
 import math
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple, TypeAlias
@@ -182,8 +181,7 @@ def expected_calibration_error(
     return ece_batch((w @ features)[np.newaxis, :], np.array([w.sum()])).value()
 
 
-@lru_cache(maxsize=8)
-@functools.lru_cache(maxsize=64)
+@lru_cache(maxsize=64)
 def _standard_normals(bins: int) -> FloatArray:
     """Return fixed standard normal draws `[draws, bins]` (a seeded generator: same digits).
 

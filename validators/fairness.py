@@ -49,7 +49,9 @@ from validators.bootstrap import (
     method_name,
     percentile_interval,
     probabilities_from,
+    proportion_members,
     score_order,
+    wilson_interval,
 )
 from validators.intervals import (
     ClusteredWilson,
@@ -614,6 +616,15 @@ class _Side:
     point: dict[str, MetricValue]
     replicates: dict[str, FloatArray] | None
     population: BinaryPopulation
+    proportions: dict[str, tuple[FloatArray, FloatArray]] = field(default_factory=dict)
+
+    def totals(self, metric: str, context: _Context) -> tuple[FloatArray, FloatArray]:
+        """Return (and keep) a proportion's numerator and denominator per patient (or case)."""
+        if metric not in self.proportions:
+            self.proportions[metric] = self.population.proportion_totals(
+                metric, context.clusters, context.n_units
+            )
+        return self.proportions[metric]
 
 
 def _undefined_side(metric: str, side: _Side) -> str | None:
@@ -700,33 +711,40 @@ def _mover(
     docs/statistics.md); against a reference group, directly. The correlation of the two sides
     is the cluster-robust one: exactly 0 when no patient is in both.
     """
-    totals = {
-        "side": side.population.proportion_totals(metric, context.clusters, context.n_units),
-        "reference": reference.population.proportion_totals(
-            metric, context.clusters, context.n_units
-        ),
-    }
-    if all(np.array_equal(a, b) for a, b in zip(totals["side"], totals["reference"], strict=True)):
-        # The same cases on both sides (a group against itself under another name): the data
-        # determine the disparity exactly.
-        same = 0.0 if kind == "difference" else 1.0
-        return Interval(same, same, determined=True)
     level = context.level
-    group = _limits(clustered_wilson_interval(*totals["side"], level))
-    if reference is overall:
-        rest = (
-            totals["reference"][0] - totals["side"][0],
-            totals["reference"][1] - totals["side"][1],
+    against_overall = reference is overall
+    if context.clusters is None:
+        # Every case its own unit: groups of a table, and a group and the rest, share no case,
+        # so r = 0 and each side's interval is Wilson's on its sums (no per-case arrays).
+        if np.array_equal(side.index, reference.index):
+            return _determined(kind)
+        (hits, trials), (all_hits, all_trials) = (_sums(side, metric), _sums(reference, metric))
+        if against_overall:
+            all_hits, all_trials = all_hits - hits, all_trials - trials
+        group, other = (
+            _wilson_limits(hits, trials, level),
+            _wilson_limits(all_hits, all_trials, level),
         )
-        share = float(totals["side"][1].sum()) / float(totals["reference"][1].sum())
-        r = cluster_correlation(*totals["side"], *rest)
+        share = trials / (trials + all_trials) if against_overall and trials else 0.0
+        r = 0.0
+    else:
+        mine, theirs = side.totals(metric, context), reference.totals(metric, context)
+        if all(np.array_equal(a, b) for a, b in zip(mine, theirs, strict=True)):
+            return _determined(kind)
+        if against_overall:
+            theirs = (theirs[0] - mine[0], theirs[1] - mine[1])
+        group = _limits(clustered_wilson_interval(*mine, level))
+        other = _limits(clustered_wilson_interval(*theirs, level))
+        everyone = float(mine[1].sum()) + float(theirs[1].sum())
+        share = float(mine[1].sum()) / everyone if against_overall and everyone else 0.0
+        r = cluster_correlation(*mine, *theirs)
+    if against_overall:
         # A group that is the whole denominator (share 1) differs by exactly nothing.
-        other = group if share >= 1.0 else _limits(clustered_wilson_interval(*rest, level))
+        if share >= 1.0:
+            other = group
         combine = group_minus_overall if kind == "difference" else group_over_overall
         bounds = combine(*group, *other, share, r)
     else:
-        other = _limits(clustered_wilson_interval(*totals["reference"], level))
-        r = cluster_correlation(*totals["side"], *totals["reference"])
         pair = mover_difference if kind == "difference" else mover_ratio
         bounds = pair(*group, *other, r)
     lower, upper = float(bounds.lower), float(bounds.upper)
@@ -734,6 +752,27 @@ def _mover(
         return Interval(None, None, 0, "the score interval of one side is undefined")
     # Only a group that is the whole denominator gives no width: it is overall itself.
     return Interval(lower, upper, determined=lower == upper)
+
+
+def _determined(kind: Literal["difference", "ratio"]) -> Interval:
+    """Return the no-width interval of two sides that are the very same cases."""
+    same = 0.0 if kind == "difference" else 1.0
+    return Interval(same, same, determined=True)
+
+
+def _sums(side: _Side, metric: str) -> tuple[int, int]:
+    """Return a proportion's numerator and denominator over a side's cases."""
+    hits, members = proportion_members(metric, side.population.labels, side.population.called)
+    return int(hits.sum()), int(members.sum())
+
+
+def _wilson_limits(hits: int, trials: int, level: float) -> tuple[float, float, float]:
+    """Return (estimate, lower, upper) of Wilson's interval, NaN with no denominator."""
+    if trials <= 0:
+        return math.nan, math.nan, math.nan
+    interval = wilson_interval(hits, trials, level)
+    assert interval.lower is not None and interval.upper is not None
+    return hits / trials, interval.lower, interval.upper
 
 
 def _limits(wilson: ClusteredWilson) -> tuple[float, float, float]:

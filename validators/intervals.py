@@ -258,15 +258,16 @@ def _critical(
     the interval is exactly Wilson's).
     """
     z = z_quantile(level)
-    if quantile == "normal":
-        return np.full(clusters.shape, z)
-    if quantile not in ("t", "auto"):
+    if quantile not in ("t", "auto", "normal"):
         raise ValueError(f"quantile must be 'auto', 'normal' or 't'; got {quantile!r}")
-    from scipy.stats import t as student_t  # only the t quantile needs scipy
+    if quantile == "normal" or (quantile == "auto" and not np.any(clustered)):
+        return np.full(clusters.shape, z)
+    # scipy.special's inverse t CDF: scipy.stats would take over a second to import.
+    from scipy.special import stdtrit
 
     df = clusters.astype(np.float64) - 1.0
     with np.errstate(invalid="ignore"):
-        quantiles = np.asarray(student_t.ppf(0.5 + level / 2.0, np.maximum(df, 1.0)), np.float64)
+        quantiles = np.asarray(stdtrit(np.maximum(df, 1.0), 0.5 + level / 2.0), np.float64)
     # One patient: no between-patient variability can be seen, so no finite quantile.
     critical = np.where(df >= 1.0, quantiles, np.inf)
     if quantile == "auto":
@@ -378,7 +379,10 @@ def clustered_wilson_interval(
         raise ValueError(
             f"successes and trials must be 1-D, one count per patient; got {s.shape}, {t.shape}"
         )
-    batch = clustered_wilson_batch(s, t, level, quantile=quantile)
+    # Patients outside the denominator change nothing: drop them before the arithmetic (a
+    # subgroup's totals are indexed by every patient of the dataset).
+    used = t > 0.0
+    batch = clustered_wilson_batch(s[used], t[used], level, quantile=quantile)
     if int(batch.clusters) == 0:
         return ClusteredWilson(
             None, None, None, None, None, 0, False, "no cases in the denominator"
