@@ -90,13 +90,23 @@ _engines_lock = threading.Lock()
 
 
 def make_engine(url: str) -> Engine:
-    """A new engine for the URL, with the SQLite pragmas applied on every connection."""
+    """A new engine for the URL, with the SQLite pragmas applied on every connection.
+
+    `hide_parameters`: a database error (and its log line) shows the statement, never the
+    values bound to it, which hold identifiers and, later, patient-level attributes.
+    """
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = sa.create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            hide_parameters=True,
+        )
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return sa.create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True
+    )
 
 
 def get_engine(settings: Settings | None = None) -> Engine:

@@ -83,3 +83,20 @@ def test_foreign_keys_are_enforced(settings: Any) -> None:
             {"id": "0" * 32, "vendor": "1" * 32},
         )
         conn.commit()
+
+
+def test_a_database_error_never_shows_the_bound_values(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 8, item 9: the values would be identifiers, later patient-level attributes.
+    engine = make_engine(f"sqlite:///{tmp_path / 'e.db'}")
+    secret = "patient-0042-secret"
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (id TEXT PRIMARY KEY)")
+        connection.execute(sa.text("INSERT INTO t (id) VALUES (:id)"), {"id": secret})
+    with pytest.raises(sa.exc.IntegrityError) as caught, engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO t (id) VALUES (:id)"), {"id": secret})
+    assert "INSERT INTO t" in str(caught.value)
+    assert secret not in str(caught.value)
+    assert secret not in caplog.text
+    engine.dispose()

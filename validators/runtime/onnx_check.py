@@ -59,6 +59,15 @@ def inspect_onnx(path: Path, manifest: ModelManifest) -> IntakeReport:
     """Return the intake report of an ONNX file, or raise IntakeRefused."""
     import onnx
 
+    if manifest.architecture is not None:
+        # An ONNX file carries its own graph: an architecture block would be stored unchecked,
+        # arguments and all (a `weights` URL, say), for nothing to ever read.
+        raise IntakeRefused(
+            "manifest_mismatch",
+            "The manifest names an architecture, but an ONNX model carries its own graph: "
+            "`architecture` is for safetensors weights only; remove it and resubmit.",
+            [{"path": "architecture", "message": "not allowed with an ONNX artifact"}],
+        )
     checks = [IntakeCheck(name="format", passed=True, detail="ONNX protobuf (from its bytes)")]
     try:
         model = onnx.load(str(path), load_external_data=False)

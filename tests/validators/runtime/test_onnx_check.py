@@ -288,3 +288,15 @@ def test_checker_failure_is_invalid_artifact(tmp_path: Path) -> None:
     found = refusal(save(model, tmp_path / "m.onnx"))
     assert found.code == "invalid_artifact"
     assert "onnx.checker" in found.detail
+
+
+def test_an_architecture_block_is_refused_for_onnx(tmp_path: Path) -> None:
+    # Issue 8, item 10: it used to be stored unchecked, arguments and all.
+    path = save(make_model(), tmp_path / "m.onnx")
+    manifest = make_manifest(
+        architecture={"name": "DenseNet121", "args": {"weights": "https://example.org/w.pt"}}
+    )
+    found = refusal(path, manifest)
+    assert found.code == "manifest_mismatch"
+    assert [p["path"] for p in found.problems] == ["architecture"]
+    assert "safetensors weights only" in found.detail
