@@ -89,6 +89,21 @@ _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 
 
+def _private_sqlite_file(url: str) -> None:
+    """Create the SQLite file owner-only (0600) before SQLite does with the umask's 0644.
+
+    SQLite gives its -wal and -shm files the database file's permissions, so they follow.
+    """
+    database = sa.engine.make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    from registry.storage import private_file
+
+    path = Path(database)
+    if path.parent.is_dir():
+        private_file(path)
+
+
 def make_engine(url: str) -> Engine:
     """A new engine for the URL, with the SQLite pragmas applied on every connection.
 
@@ -96,6 +111,7 @@ def make_engine(url: str) -> Engine:
     values bound to it, which hold identifiers and, later, patient-level attributes.
     """
     if url.startswith("sqlite"):
+        _private_sqlite_file(url)
         engine = sa.create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},

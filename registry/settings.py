@@ -61,8 +61,11 @@ class Settings(BaseSettings):
         return self.home_dir / "tmp"
 
     def ensure_dirs(self) -> None:
+        """Create ASSAY_HOME and its folders, owner-only (0700), tightening existing ones."""
+        from registry.storage import private_dir
+
         for path in (self.home_dir, self.artifacts_dir, self.tmp_dir):
-            path.mkdir(parents=True, exist_ok=True)
+            private_dir(path)
 
 
 @lru_cache(maxsize=1)

@@ -54,6 +54,26 @@ class StagedFile:
         self.path.unlink(missing_ok=True)
 
 
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+ARTIFACT_FILE = 0o400
+"""Modes of what Assay writes: no other local user may read a database, an artifact or a key."""
+
+
+def private_dir(path: Path) -> Path:
+    """Return `path`, created (with its parents) or tightened to owner-only access (0700)."""
+    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    os.chmod(path, PRIVATE_DIR)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Return `path`, created empty if missing, readable and writable by its owner only."""
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE))
+    os.chmod(path, PRIVATE_FILE)
+    return path
+
+
 class ArtifactStore:
     """Files under `root/sha256/<2 hex>/<64 hex>`; keys never come from client-supplied names."""
 
@@ -61,8 +81,8 @@ class ArtifactStore:
         self.root = root
         self.tmp_dir = tmp_dir
         self.lock_path = lock_path or tmp_dir.parent / "store.lock"
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        self.lock_path.touch(exist_ok=True)
+        private_dir(self.lock_path.parent)
+        private_file(self.lock_path)
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -80,7 +100,7 @@ class ArtifactStore:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def stage(self) -> StagedFile:
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.tmp_dir)
         return StagedFile(self.tmp_dir)
 
     def path_for(self, digest: str) -> Path:
@@ -93,11 +113,12 @@ class ArtifactStore:
     def commit(self, staged: StagedFile, digest: str) -> Path:
         """Moves a finished staged file into place under its digest (atomic rename)."""
         target = self.path_for(digest)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        for directory in (self.root, target.parent.parent, target.parent):
+            private_dir(directory)
         if target.exists():
             staged.discard()
             return target
-        os.chmod(staged.path, 0o444)
+        os.chmod(staged.path, ARTIFACT_FILE)
         os.replace(staged.path, target)
         dir_fd = os.open(target.parent, os.O_RDONLY)
         try:

@@ -169,3 +169,38 @@ def test_remove_refuses_a_malformed_digest(store: ArtifactStore, tmp_path: Path)
     with pytest.raises(ValueError):
         store.remove("sha256:../../victim")
     assert victim.read_bytes() == b"keep me"
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_what_assay_writes_is_owner_only(tmp_path: Path) -> None:
+    # Issue 8, item 8: assay.db was 0644, artifacts 0444 and ASSAY_HOME 0755.
+    from registry.db import make_engine
+    from registry.settings import Settings
+
+    home = tmp_path / "home"
+    home.mkdir(mode=0o755)
+    os.chmod(home, 0o755)  # an existing, world-readable home is tightened too
+    settings = Settings(home=home)
+    settings.ensure_dirs()
+    for directory in (settings.home_dir, settings.artifacts_dir, settings.tmp_dir):
+        assert _mode(directory) == 0o700, directory
+    store = ArtifactStore(settings.artifacts_dir, settings.tmp_dir)
+    assert _mode(store.lock_path) == 0o600
+    staged, digest = _staged(store)
+    assert _mode(staged.path) == 0o600
+    target = store.commit(staged, digest)
+    assert _mode(target) == 0o400
+    assert _mode(target.parent) == _mode(target.parent.parent) == 0o700
+    engine = make_engine(settings.sqlalchemy_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    database = settings.home_dir / "assay.db"
+    assert _mode(database) == 0o600
+    for suffix in ("-wal", "-shm"):
+        sidecar = database.with_name(database.name + suffix)
+        if sidecar.exists():
+            assert _mode(sidecar) == 0o600, sidecar
+    engine.dispose()
