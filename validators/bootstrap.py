@@ -54,6 +54,7 @@ from validators.intervals import (
     midranks,
     obuchowski_interval,
     one_per_case,
+    wilson_bounds,
     z_quantile,
 )
 from validators.metrics import (
@@ -428,14 +429,8 @@ def wilson_interval(successes: float, n: float, level: float = 0.95) -> Interval
         return Interval(None, None, 0, "no cases in the denominator")
     if not 0 <= successes <= n:
         raise ValueError(f"successes must lie between 0 and n = {n}; got {successes}")
-    p = successes / n
-    denominator = 1.0 + z * z / n
-    center = (p + z * z / (2.0 * n)) / denominator
-    half = z * math.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n)) / denominator
-    # At 0 and n the bounds are exactly 0 and 1; floating point would leave 1e-17 of dust.
-    lower = 0.0 if successes == 0 else max(0.0, center - half)
-    upper = 1.0 if successes == n else min(1.0, center + half)
-    return Interval(lower, upper)
+    lower, upper = wilson_bounds(successes / n, n, z)
+    return Interval(float(lower), float(upper))
 
 
 def _delong(labels: BoolArray, scores: FloatArray) -> tuple[FloatArray, FloatArray] | str:

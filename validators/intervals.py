@@ -12,7 +12,8 @@ contribute 1-4 correlated images. This module holds the pieces, all vectorized o
   patients. With one image per patient it is exactly Wilson's interval.
 * `mover_difference` / `mover_ratio`: MOVER (Newcombe 1998; Zou & Donner 2008) intervals for a
   disparity p1 - p2 or p1 / p2 of two correlated proportions, built from each one's interval and
-  their correlation (which the caller takes from the paired bootstrap, `replicate_correlation`).
+  their correlation (`cluster_correlation`: cluster-robust, exactly 0 when no patient is in
+  both).
 * `obuchowski_auc_variance` / `obuchowski_interval`: Obuchowski's (1997) nonparametric variance
   of the AUROC of clustered data; with one image per patient it is exactly DeLong's.
 
@@ -123,7 +124,6 @@ __all__ = [
     "obuchowski_auc_variance",
     "obuchowski_interval",
     "one_per_case",
-    "replicate_correlation",
     "wilson_bounds",
     "z_quantile",
 ]
@@ -591,28 +591,6 @@ def group_over_overall(
         lower=np.where(whole, 1.0, lower),
         upper=np.where(whole, 1.0, upper),
     )
-
-
-def replicate_correlation(first: ArrayLike, second: ArrayLike) -> FloatArray:
-    """Return the Pearson correlation of paired bootstrap replicates along the last axis.
-
-    Replicates where either value is NaN (undefined) are left out pairwise; fewer than 2 pairs or
-    a constant series give 0 (MOVER then treats the two as uncorrelated, which is conservative
-    for a positive correlation).
-    """
-    a = np.asarray(first, dtype=np.float64)
-    b = np.asarray(second, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"replicates must pair up; got shapes {a.shape} and {b.shape}")
-    both = ~(np.isnan(a) | np.isnan(b))
-    count = both.sum(axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean_a = np.where(both, a, 0.0).sum(axis=-1) / count
-        mean_b = np.where(both, b, 0.0).sum(axis=-1) / count
-        da = np.where(both, a - mean_a[..., None], 0.0)
-        db = np.where(both, b - mean_b[..., None], 0.0)
-        r = (da * db).sum(axis=-1) / np.sqrt((da * da).sum(axis=-1) * (db * db).sum(axis=-1))
-    return _correlation(np.where(count >= 2, r, 0.0))
 
 
 # --------------------------------------------------------------------------------------------

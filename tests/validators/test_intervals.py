@@ -260,15 +260,24 @@ def test_group_minus_overall_is_the_identity_through_the_rest() -> None:
     assert (float(whole.lower), float(whole.upper)) == (0.0, 0.0)
 
 
-def test_replicate_correlation_skips_undefined_and_degenerate() -> None:
-    a = np.array([0.1, 0.2, np.nan, 0.4, 0.5])
-    b = np.array([0.2, 0.4, 0.5, 0.8, np.nan])
-    assert float(iv.replicate_correlation(a, b)) == pytest.approx(1.0)
-    assert float(iv.replicate_correlation([1.0, 1.0, 1.0], [0.1, 0.2, 0.3])) == 0.0
-    batch = iv.replicate_correlation(
-        np.array([[1.0, 2, 3], [1, 2, 3]]), np.array([[3.0, 2, 1], [1, 2, 4]])
+def test_cluster_correlation_is_zero_for_disjoint_patients_and_one_for_the_same() -> None:
+    hits = np.array([2.0, 1.0, 0.0, 3.0, 0.0, 0.0, 0.0])
+    trials = np.array([3.0, 2.0, 1.0, 3.0, 0.0, 0.0, 0.0])
+    assert iv.cluster_correlation(hits, trials, hits, trials) == pytest.approx(1.0)
+    other_hits = np.array([0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 0.0])
+    other_trials = np.array([0.0, 0.0, 0.0, 0.0, 2.0, 2.0, 1.0])
+    assert iv.cluster_correlation(hits, trials, other_hits, other_trials) == 0.0
+    # Patients in both: the covariance of their residuals, over the two standard errors.
+    shared_hits, shared_trials = hits[:4][::-1].copy(), trials[:4][::-1].copy()
+    pad = np.zeros(3)
+    a = hits - hits.sum() / trials.sum() * trials
+    b = (
+        np.r_[shared_hits, pad]
+        - shared_hits.sum() / shared_trials.sum() * np.r_[shared_trials, pad]
     )
-    assert batch[0] == pytest.approx(-1.0) and 0.9 < batch[1] < 1.0
+    expected = float(a @ b / np.sqrt((a @ a) * (b @ b)))
+    found = iv.cluster_correlation(hits, trials, np.r_[shared_hits, pad], np.r_[shared_trials, pad])
+    assert found == pytest.approx(expected, rel=1e-12) and found != 0.0
 
 
 def brute_force_obuchowski(
