@@ -962,8 +962,7 @@ class BinaryPopulation:
         """Return a proportion's (clustered) Wilson interval, and what the clustering did."""
         if clusters is None:
             # Every case its own patient: the clustered interval is exactly Wilson's on the sums.
-            hits, members = proportion_members(metric, self.labels, self.called)
-            return wilson_interval(int(hits.sum()), int(members.sum()), self.settings.level), None
+            return wilson_interval(*self.proportion_counts(metric), self.settings.level), None
         successes, trials = self.proportion_totals(metric, clusters, n_clusters)
         wilson = clustered_wilson_interval(successes, trials, self.settings.level)
         interval = Interval(wilson.lower, wilson.upper, 0, wilson.reason)
@@ -989,18 +988,21 @@ class BinaryPopulation:
         )
         return Interval(clustered.lower, clustered.upper, 0, clustered.reason)
 
-    def proportion_totals(
-        self, metric: str, clusters: IntArray | None, n_clusters: int
-    ) -> tuple[FloatArray, FloatArray]:
-        """Return a proportion's (numerator, denominator) per patient, or per case unclustered.
+    def proportion_counts(self, metric: str) -> tuple[int, int]:
+        """Return a proportion's numerator and denominator over this population's cases."""
+        hits, members = proportion_members(metric, self.labels, self.called)
+        return int(hits.sum()), int(members.sum())
 
-        `clusters` is the patient number of each of all N cases (None: every case its own
-        unit). The arrays are indexed by patient (or by case over all N), so the totals of
-        different populations of the same cases line up and can be subtracted.
+    def proportion_totals(
+        self, metric: str, clusters: IntArray, n_clusters: int
+    ) -> tuple[FloatArray, FloatArray]:
+        """Return a proportion's (numerator, denominator) per patient.
+
+        `clusters` is the patient number of each of all N cases, of `n_clusters` patients. The
+        arrays are indexed by patient, so the totals of different populations of the same
+        cases line up and can be subtracted.
         """
         hits, members = proportion_members(metric, self.labels, self.called)
-        if clusters is None:
-            return cluster_totals(hits, members, self.index, self.n_total)
         return cluster_totals(hits, members, clusters[self.index], n_clusters)
 
     def result(

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import pairwise, product
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -49,12 +49,10 @@ from validators.bootstrap import (
     method_name,
     percentile_interval,
     probabilities_from,
-    proportion_members,
     score_order,
     wilson_interval,
 )
 from validators.intervals import (
-    ClusteredWilson,
     cluster_correlation,
     clustered_wilson_interval,
     group_minus_overall,
@@ -618,11 +616,13 @@ class _Side:
     population: BinaryPopulation
     proportions: dict[str, tuple[FloatArray, FloatArray]] = field(default_factory=dict)
 
-    def totals(self, metric: str, context: _Context) -> tuple[FloatArray, FloatArray]:
-        """Return (and keep) a proportion's numerator and denominator per patient (or case)."""
+    def totals(
+        self, metric: str, clusters: IntArray, n_clusters: int
+    ) -> tuple[FloatArray, FloatArray]:
+        """Return (and keep) a proportion's numerator and denominator per patient."""
         if metric not in self.proportions:
             self.proportions[metric] = self.population.proportion_totals(
-                metric, context.clusters, context.n_units
+                metric, clusters, n_clusters
             )
         return self.proportions[metric]
 
@@ -713,28 +713,34 @@ def _mover(
     """
     level = context.level
     against_overall = reference is overall
-    if context.clusters is None:
+    clusters = context.clusters
+    if clusters is None:
         # Every case its own unit: groups of a table, and a group and the rest, share no case,
         # so r = 0 and each side's interval is Wilson's on its sums (no per-case arrays).
         if np.array_equal(side.index, reference.index):
             return _determined(kind)
-        (hits, trials), (all_hits, all_trials) = (_sums(side, metric), _sums(reference, metric))
+        (hits, trials) = side.population.proportion_counts(metric)
+        (all_hits, all_trials) = reference.population.proportion_counts(metric)
         if against_overall:
             all_hits, all_trials = all_hits - hits, all_trials - trials
-        group, other = (
-            _wilson_limits(hits, trials, level),
-            _wilson_limits(all_hits, all_trials, level),
+        group = _limits(hits / trials if trials else None, wilson_interval(hits, trials, level))
+        other = _limits(
+            all_hits / all_trials if all_trials else None,
+            wilson_interval(all_hits, all_trials, level),
         )
         share = trials / (trials + all_trials) if against_overall and trials else 0.0
         r = 0.0
     else:
-        mine, theirs = side.totals(metric, context), reference.totals(metric, context)
+        mine = side.totals(metric, clusters, context.n_units)
+        theirs = reference.totals(metric, clusters, context.n_units)
         if all(np.array_equal(a, b) for a, b in zip(mine, theirs, strict=True)):
             return _determined(kind)
         if against_overall:
             theirs = (theirs[0] - mine[0], theirs[1] - mine[1])
-        group = _limits(clustered_wilson_interval(*mine, level))
-        other = _limits(clustered_wilson_interval(*theirs, level))
+        mine_wilson = clustered_wilson_interval(*mine, level)
+        theirs_wilson = clustered_wilson_interval(*theirs, level)
+        group = _limits(mine_wilson.estimate, mine_wilson)
+        other = _limits(theirs_wilson.estimate, theirs_wilson)
         everyone = float(mine[1].sum()) + float(theirs[1].sum())
         share = float(mine[1].sum()) / everyone if against_overall and everyone else 0.0
         r = cluster_correlation(*mine, *theirs)
@@ -760,26 +766,17 @@ def _determined(kind: Literal["difference", "ratio"]) -> Interval:
     return Interval(same, same, determined=True)
 
 
-def _sums(side: _Side, metric: str) -> tuple[int, int]:
-    """Return a proportion's numerator and denominator over a side's cases."""
-    hits, members = proportion_members(metric, side.population.labels, side.population.called)
-    return int(hits.sum()), int(members.sum())
+class _Bounds(Protocol):
+    @property
+    def lower(self) -> float | None: ...
+    @property
+    def upper(self) -> float | None: ...
 
 
-def _wilson_limits(hits: int, trials: int, level: float) -> tuple[float, float, float]:
-    """Return (estimate, lower, upper) of Wilson's interval, NaN with no denominator."""
-    if trials <= 0:
-        return math.nan, math.nan, math.nan
-    interval = wilson_interval(hits, trials, level)
-    assert interval.lower is not None and interval.upper is not None
-    return hits / trials, interval.lower, interval.upper
-
-
-def _limits(wilson: ClusteredWilson) -> tuple[float, float, float]:
-    """Return (estimate, lower, upper), NaN where the proportion has no denominator."""
-    return tuple(  # type: ignore[return-value]
-        math.nan if v is None else v for v in (wilson.estimate, wilson.lower, wilson.upper)
-    )
+def _limits(estimate: float | None, interval: _Bounds) -> tuple[float, float, float]:
+    """Return (estimate, lower, upper) for MOVER, NaN where the proportion has no denominator."""
+    values = (estimate, interval.lower, interval.upper)
+    return tuple(math.nan if v is None else v for v in values)  # type: ignore[return-value]
 
 
 _GAP_RATES: dict[FairnessGapName, tuple[str, ...]] = {
