@@ -1478,12 +1478,18 @@ def _non_inferiority(
         )
     met = value > limit if higher else value < limit
     percent = f"{difference.level * 100:g}%"
-    assert difference.lower is not None and difference.upper is not None
+    # Read through `bound`: a ratio metric's difference (lr_positive) may be unbounded on the
+    # side not judged, and that side is said ("unbounded"), not assumed to be a number.
+    lower, upper = difference.bound("lower"), difference.bound("upper")
+    interval = (
+        f"{percent} interval {_number(lower)} to {_number(upper)}"
+        if lower is not None and upper is not None
+        else f"{percent} {side} bound {_number(value)}"
+    )
     sides = (
         f"{subject}: new {_number(found.new.estimate or 0.0)} vs baseline "
         f"{_number(found.baseline.estimate or 0.0)}; difference {_number(difference.estimate)} "
-        f"({percent} interval {_number(difference.lower)} to {_number(difference.upper)}, "
-        f"{found.method})"
+        f"({interval}, {found.method})"
     )
     relation = "above" if higher else "below"
     verdict = "is" if met else "is not"

@@ -889,6 +889,31 @@ def test_non_inferiority_of_a_loss_reads_the_upper_bound() -> None:
     assert judge(criterion, comparisons=[comparison("brier", 0.01, 0.0, 0.02)]).outcome == "fail"
 
 
+def test_non_inferiority_reads_an_unbounded_side_of_the_difference() -> None:
+    # A likelihood ratio infinite in some replicates leaves a side of the paired difference
+    # unbounded: the judged side reads as infinite, the other is said, never a crash.
+    criterion = {"kind": "non_inferiority", "metric": "lr_positive", "margin": 0.5}
+
+    def lr_comparison(difference: Estimate) -> BaselineComparison:
+        return BaselineComparison(
+            metric="lr_positive",
+            label=None,
+            method="paired_bootstrap",
+            new=est(6.0),
+            baseline=est(5.5),
+            difference=difference,
+        )
+
+    above = Estimate.ok(0.5, lower=-0.2, upper_unbounded=True, level=LEVEL, n=80, method="b")
+    passed = judge(criterion, comparisons=[lr_comparison(above)])
+    assert (passed.outcome, passed.observed, passed.limit) == ("pass", -0.2, -0.5)
+    assert "-0.2 to unbounded" in passed.reason
+    below = Estimate.ok(0.5, lower_unbounded=True, upper=1.0, level=LEVEL, n=80, method="b")
+    failed = judge(criterion, comparisons=[lr_comparison(below)])
+    assert (failed.outcome, failed.observed, failed.limit) == ("fail", None, -0.5)
+    assert "unbounded below to 1" in failed.reason
+
+
 def test_non_inferiority_without_baseline_lacks_data() -> None:
     outcome = judge(NI_AUROC)
     assert outcome.outcome == "insufficient_data"
