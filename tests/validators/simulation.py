@@ -415,14 +415,6 @@ class Boundary(Design):
 # --------------------------------------------------------------------------------------------
 
 
-def _sigmoid(x: NDArray[np.float64]) -> NDArray[np.float64]:
-    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * x)))
-
-
-def _logit(p: NDArray[np.float64]) -> NDArray[np.float64]:
-    return np.asarray(np.log(p) - np.log1p(-p))
-
-
 @dataclass(frozen=True)
 class EceCalibrated(Design):
     """n cases, predicted p ~ Beta(a, b), outcome y ~ Bernoulli(p): a calibrated model, whose
@@ -483,7 +475,10 @@ class EceMiscalibrated(EceCalibrated):
     shift: float = -0.4
 
     def true_risk(self, p: NDArray[np.float64]) -> NDArray[np.float64]:
-        return _sigmoid(_logit(p) + self.shift)
+        from validators.calibration import logit
+        from validators.metrics import sigmoid
+
+        return sigmoid(logit(p) + self.shift)
 
     def truths(self) -> dict[str, float]:
         if (self.beta_a, self.beta_b, self.shift) == (1.0, 4.0, -0.4):
@@ -708,10 +703,6 @@ class Summary:
     upper_below_limit: float
     lower_above_estimate: float
 
-    @property
-    def coverage(self) -> float:
-        return self.value
-
     def statistic_text(self) -> str:
         if self.kind == "mean-zero":
             return f"mean {self.value:.4f} ± {self.se:.4f}"
@@ -737,7 +728,6 @@ class DesignResult:
     n: int
     summaries: list[Summary]
     records: dict[str, NDArray[np.float64]]
-    methods: dict[str, Counter[str]]
     wall_seconds: float
     worker_seconds: float
     worker_cpu_seconds: float
@@ -745,12 +735,12 @@ class DesignResult:
     @property
     def per_dataset_seconds(self) -> float:
         """Worker time per dataset (one process, one BLAS thread)."""
-        return self.worker_seconds / max(self.n, 1)
+        return self.worker_seconds / self.n
 
     @property
     def per_dataset_cpu_seconds(self) -> float:
         """CPU time per dataset (all threads of the worker)."""
-        return self.worker_cpu_seconds / max(self.n, 1)
+        return self.worker_cpu_seconds / self.n
 
     @property
     def passed(self) -> bool:
@@ -800,7 +790,7 @@ def _summarize(
         else math.nan
     )
     with np.errstate(invalid="ignore"):
-        upper_below = float(np.mean((shape <= _UPPER) & (upper < ECE_LIMIT)))
+        below = (shape <= _UPPER) & (upper < ECE_LIMIT)
         lower_above = float(np.mean((shape <= _UPPER) & (lower > estimate)))
         widths = (upper - lower)[two]
     if check.kind == "mean-zero":
@@ -809,10 +799,7 @@ def _summarize(
         hits = int(defined.sum())
         passed = bool(low <= value <= high) and hits == n
     else:
-        if check.kind == "upper-below":
-            hit = (shape <= _UPPER) & np.nan_to_num(upper < ECE_LIMIT)
-        else:
-            hit = _hits(records, truth, check.kind)
+        hit = below if check.kind == "upper-below" else _hits(records, truth, check.kind)
         hits = int(hit.sum())
         value = hits / n
         se = math.sqrt(value * (1.0 - value) / n)
@@ -844,7 +831,7 @@ def _summarize(
         one_sided=float(np.mean((shape == _LOWER) | (shape == _UPPER))),
         mean_estimate=mean_estimate,
         mean_estimate_se=mean_estimate_se,
-        upper_below_limit=upper_below,
+        upper_below_limit=float(below.mean()),
         lower_above_estimate=lower_above,
     )
 
@@ -870,7 +857,7 @@ def run_design(
     if datasets < 1:
         raise ValueError(f"datasets must be at least 1; got {datasets}")
     started = time.perf_counter()
-    size = max(1, min(25, datasets // (8 * max(workers, 1)) or 1))
+    size = max(1, min(25, datasets // (8 * max(workers, 1))))
     tasks = [(design, ks) for ks in _chunks(start, datasets, size)]
     own_pool = pool is None and workers > 1
     if own_pool:
@@ -900,7 +887,6 @@ def run_design(
         n=datasets,
         summaries=summaries,
         records=records,
-        methods=methods,
         wall_seconds=time.perf_counter() - started,
         worker_seconds=sum(c.seconds for c in chunks),
         worker_cpu_seconds=sum(c.cpu_seconds for c in chunks),
