@@ -19,7 +19,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import pairwise
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn, Self, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, Self, cast
 
 from pydantic import (
     AfterValidator,
@@ -327,7 +327,26 @@ def _refuse_lower_side(ident: str, on: str, what: str) -> None:
     )
 
 
-class MetricCriterion(_CriterionBase):
+class _EceUpperBoundOnly(_Strict):
+    """Mixin of the criteria that read a named metric on a side: an ECE has no lower side.
+
+    The ECE is reported debiased with a one-sided upper bound, so a criterion on its lower
+    bound or its two-sided interval is refused at load (`_refuse_lower_side`).
+    """
+
+    if TYPE_CHECKING:  # fields of the criteria this is mixed into
+        id: str
+        metric: str
+        on: str
+
+    @model_validator(mode="after")
+    def _ece_has_no_lower_bound(self) -> Self:
+        if self.metric in _UPPER_BOUND_ONLY:
+            _refuse_lower_side(self.id, self.on, self.metric)
+        return self
+
+
+class MetricCriterion(_EceUpperBoundOnly, _CriterionBase):
     """A metric of the whole population, on its estimate or a bound of its interval."""
 
     kind: Literal["metric"]
@@ -340,14 +359,8 @@ class MetricCriterion(_CriterionBase):
     op: Literal[">=", "<="]
     value: float
 
-    @model_validator(mode="after")
-    def _ece_has_no_lower_bound(self) -> Self:
-        if self.metric in _UPPER_BOUND_ONLY:
-            _refuse_lower_side(self.id, self.on, self.metric)
-        return self
 
-
-class SubgroupMetricCriterion(_CriterionBase):
+class SubgroupMetricCriterion(_EceUpperBoundOnly, _CriterionBase):
     """Minimum (or maximum) performance in every group of the named subgroup tables."""
 
     kind: Literal["subgroup_metric"]
@@ -367,12 +380,6 @@ class SubgroupMetricCriterion(_CriterionBase):
         description="A group below the minimum size (or where the metric is undefined) makes "
         "the criterion lack data (insufficient_data, fail-closed) or is left out (ignore).",
     )
-
-    @model_validator(mode="after")
-    def _ece_has_no_lower_bound(self) -> Self:
-        if self.metric in _UPPER_BOUND_ONLY:
-            _refuse_lower_side(self.id, self.on, self.metric)
-        return self
 
 
 class DisparityCriterion(_Bounds, _CriterionBase):
@@ -417,7 +424,7 @@ class FairnessGapCriterion(_CriterionBase):
         return self
 
 
-class CalibrationCriterion(_Bounds, _CriterionBase):
+class CalibrationCriterion(_EceUpperBoundOnly, _Bounds, _CriterionBase):
     """Bounds on a calibration measure (ECE, slope, intercept, Brier)."""
 
     kind: Literal["calibration"]
@@ -428,12 +435,6 @@ class CalibrationCriterion(_Bounds, _CriterionBase):
         description="estimate, lower, upper or interval; ECE (one-sided upper bound) takes "
         "estimate or upper only.",
     )
-
-    @model_validator(mode="after")
-    def _ece_has_no_lower_bound(self) -> Self:
-        if self.metric in _UPPER_BOUND_ONLY:
-            _refuse_lower_side(self.id, self.on, self.metric)
-        return self
 
 
 class SpeedCriterion(_Bounds, _CriterionBase):
