@@ -8,6 +8,7 @@ Numbers come from the result only; nothing is recomputed. rich is imported insid
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -56,7 +57,6 @@ METRIC_TITLES: dict[str, str] = {
 BINARY_FIELDS: tuple[str, ...] = tuple(
     name for name, info in BinaryMetrics.model_fields.items() if info.annotation is Estimate
 )
-AVERAGED_FIELDS: tuple[str, ...] = AVERAGED_METRIC_NAMES
 _SCALES = {"probability": "probabilities", "logit": "logits"}
 _OUTCOME_STYLE = {"pass": "green", "fail": "bold red", "insufficient_data": "yellow"}
 _OUTCOME_TEXT = {"pass": "pass", "fail": "FAIL", "insufficient_data": "insufficient data"}
@@ -76,19 +76,20 @@ def _count(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
 
 
+def _bound_text(value: float) -> str:
+    return "unbounded" if math.isinf(value) else _number(value)
+
+
 def _interval(estimate: Estimate) -> str:
     """Return the interval as text: two bounds, one side ("at most 0.04"), or nothing."""
-    lower = "unbounded" if estimate.lower_unbounded else estimate.lower
-    upper = "unbounded" if estimate.upper_unbounded else estimate.upper
+    lower, upper = estimate.bound("lower"), estimate.bound("upper")
     if estimate.sides == "upper" and upper is not None:
-        return f"at most {upper if isinstance(upper, str) else _number(upper)}"
+        return f"at most {_bound_text(upper)}"
     if estimate.sides == "lower" and lower is not None:
-        return f"at least {lower if isinstance(lower, str) else _number(lower)}"
+        return f"at least {_bound_text(lower)}"
     if lower is None or upper is None:
         return ""
-    low = lower if isinstance(lower, str) else _number(lower)
-    high = upper if isinstance(upper, str) else _number(upper)
-    return f"{low} to {high}"
+    return f"{_bound_text(lower)} to {_bound_text(upper)}"
 
 
 def _title(metric: str, metrics: BinaryMetrics | None = None) -> str:
@@ -232,7 +233,7 @@ def _overall_multilabel(metrics: MultilabelMetrics) -> Table:
     columns = [*metrics.labels, "macro", "micro"]
     table = _table("Overall", [("metric", "left"), *((c, "right") for c in columns)])
     by_label = {entry.label: entry.metrics for entry in metrics.per_label}
-    for name in AVERAGED_FIELDS:
+    for name in AVERAGED_METRIC_NAMES:
         cells = [_cell(getattr(by_label[label], name)) for label in metrics.labels]
         cells += [_cell(getattr(metrics.macro, name)), _cell(getattr(metrics.micro, name))]
         table.add_row(_title(name), *cells)
