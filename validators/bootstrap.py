@@ -653,10 +653,16 @@ class EvaluationSettings:
         return "none" not in self.ci
 
 
+UNIT_SUFFIXED_METHODS = ("debiased_least_favourable_upper", "debiased_bootstrap_upper")
+"""Methods whose stored name ends with the resampled unit, as the percentile bootstrap's does."""
+
+
 def method_name(method: str, unit: BootstrapUnit) -> str:
-    """Return the method string stored in an `Estimate`."""
+    """Return the method string stored in an `Estimate` (the one place these names are made)."""
     if method == "bootstrap":
         return f"bootstrap_percentile_{unit}"
+    if method in UNIT_SUFFIXED_METHODS:
+        return f"{method}_{unit}"
     if method in ("wilson", "mover_wilson") and unit == "patient":
         return f"{method}_clustered"
     if method == "delong" and unit == "patient":
@@ -929,7 +935,7 @@ class BinaryPopulation:
                     level=s.level,
                     n=n_units,
                     n_cases=self.n_cases,
-                    method=f"debiased_least_favourable_upper_{unit}",
+                    method=method_name("debiased_least_favourable_upper", unit),
                     replicates=replicates[name],
                     clustered=clusters is not None and n_units < self.n_cases,
                 )
@@ -1388,6 +1394,7 @@ def evaluate_multilabel(
     def averaged(
         values: dict[str, tuple[MetricValue, FloatArray | None]],
         covers: dict[str, list[str]],
+        partial: dict[str, str],
     ) -> AveragedMetrics:
         out: dict[str, Estimate] = {}
         for name, (value, replicate_values) in values.items():
@@ -1403,40 +1410,34 @@ def evaluate_multilabel(
             estimate = make_estimate(
                 value, interval, level=settings.level, n=n_units, n_cases=n_cases, method=method
             )
-            left_out = [label for label in names if label not in covers[name]]
-            if left_out and estimate.status == "ok":
-                missing = "; ".join(f"{label!r} ({reasons[name][label]})" for label in left_out)
-                partial = (
-                    f"the mean over {len(covers[name])} of {len(names)} labels: left out {missing}"
-                )
-                estimate = estimate.model_copy(
-                    update={
-                        "status": "partial",
-                        "reason": partial
-                        if estimate.reason is None
-                        else f"{partial}; {estimate.reason}",
-                    }
-                )
+            if name in partial and estimate.status == "ok":
+                reason = partial[name] + (f"; {estimate.reason}" if estimate.reason else "")
+                estimate = estimate.model_copy(update={"status": "partial", "reason": reason})
             out[name] = estimate
         return AveragedMetrics(covers=covers, **out)
 
-    reasons: dict[str, dict[str, str]] = {name: {} for name in AVERAGED_METRIC_NAMES}
-    macro_covers: dict[str, list[str]] = {}
-
     macro: dict[str, tuple[MetricValue, FloatArray | None]] = {}
+    macro_covers: dict[str, list[str]] = {}
+    macro_partial: dict[str, str] = {}
     for name in AVERAGED_METRIC_NAMES:
         values = [points[k].metrics[name].value() for k in range(len(names))]
         defined = [k for k, v in enumerate(values) if v.value is not None]
         macro_covers[name] = [names[k] for k in defined]
-        for k, v in enumerate(values):
-            if v.value is None:
-                reasons[name][names[k]] = v.reason or "undefined"
         if not defined:
             macro[name] = (
                 MetricValue(None, f"undefined for every label ({values[0].reason})"),
                 None,
             )
             continue
+        if len(defined) < len(names):
+            left_out = "; ".join(
+                f"{names[k]!r} ({v.reason or 'undefined'})"
+                for k, v in enumerate(values)
+                if v.value is None
+            )
+            macro_partial[name] = (
+                f"the mean over {len(defined)} of {len(names)} labels: left out {left_out}"
+            )
         mean = float(np.mean([values[k].value for k in defined]))
         replicate_mean = (
             np.mean([tables[k][name] for k in defined], axis=0) if tables is not None else None
@@ -1449,7 +1450,7 @@ def evaluate_multilabel(
     return MultilabelMetrics(
         labels=names,
         per_label=per_label,
-        macro=averaged(macro, macro_covers),
+        macro=averaged(macro, macro_covers, macro_partial),
         # Micro pools every label's cases: it covers them all.
-        micro=averaged(micro_values, {name: list(names) for name in AVERAGED_METRIC_NAMES}),
+        micro=averaged(micro_values, {name: list(names) for name in AVERAGED_METRIC_NAMES}, {}),
     )

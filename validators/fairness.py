@@ -879,7 +879,7 @@ def _debiased_gap(
         return Estimate.ok(
             value.value, level=context.level, n=n, n_cases=n_cases, method="none", note=note
         )
-    method = f"debiased_bootstrap_upper_{context.unit}"
+    method = method_name("debiased_bootstrap_upper", context.unit)
     if interval.lower is None or interval.upper is None:
         return make_estimate(
             value, interval, level=context.level, n=n, n_cases=n_cases, method=method
