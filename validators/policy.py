@@ -318,7 +318,7 @@ def _refuse_lower_side(ident: str, on: str, what: str) -> None:
         [
             (
                 ("on",),
-                f"criterion {ident!r} judges {what} on {side}, but {what} is reported debiased "
+                f"criterion {ident!r} judges {what} on {side}, but it is reported debiased "
                 "with a one-sided upper bound only (its plug-in value is biased upward, see "
                 "docs/statistics.md); judge it on the estimate or the upper bound "
                 "(on: estimate or on: upper)",
@@ -420,7 +420,7 @@ class FairnessGapCriterion(_CriterionBase):
 
     @model_validator(mode="after")
     def _gap_has_no_lower_bound(self) -> Self:
-        _refuse_lower_side(self.id, self.on, "a fairness gap")
+        _refuse_lower_side(self.id, self.on, f"the fairness gap {self.name}")
         return self
 
 

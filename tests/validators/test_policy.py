@@ -586,7 +586,8 @@ def test_a_fairness_gap_or_an_ece_judged_on_a_lower_bound_is_refused_naming_it()
         }
     )
     assert set(found) == {"criteria.0.on", "criteria.1.on", "criteria.2.on"}
-    assert "'gap-low'" in found["criteria.0.on"] and "fairness gap" in found["criteria.0.on"]
+    assert "'gap-low'" in found["criteria.0.on"]
+    assert "the fairness gap equal_opportunity_difference" in found["criteria.0.on"]
     assert "'ece-low'" in found["criteria.1.on"]
     assert "'ece-groups'" in found["criteria.2.on"]
     for message in found.values():
