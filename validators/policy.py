@@ -950,11 +950,11 @@ def _side_name(on: str, level: float, metric: str) -> str:
     return f"the {on} bound of the {percent} interval of {metric}"
 
 
-def _pick(estimate: Estimate, on: str) -> tuple[float | None, str | None]:
+def _pick(estimate: Estimate, on: Side) -> tuple[float | None, str | None]:
     """Return the number a criterion reads (estimate, lower or upper), or why there is none."""
     if estimate.status != "ok":
         return None, f"{estimate.status}: {estimate.reason}"
-    value = estimate.estimate if on == "estimate" else estimate.bound(on)  # type: ignore[arg-type]
+    value = estimate.estimate if on == "estimate" else estimate.bound(on)
     if value is None:
         return None, f"it has no interval (method {estimate.method})"
     return value, None
@@ -1055,7 +1055,7 @@ def _metric(criterion: MetricCriterion, result: EvaluationResult) -> CriterionRe
 
 
 def _in_range(
-    estimate: Estimate, on: str, low: float | None, high: float | None
+    estimate: Estimate, on: RangeSide, low: float | None, high: float | None
 ) -> tuple[bool | None, float | None, str]:
     """Return (within the limits, the value read, a description), or (None, None, why)."""
     if estimate.status != "ok" or estimate.estimate is None:
@@ -1468,7 +1468,7 @@ def _non_inferiority(
             limit=limit,
         )
     difference = found.difference
-    side = "lower" if higher else "upper"
+    side: Side = "lower" if higher else "upper"
     value, why = _pick(difference, side)
     if value is None or difference.estimate is None:
         return _result(
