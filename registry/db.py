@@ -16,6 +16,7 @@ from sqlmodel import Field, Session, SQLModel
 
 from registry.errors import DatabaseBehind
 from registry.settings import Settings, get_settings
+from registry.storage import private_file
 
 # Constraint names are deterministic, so migrations generated on SQLite and PostgreSQL agree.
 NAMING_CONVENTION = {
@@ -97,8 +98,6 @@ def _private_sqlite_file(url: str) -> None:
     database = sa.engine.make_url(url).database
     if not database or database == ":memory:" or database.startswith("file:"):
         return
-    from registry.storage import private_file
-
     path = Path(database)
     if path.parent.is_dir():
         private_file(path)

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from registry.storage import private_dir
+
 GIB = 1024**3
 
 
@@ -62,8 +64,6 @@ class Settings(BaseSettings):
 
     def ensure_dirs(self) -> None:
         """Create ASSAY_HOME and its folders, owner-only (0700), tightening existing ones."""
-        from registry.storage import private_dir
-
         for path in (self.home_dir, self.artifacts_dir, self.tmp_dir):
             private_dir(path)
 
