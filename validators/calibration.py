@@ -210,20 +210,23 @@ def _folded_mean(t: FloatArray) -> FloatArray:
     )
 
 
-def _design_effect(
-    y_true: BoolArray, y_prob: FloatArray, edges: FloatArray, replicates: FloatArray
+def _ece_design_effect(
+    y_true: BoolArray,
+    y_prob: FloatArray,
+    edges: FloatArray,
+    tau: FloatArray,
+    replicates: FloatArray,
 ) -> float:
     """Return how much wider the clustered bootstrap spreads the ECE than independent cases would.
 
-    Under independent cases a bin's resampled sum is about N(R_b, tau_b^2), so |R_b| varies by
-    tau_b^2 V(R_b / tau_b) with V(t) = 1 + t^2 - G(t)^2; the ratio of the replicates' variance to
-    that sum, at least 1, is the design effect that widens tau_b when patients are resampled.
+    `tau` is `ece_null_scales(y_prob, edges)`. Under independent cases a bin's resampled sum is
+    about N(R_b, tau_b^2), so |R_b| varies by tau_b^2 V(R_b / tau_b) with V(t) = 1 + t^2 - G(t)^2;
+    the ratio of the replicates' variance to that sum, at least 1, is the design effect that
+    widens tau_b when patients are resampled. (Not `validators.intervals._design_effect`, Kish's
+    design effect of a proportion from the intraclass correlation.)
     """
     defined = replicates[np.isfinite(replicates)]
-    index = bin_index(y_prob, edges)
-    bins = edges.shape[0] - 1
-    sums = np.bincount(index, weights=y_prob - y_true, minlength=bins)
-    tau = np.sqrt(np.bincount(index, weights=y_prob * (1.0 - y_prob), minlength=bins))
+    sums = np.bincount(bin_index(y_prob, edges), weights=y_prob - y_true, minlength=tau.shape[0])
     used = tau > 0
     if defined.shape[0] < 2 or not used.any():
         return 1.0
@@ -312,7 +315,7 @@ def ece_estimate(
     `method` names the bound in the result; the bins are those of the metric (equal-width, or
     equal-mass at these cases' quantiles). When patients contribute several images
     (`clustered`), the bootstrap `replicates` of the ECE (patients resampled) give the design
-    effect that widens each bin's spread (`_design_effect`); independent cases need none.
+    effect that widens each bin's spread (`_ece_design_effect`); independent cases need none.
     """
     if value.value is None:
         return Estimate.undefined(
@@ -321,7 +324,7 @@ def ece_estimate(
     edges = bin_edges(y_prob, n_bins, strategy)
     scales = ece_null_scales(y_prob, edges)
     if clustered and replicates is not None:
-        scales = scales * math.sqrt(_design_effect(y_true, y_prob, edges, replicates))
+        scales = scales * math.sqrt(_ece_design_effect(y_true, y_prob, edges, scales, replicates))
     upper = ece_upper_bound(value.value, scales, float(y_prob.shape[0]), level)
     return Estimate.ok(
         value.value,
