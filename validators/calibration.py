@@ -30,6 +30,7 @@ from typing import Any, Literal, NamedTuple, TypeAlias
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from validators.intervals import check_level
 from validators.metrics import (
     NO_NEGATIVES,
     NO_POSITIVES,
@@ -254,8 +255,9 @@ def ece_upper_bound(
     Never below the estimate, by construction: in every draw, |t + Z_b| <= t + |Z_b|, so the
     quantile at theta is at most theta plus the null quantile of sum_b tau_b (|Z_b| - c), which is
     negative; theta = max(estimate, 0) therefore always passes the test. Levels below 0.5 are
-    taken as 0.5 (a bound below the median is no bound).
+    taken as 0.5 (a bound below the median is no bound); a level outside (0, 1) is refused.
     """
+    check_level(level)
     tau = np.asarray(scales, dtype=np.float64)
     tau = tau[tau > 0]
     if tau.size == 0:

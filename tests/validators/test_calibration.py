@@ -104,6 +104,13 @@ def test_ece_upper_bound_is_never_below_the_estimate_and_is_deterministic() -> N
     assert c.ece_upper_bound(0.1, np.zeros(3), 10.0, 0.95) == 0.1
 
 
+@pytest.mark.parametrize("level", [0.0, 1.0, 1.5, -0.2])
+def test_ece_upper_bound_refuses_a_level_outside_zero_to_one(level: float) -> None:
+    # Outside (0, 1) the quantile position would index the draws from the wrong end.
+    with pytest.raises(ValueError, match="level must be strictly between 0 and 1"):
+        c.ece_upper_bound(0.01, np.array([1.0, 2.0, 3.0]), 100.0, level)
+
+
 def test_ece_upper_bound_covers_the_least_favourable_configuration() -> None:
     # Every bin off by the same number of standard errors (the configuration the bound guards
     # against): R_b ~ N(t tau_b, tau_b^2), true ECE sum t tau_b / n. 95% bounds cover in about
