@@ -182,17 +182,32 @@ def expected_calibration_error(
     return ece_batch((w @ features)[np.newaxis, :], np.array([w.sum()])).value()
 
 
-@lru_cache(maxsize=64)
-def _standard_normals(bins: int) -> FloatArray:
-    """Return fixed standard normal draws `[draws, bins]` (a seeded generator: same digits).
+@lru_cache(maxsize=4)
+def _normal_stream(bins: int) -> FloatArray:
+    """Return the fixed standard normal draws for up to `bins` bins, flat and read-only.
 
-    Drawn once per number of bins and kept (read-only): every bound needs the same draws.
+    A seeded generator (same digits), drawn once per metric bin count and kept: every bound of
+    a run needs a prefix of the same stream, whichever of its bins are empty.
     """
     draws: FloatArray = np.random.default_rng(20_260_115).standard_normal(
-        (_LEAST_FAVOURABLE_DRAWS, bins)
+        _LEAST_FAVOURABLE_DRAWS * bins
     )
     draws.setflags(write=False)
     return draws
+
+
+def _standard_normals(used: int, bins: int) -> FloatArray:
+    """Return the fixed draws `[draws, used]` for `used` of the metric's `bins` bins.
+
+    A generator fills row by row, so the first `draws * used` values of the stream for `bins`
+    are exactly `standard_normal((draws, used))` of the same seed: a view, not a copy. One
+    stream per bin count keeps memory at draws x bins (the groups of a run leave different
+    bins empty; a stream per count of non-empty bins held up to 64 of them, hundreds of MB at
+    100 bins).
+    """
+    return _normal_stream(bins)[: _LEAST_FAVOURABLE_DRAWS * used].reshape(
+        _LEAST_FAVOURABLE_DRAWS, used
+    )
 
 
 def ece_null_scales(y_prob: FloatArray, edges: FloatArray) -> FloatArray:
@@ -258,15 +273,15 @@ def ece_upper_bound(
     taken as 0.5 (a bound below the median is no bound); a level outside (0, 1) is refused.
     """
     check_level(level)
-    tau = np.asarray(scales, dtype=np.float64)
-    tau = tau[tau > 0]
+    scales = np.asarray(scales, dtype=np.float64)
+    tau = scales[scales > 0]
     if tau.size == 0:
         # Every prediction is 0 or 1: under calibration each R_b is exactly 0, nothing to model.
         return max(estimate, 0.0)
     from scipy.optimize import brentq
 
     alpha = 1.0 - max(level, 0.5)
-    draws = _standard_normals(tau.shape[0])
+    draws = _standard_normals(tau.shape[0], scales.shape[0])
     spread = float(tau.sum())
     # numpy's linear quantile rule, from a partition around the two order statistics it needs;
     # the draws are shifted in one reused buffer (this runs a dozen times per bound).
