@@ -11,11 +11,10 @@ replicates, level 0.95) on 2 worker processes, and asserts the acceptance bands 
   0.05 in at least 80% of 1,000-case datasets; on a miscalibrated model the upper bound covers
   the true binned ECE (one-sided rule).
 
-The whole module is projected at 12-13 minutes on 2 idle cores from the measured CPU time per
-dataset (docs/statistics.md, "Coverage"). `python -m tests.validators.simulation` prints the same
-checks as a table. `tests/validators/test_simulation.py` (fast, not slow) runs every design on a
-few datasets: plumbing, truths, determinism. Until the interval fixes of issue 7 land, the
-boundary, ECE-calibrated and clustered tests fail: that is what they are for.
+The whole module took 667 s on 2 cores at 401624a, all six passing (docs/statistics.md,
+"Coverage"). `python -m tests.validators.simulation` prints the same checks as a table.
+`tests/validators/test_simulation.py` (fast, not slow) runs every design on a few datasets
+(plumbing, truths, determinism) and the acceptance rules on records whose outcome is known.
 """
 
 from __future__ import annotations
