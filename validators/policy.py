@@ -1090,9 +1090,11 @@ def _limit_of(low: float | None, high: float | None, observed: float | None) -> 
     """Return the limit a criterion reports: the one broken, or the one nearest the value."""
     if low is None or high is None:
         return low if high is None else high
-    if observed is None:
+    if observed is None or observed <= low:
         return low
-    return low if abs(observed - low) <= abs(observed - high) else high
+    if observed >= high:  # an unbounded upper side (inf) broke the max, not the min
+        return high
+    return low if observed - low <= high - observed else high
 
 
 def _calibration(criterion: CalibrationCriterion, result: EvaluationResult) -> CriterionResult:

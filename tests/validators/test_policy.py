@@ -508,6 +508,18 @@ def test_calibration_range() -> None:
     assert judge(criterion, high).limit == 1.2
 
 
+def test_calibration_interval_with_an_unbounded_side_is_judged_not_lacking_data() -> None:
+    # Near separation the slope's upper side is unbounded: the interval [0.9, +inf) is within a
+    # min of 0.8 and not within a max of 1.2, and both are judged (not "no interval").
+    slope = Estimate.ok(3.0, lower=0.9, upper_unbounded=True, level=LEVEL, n=80, method="m")
+    evaluation = result(overall=binary(calibration_slope=slope))
+    criterion = {"kind": "calibration", "metric": "calibration_slope", "on": "interval"}
+    assert judge({**criterion, "min": 0.8}, evaluation).outcome == "pass"
+    bounded = judge({**criterion, "min": 0.8, "max": 1.2}, evaluation)
+    assert (bounded.outcome, bounded.observed, bounded.limit) == ("fail", None, 1.2)
+    assert "interval [0.9, unbounded]" in bounded.reason
+
+
 def upper_only(value: float, upper: float, *, method: str = "debiased_upper") -> Estimate:
     """A debiased estimate with a one-sided upper bound, as ECE and fairness gaps are reported."""
     return Estimate.ok(value, upper=upper, sides="upper", level=LEVEL, n=200, method=method)
