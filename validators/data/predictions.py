@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -128,8 +129,29 @@ def column_names(header: list[object]) -> list[str]:
         if len(at) > 1
     ]
     if repeated:
-        raise PredictionsInvalid("; ".join(repeated) + "; each column name must appear once.")
+        raise PredictionsInvalid(
+            "; ".join(repeated) + "; each column name must appear once. Rename or remove the "
+            "repeated columns (the reader will not guess which one holds the data)."
+        )
     return names
+
+
+def _unreadable(exc: Exception) -> str:
+    """The reason pandas could not parse the file, as what was expected and what to do."""
+    if isinstance(exc, UnicodeDecodeError):
+        return (
+            f"the predictions file is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+            "save it as a UTF-8 CSV."
+        )
+    text = str(exc).strip().removeprefix("Error tokenizing data. C error: ").rstrip(".")
+    fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
+    if fields:
+        expected, line, saw = fields.groups()
+        return (
+            f"line {line} has {saw} fields but the header has {expected}; give every line one "
+            "field per header column, and quote a value that contains a comma."
+        )
+    return f"the predictions file is not a readable CSV ({text}); {_SHAPE_HINT}."
 
 
 def read_predictions(source: str | Path | io.TextIOBase) -> Predictions:
@@ -142,24 +164,28 @@ def read_predictions(source: str | Path | io.TextIOBase) -> Predictions:
         # long as an index, shifting every column), so a repeated name could never be seen.
         frame = pd.read_csv(source, header=None, dtype=str, keep_default_na=False, na_values=[""])
     except FileNotFoundError as exc:
-        raise PredictionsInvalid(f"no predictions file at {source}.") from exc
+        raise PredictionsInvalid(f"no predictions file at {source}; check the path.") from exc
     except pd.errors.EmptyDataError as exc:
         raise PredictionsInvalid(f"the predictions file is empty; {_SHAPE_HINT}.") from exc
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise PredictionsInvalid(f"the predictions file is not a readable CSV: {exc}.") from exc
+        raise PredictionsInvalid(_unreadable(exc)) from exc
     frame.columns = column_names(frame.iloc[0].tolist())
     frame = frame.iloc[1:]
     for column in REQUIRED:
         if column not in frame.columns:
             raise PredictionsInvalid(f"column {column!r} is missing; {_SHAPE_HINT}.")
     if frame.empty:
-        raise PredictionsInvalid("the predictions file has a header but no rows.")
+        raise PredictionsInvalid(
+            "the predictions file has a header but no rows; add one row per case."
+        )
     columns = {c: frame[c].astype(object).where(frame[c].notna(), None).to_numpy() for c in frame}
 
     for column in REQUIRED:
         missing = np.array([v is None or str(v).strip() == "" for v in columns[column]])
         if missing.any():
-            raise PredictionsInvalid(f"column {column!r} is empty on lines {_rows(missing)}.")
+            raise PredictionsInvalid(
+                f"column {column!r} is empty on lines {_rows(missing)}; every row needs one."
+            )
     case_ids = np.array([str(v).strip() for v in columns["case_id"]])
     patient_ids = np.array([str(v).strip() for v in columns["patient_id"]])
     _, first_index, counts = np.unique(case_ids, return_index=True, return_counts=True)

@@ -88,7 +88,7 @@ def test_missing_file_is_refused(tmp_path: Path) -> None:
         (
             "case_id,patient_id,label,score,score",
             r"column 'score' appears 2 times \(columns 4 and 5\); "
-            r"each column name must appear once\.$",
+            r"each column name must appear once\. Rename or remove the repeated columns",
         ),
         (
             "case_id,patient_id,label,score,label",
@@ -141,8 +141,28 @@ def test_a_header_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
 def test_a_row_with_one_field_too_many_is_refused_not_shifted(tmp_path: Path) -> None:
     """pandas would take the first field of such rows as an index and shift every column left."""
     path = write(tmp_path, "case_id,patient_id,label,score\nc1,p1,1,0.5,x\nc2,p2,0,0.2,y\n")
-    with pytest.raises(PredictionsInvalid, match="Expected 4 fields in line 2, saw 5"):
+    with pytest.raises(PredictionsInvalid) as caught:
         read_predictions(path)
+    assert str(caught.value) == (
+        "line 2 has 5 fields but the header has 4; give every line one field per header column, "
+        "and quote a value that contains a comma."
+    )
+
+
+def test_a_file_that_is_not_utf8_is_refused_saying_so(tmp_path: Path) -> None:
+    path = tmp_path / "predictions.csv"
+    path.write_bytes("case_id,patient_id,label,score\nc1,p1,1,0.5,é\n".encode("utf-16"))
+    with pytest.raises(PredictionsInvalid, match=r"is not UTF-8 text \(.+\); save it as a UTF-8"):
+        read_predictions(path)
+
+
+def test_an_unterminated_quote_is_refused_without_the_parser_s_jargon(tmp_path: Path) -> None:
+    path = write(tmp_path, 'case_id,patient_id,label,score\n"c1,p1,1,0.5\n')
+    with pytest.raises(PredictionsInvalid) as caught:
+        read_predictions(path)
+    message = str(caught.value)
+    assert message.startswith("the predictions file is not a readable CSV (EOF inside string")
+    assert "C error" not in message and "\n" not in message
 
 
 def test_a_repeated_case_id_is_named_as_plain_text(tmp_path: Path) -> None:
