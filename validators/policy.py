@@ -306,7 +306,11 @@ class _Bounds(_Strict):
 
 
 _UPPER_BOUND_ONLY = frozenset({"ece", "ece_equal_mass"})
-"""Metrics reported debiased with a one-sided upper bound: they have no lower bound to read."""
+"""Metrics reported debiased with a one-sided upper bound: they have no lower bound to read.
+
+The keys of `validators.calibration.ECE_METRICS`, written out so that loading a policy does not
+import numpy (tests/validators/test_policy.py checks that the two agree).
+"""
 
 
 def _refuse_lower_side(ident: str, on: str, what: str) -> None:
