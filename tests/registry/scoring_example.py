@@ -45,13 +45,13 @@ def layout(value: Any, indent: int = 0) -> str:
     return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
 
 
-def _block(text: str, language: str, predicate: Any) -> str:
+def _block(text: str, language: str, predicate: Any, where: str = "docs/scoring.md") -> str:
     fence = f"```{language}\n"
     for part in text.split(fence)[1:]:
         block = part.split("\n```", 1)[0] + "\n"
         if predicate(block):
             return block
-    raise SystemExit(f"docs/scoring.md has no {language} block of the example")
+    raise SystemExit(f"{where} has no {language} block of the example")
 
 
 def main() -> None:
@@ -83,8 +83,9 @@ def statistics_example() -> None:
     path = ROOT / "docs" / "statistics.md"
     text = path.read_text(encoding="utf-8")
     section = text[text.index("## A complete result") :]
-    code = _block(section, "python", lambda b: "EvaluationResult(" in b)
-    old = _block(section, "json", lambda b: True)
+    where = 'docs/statistics.md, "A complete result"'
+    code = _block(section, "python", lambda b: "EvaluationResult(" in b, where)
+    old = _block(section, "json", lambda b: True, where)
     namespace: dict[str, Any] = {}
     exec(compile(code.replace("print(", "_ = ("), "docs/statistics.md", "exec"), namespace)
     new = layout(json.loads(namespace["result"].model_dump_json())) + "\n"
