@@ -1,4 +1,4 @@
-"""Coverage of Assay's intervals by simulation (slow; `tests/validators/simulation.py`).
+"""Coverage of Assay's intervals by simulation (slow; `simulation.py`, `coverage_designs.py`).
 
 Each slow test draws DATASETS (4,000) datasets of one design whose true values are known, evaluates
 them through the production entry points with the production settings (1,000 bootstrap
@@ -25,13 +25,8 @@ from multiprocessing.pool import Pool
 
 import pytest
 
-from tests.validators.simulation import (
-    DESIGNS,
-    DesignResult,
-    make_pool,
-    markdown_table,
-    run_design,
-)
+from tests.validators.coverage_designs import DESIGNS
+from tests.validators.simulation import DesignResult, make_pool, markdown_table, run_design
 
 DATASETS = int(os.environ.get("ASSAY_COVERAGE_DATASETS", "4000"))
 """Datasets per design (issue 7 asks for at least 4,000; the variable is for local trials)."""

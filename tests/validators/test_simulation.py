@@ -1,7 +1,8 @@
-"""Fast checks of the coverage simulation (`tests/validators/simulation.py`): every design runs
-on a few datasets with few replicates, the truths agree with quadrature and Monte Carlo, datasets
-regenerate one by one, and worker processes give the same numbers as one process. The coverage
-itself is checked by the slow `test_coverage.py`."""
+"""Fast checks of the coverage simulation (`simulation.py`, `coverage_designs.py`): every
+design runs on a few datasets with few replicates, the truths agree with quadrature and Monte
+Carlo, datasets regenerate one by one, worker processes give the same numbers as one process, and
+the acceptance rules judge known records right. The coverage itself is checked by the slow
+`test_coverage.py`."""
 
 from __future__ import annotations
 
@@ -13,12 +14,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from tests.validators.simulation import (
-    _LOWER,
-    _POINT,
-    _TWO,
-    _UNDEFINED,
-    _UPPER,
+from tests.validators.coverage_designs import (
     DESIGNS,
     TRUE_ECE_MISCALIBRATED,
     Check,
@@ -27,8 +23,15 @@ from tests.validators.simulation import (
     Design,
     EceMiscalibrated,
     FairnessGap,
-    Summary,
     _clustered_by_monte_carlo,
+)
+from tests.validators.simulation import (
+    _LOWER,
+    _POINT,
+    _TWO,
+    _UNDEFINED,
+    _UPPER,
+    Summary,
     _summarize,
     run_design,
 )
