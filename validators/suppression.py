@@ -159,9 +159,7 @@ def _confusion(metrics: BinaryMetrics) -> Confusion | None:
 
 
 def _class_counts(metrics: Metrics) -> list[tuple[int | None, int | None]]:
-    if isinstance(metrics, BinaryMetrics):
-        return [(metrics.n_positive, metrics.n_negative)]
-    return [(r.metrics.n_positive, r.metrics.n_negative) for r in metrics.per_label]
+    return [(m.n_positive, m.n_negative) for m in _binary(metrics)]
 
 
 def _classes_withheld(metrics: Metrics) -> bool:
@@ -174,10 +172,6 @@ def _classes_small(metrics: Metrics, minimum: int) -> bool:
     )
 
 
-def _unreadable(metrics: Metrics) -> bool:
-    return not _classes_withheld(metrics) and any(_confusion(m) is None for m in _binary(metrics))
-
-
 def _size_small(n_cases: int | None, n_patients: int | None, minimum: int) -> bool:
     return (n_cases is not None and n_cases < minimum) or (
         n_patients is not None and n_patients < minimum
@@ -185,14 +179,16 @@ def _size_small(n_cases: int | None, n_patients: int | None, minimum: int) -> bo
 
 
 def _size(metrics: Metrics) -> tuple[int | None, int | None]:
-    first = metrics if isinstance(metrics, BinaryMetrics) else metrics.per_label[0].metrics
+    first = _binary(metrics)[0]
     return first.n_cases, first.n_patients
 
 
 def _populations(result: EvaluationResult, minimum: int) -> list[_Population]:
     """Return overall and every group, with what is withheld already or is below the minimum."""
+    # A label whose confusion counts cannot be read back (None) withholds the classes.
     n_cases, n_patients = _size(result.overall)
     withheld = _classes_withheld(result.overall)
+    confusion = [_confusion(m) for m in _binary(result.overall)]
     out = [
         _Population(
             table=None,
@@ -203,11 +199,9 @@ def _populations(result: EvaluationResult, minimum: int) -> list[_Population]:
             empty=False,
             already=n_cases is None or withheld,
             hidden_cases=n_cases is None or _size_small(n_cases, n_patients, minimum),
-            hidden_classes=withheld
-            or _classes_small(result.overall, minimum)
-            or _unreadable(result.overall),
+            hidden_classes=None in confusion or _classes_small(result.overall, minimum),
             classes=_class_counts(result.overall),
-            confusion=[_confusion(m) for m in _binary(result.overall)],
+            confusion=confusion,
         )
     ]
     for t, table in enumerate(result.subgroups):
@@ -215,6 +209,7 @@ def _populations(result: EvaluationResult, minimum: int) -> list[_Population]:
             empty = group.status == "empty"
             metrics = group.metrics
             withheld = metrics is not None and _classes_withheld(metrics)
+            confusion = [] if metrics is None else [_confusion(m) for m in _binary(metrics)]
             out.append(
                 _Population(
                     table=t,
@@ -226,13 +221,10 @@ def _populations(result: EvaluationResult, minimum: int) -> list[_Population]:
                     already=group.status == "suppressed" or withheld,
                     hidden_cases=group.status == "suppressed"
                     or (not empty and _size_small(group.n_cases, group.n_patients, minimum)),
-                    hidden_classes=withheld
-                    or (
-                        metrics is not None
-                        and (_classes_small(metrics, minimum) or _unreadable(metrics))
-                    ),
+                    hidden_classes=None in confusion
+                    or (metrics is not None and _classes_small(metrics, minimum)),
                     classes=[] if metrics is None else _class_counts(metrics),
-                    confusion=[] if metrics is None else [_confusion(m) for m in _binary(metrics)],
+                    confusion=confusion,
                 )
             )
     return out
