@@ -45,10 +45,14 @@ def layout(value: Any, indent: int = 0) -> str:
     return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
 
 
-def _block(text: str, language: str, predicate: Any, where: str = "docs/scoring.md") -> str:
+def blocks(text: str, language: str) -> list[str]:
+    """Return the fenced code blocks of `language` in a Markdown text, each ending in a newline."""
     fence = f"```{language}\n"
-    for part in text.split(fence)[1:]:
-        block = part.split("\n```", 1)[0] + "\n"
+    return [part.split("\n```", 1)[0] + "\n" for part in text.split(fence)[1:]]
+
+
+def _block(text: str, language: str, predicate: Any, where: str = "docs/scoring.md") -> str:
+    for block in blocks(text, language):
         if predicate(block):
             return block
     raise SystemExit(f"{where} has no {language} block of the example")

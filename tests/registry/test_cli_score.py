@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from registry.cli import app
+from tests.registry.scoring_example import blocks
 from tests.validators.test_evaluate import write_predictions
 from validators.results import EvaluationResult
 
@@ -213,14 +214,6 @@ def test_baseline_without_a_criterion_warns(predictions_csv: Path) -> None:
     EvaluationResult.model_validate_json(result.stdout)  # stdout holds only the result
 
 
-def _blocks(text: str, language: str) -> list[str]:
-    fence = f"```{language}\n"
-    out = []
-    for part in text.split(fence)[1:]:
-        out.append(part.split("\n```", 1)[0] + "\n")
-    return out
-
-
 def _close(ours: Any, theirs: Any, path: str = "") -> None:
     """Assert two JSON values are equal, floats to 1e-9 (BLAS sums may differ in the last bits)."""
     if isinstance(ours, dict):
@@ -239,9 +232,9 @@ def _close(ours: Any, theirs: Any, path: str = "") -> None:
 
 def test_the_complete_example_in_the_docs_is_what_the_code_prints(tmp_path: Path) -> None:
     text = (ROOT / "docs" / "scoring.md").read_text(encoding="utf-8")
-    csv = next(block for block in _blocks(text, "csv") if block.count("\n") > 30)
-    policy = next(block for block in _blocks(text, "yaml") if "name: docs-example" in block)
-    (documented,) = _blocks(text, "json")
+    csv = next(block for block in blocks(text, "csv") if block.count("\n") > 30)
+    policy = next(block for block in blocks(text, "yaml") if "name: docs-example" in block)
+    (documented,) = blocks(text, "json")
     (tmp_path / "example.csv").write_text(csv)
     (tmp_path / "policy.yaml").write_text(policy)
     result = run(str(tmp_path / "example.csv"), "--policy", str(tmp_path / "policy.yaml"), "--json")
