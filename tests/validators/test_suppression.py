@@ -997,6 +997,31 @@ def test_a_released_size_that_confines_a_withheld_rate_is_withheld(
     assert "site=B: npv in [0.9014, 1]" in narrow_ranges(before, exact=True)
 
 
+def test_a_released_fairness_gap_that_pins_withheld_sizes_is_withheld(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Sites C, D and E (10 cases each) are withheld; together they hold 30 cases, 15 positives
+    # and 15 negatives, so no small total pins them and A and B keep everything. The gaps, over
+    # A and B, would then say that no withheld site reached the minimum of 11: 30 cases in three
+    # sites of at most 10 each are 10 each. The view must model what a released gap tells.
+    cells: Cells = {
+        ("A",): (60, 30, 40, 170),
+        ("B",): (40, 20, 30, 110),
+        ("C",): (3, 2, 2, 3),
+        ("D",): (3, 2, 1, 4),
+        ("E",): (2, 3, 2, 3),
+    }
+    committee = make_result(*exact_confusion(cells, ("site",)))
+    vendor = vendor_json(committee)
+    assert narrow_ranges(vendor) == []
+    groups = {g["label"]: g for g in vendor["subgroups"][0]["groups"]}
+    assert groups["site=A"]["n_cases"] == 300 and classes_released(groups["site=A"]["metrics"])
+    monkeypatch.setattr(suppression, "_secure", lambda *args: None)
+    before = vendor_json(committee)
+    assert all(g["value"]["status"] == "ok" for g in before["fairness"])
+    assert {f"site={s}: n_cases in [10, 10]" for s in "CDE"} <= set(narrow_ranges(before))
+
+
 def test_a_near_perfect_model_withholds_the_overall_rates_with_a_small_group() -> None:
     # One false negative in all: every withheld group has 0 or 1, whatever else is withheld,
     # while overall's rates are shown. Overall keeps its size and withholds its classes.
