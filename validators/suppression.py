@@ -651,10 +651,7 @@ class _Audit:
         self.populations = populations
         self.minimum = minimum
         self.labels = max(len(populations[0].classes), 1)
-        self.gap_tables = {
-            tuple(g.attributes) for g in result.fairness if g.value.status != "suppressed"
-        }
-        self.table_attributes = [tuple(table.attributes) for table in result.subgroups]
+        self.result = result
         total = populations[0].n_cases
         self.cap = float(total) if total is not None else 1e6
         # Unknowns: overall's, then each block's kept cells, (cell, label, count) in order.
@@ -768,28 +765,18 @@ class _Audit:
 
     def _gap_bounds(self) -> list[tuple[_Form, float, float]]:
         """A released gap tells that no withheld group of its table takes part in it."""
-        if self.populations[0].hidden("classes"):
-            return []  # every gap is withheld with overall
+        released = _released_gaps(self.result, self.populations, self.minimum)
+        tables = {tuple(g.attributes) for g in released}
         out = []
-        for t, attributes in enumerate(self.table_attributes):
-            if attributes not in self.gap_tables:
-                continue
-            members = [
-                p
-                for p in self.populations[1:]
-                if p.table == t and not p.empty and MISSING not in p.attributes.values()
-            ]
-            if any(
-                p.hidden("classes")
-                and not p.already
-                and p.n_cases is not None
-                and p.n_cases >= self.minimum
-                for p in members
+        for p in self.populations[1:]:
+            assert p.table is not None
+            if (
+                p.hidden_cases
+                and not p.empty
+                and MISSING not in p.attributes.values()
+                and tuple(self.result.subgroups[p.table].attributes) in tables
             ):
-                continue  # its gaps are withheld
-            for p in members:
-                if p.hidden_cases:
-                    out.append((self.form(p, 0, _COUNTS["n_cases"]), 0.0, float(self.minimum - 1)))
+                out.append((self.form(p, 0, _COUNTS["n_cases"]), 0.0, float(self.minimum - 1)))
         return out
 
     # --- checking ------------------------------------------------------------------------
@@ -961,6 +948,38 @@ def _secure(
 # --------------------------------------------------------------------------------------------
 
 
+def _released_gaps(
+    result: EvaluationResult, populations: Sequence[_Population], minimum: int
+) -> list[FairnessGap]:
+    """Return the fairness gaps the vendor view releases, given what is withheld now.
+
+    A gap involves the groups it was taken over: those with a known value and at least the
+    minimum (the rule of `validators.fairness`), and any its note names; every gap involves
+    overall. Groups withheld in the input were dealt with when they were withheld.
+    """
+    if populations[0].hidden("classes"):
+        return []
+    by_key = {(p.table, p.position): p for p in populations[1:]}
+    hidden_now: dict[tuple[str, ...], list[GroupResult]] = {}
+    for t, table in enumerate(result.subgroups):
+        hidden_now[tuple(table.attributes)] = [
+            group
+            for position, group in enumerate(table.groups)
+            if by_key[t, position].hidden("classes") and not by_key[t, position].already
+        ]
+
+    def involves_withheld(g: FairnessGap) -> bool:
+        hidden = hidden_now.get(tuple(g.attributes), [])
+        note = g.value.reason or ""
+        return bool(fairness_participants(hidden, min_group_size=minimum)) or any(
+            group.label in note for group in hidden
+        )
+
+    return [
+        g for g in result.fairness if g.value.status != "suppressed" and not involves_withheld(g)
+    ]
+
+
 def _withhold(estimate: Estimate, reason: str) -> Estimate:
     return estimate if estimate.status == "suppressed" else estimate.suppress(reason)
 
@@ -1108,26 +1127,11 @@ def vendor_view(result: EvaluationResult, *, min_group_size: int = 11) -> Evalua
         for d in result.disparities
     ]
 
-    # A gap involves the groups it was taken over: those with a known value and at least the
-    # minimum (the rule of `validators.fairness`), and any its note names. Groups withheld in
-    # the input were dealt with when they were withheld.
-    hidden_now: dict[tuple[str, ...], list[GroupResult]] = {}
-    for t, table in enumerate(result.subgroups):
-        hidden_now[tuple(table.attributes)] = [
-            group
-            for position, group in enumerate(table.groups)
-            if by_key[t, position].hidden("classes") and not by_key[t, position].already
-        ]
-
-    def gap(g: FairnessGap) -> FairnessGap:
-        hidden = hidden_now.get(tuple(g.attributes), [])
-        note = g.value.reason or ""
-        participants = fairness_participants(hidden, min_group_size=minimum)
-        if participants or any(group.label in note for group in hidden) or first.hidden("classes"):
-            return g.model_copy(update={"value": _withhold(g.value, reason)})
-        return g
-
-    fairness = [gap(g) for g in result.fairness]
+    released = {id(g) for g in _released_gaps(result, populations, minimum)}
+    fairness = [
+        g if id(g) in released else g.model_copy(update={"value": _withhold(g.value, reason)})
+        for g in result.fairness
+    ]
     verdict = result.verdict
     if verdict is not None:
         # A criterion names the groups it judged, and a fairness-gap criterion the groups of the
