@@ -52,6 +52,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from validators.fairness import OVERALL, fairness_participants
+from validators.metrics import FloatArray
 from validators.results import (
     MISSING,
     AveragedMetrics,
@@ -514,8 +515,6 @@ _TRIALS = 6
 _TIME_LIMIT_S = 10.0
 """Per integer program; a range not shown wide enough in time counts as too narrow."""
 
-FloatArray = NDArray[np.float64]
-
 
 @dataclass(frozen=True)
 class _Quantity:
@@ -545,6 +544,15 @@ class _Form:
         out = np.zeros(size)
         np.add.at(out, self.index, self.coefficient)
         return out
+
+
+def _equal_sums(
+    left: NDArray[np.integer], right: NDArray[np.integer]
+) -> tuple[_Form, float, float]:
+    """Return the constraint that the unknowns at `left` add up to those at `right`."""
+    index = np.concatenate([left, right]).astype(np.intp)
+    coefficient = np.concatenate([np.ones(left.shape[0]), -np.ones(right.shape[0])])
+    return _Form(index, coefficient), 0.0, 0.0
 
 
 @dataclass
@@ -693,44 +701,17 @@ class _Audit:
         for b, block in enumerate(self.blocks):
             cells = int((~block.known_zero).sum())
             base = self.bases[b]
-            for label in range(self.labels):
+            for label in range(self.labels):  # the cells add up to overall
                 for k in range(4):
                     index = base + (np.arange(cells) * self.labels + label) * 4 + k
-                    out.append(
-                        (
-                            _Form(
-                                np.append(index, label * 4 + k).astype(np.intp),
-                                np.append(np.ones(cells), -1.0),
-                            ),
-                            0.0,
-                            0.0,
-                        )
-                    )
+                    out.append(_equal_sums(index, np.array([label * 4 + k])))
             for label in range(1, self.labels):  # every label scores the same cases
                 for cell in range(cells):
                     first = base + (cell * self.labels) * 4 + np.arange(4)
                     other = base + (cell * self.labels + label) * 4 + np.arange(4)
-                    out.append(
-                        (
-                            _Form(
-                                np.concatenate([other, first]).astype(np.intp),
-                                np.concatenate([np.ones(4), -np.ones(4)]),
-                            ),
-                            0.0,
-                            0.0,
-                        )
-                    )
+                    out.append(_equal_sums(other, first))
         for label in range(1, self.labels):
-            out.append(
-                (
-                    _Form(
-                        np.concatenate([label * 4 + np.arange(4), np.arange(4)]).astype(np.intp),
-                        np.concatenate([np.ones(4), -np.ones(4)]),
-                    ),
-                    0.0,
-                    0.0,
-                )
-            )
+            out.append(_equal_sums(label * 4 + np.arange(4), np.arange(4)))
         return out
 
     def program(self) -> _Program:
@@ -749,11 +730,9 @@ class _Audit:
                 continue
             for label, counts in enumerate(population.confusion):
                 assert counts is not None
-                for k, value in enumerate(counts):
-                    weights = tuple(int(j == k) for j in range(4))
-                    constraints.append(
-                        (self.form(population, label, weights), float(value), float(value))  # type: ignore[arg-type]
-                    )
+                for name, value in zip(("tp", "fn", "fp", "tn"), counts, strict=True):
+                    form = self.form(population, label, _COUNTS[name])
+                    constraints.append((form, float(value), float(value)))
         constraints += self._gap_bounds()
         return _Program(
             rows=[c[0] for c in constraints],
