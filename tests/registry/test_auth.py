@@ -494,3 +494,19 @@ def test_wrong_method_says_which_are_allowed(client: TestClient) -> None:
     response = client.put("/api/v1/health")
     assert response.status_code == 405
     assert response.json()["detail"] == "The method PUT is not allowed here; allowed: GET."
+
+
+@pytest.mark.parametrize("name", ["ci\x07", "ci\x1b[2K", "ci\u202emain", "ci\nmain"])
+def test_principal_name_with_a_control_or_bidi_character_is_refused(
+    client: TestClient, admin_token: str, name: str
+) -> None:
+    events_before = _audit_length(client, admin_token)
+    response = _issue(client, admin_token, role="ci", name=name)
+    _assert_error(response, 422, "invalid")
+    assert [p["path"] for p in response.json()["problems"]] == ["name"]
+    assert "U+" in response.json()["problems"][0]["message"]
+    assert _audit_length(client, admin_token) == events_before
+    names = [
+        t["name"] for t in client.get(f"{API}/tokens", headers=auth(admin_token)).json()["data"]
+    ]
+    assert names == ["admin"]
