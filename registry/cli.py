@@ -57,7 +57,7 @@ db_app = typer.Typer(
     help="The installation's database (local).", no_args_is_help=True, rich_markup_mode=None
 )
 admin_app = typer.Typer(
-    help="Installation bootstrap (local).", no_args_is_help=True, rich_markup_mode=None
+    help="Installation bootstrap and recovery (local).", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(vendor_app, name="vendor")
 app.add_typer(token_app, name="token")
@@ -843,6 +843,47 @@ def admin_init(
     typer.echo("")
     typer.echo("Use it in this shell with:")
     typer.echo(f"  export ASSAY_TOKEN={admin_token}")
+    _warn("store it now: it will not be shown again.")
+
+
+@admin_app.command("recover")
+def admin_recover(
+    name: Annotated[
+        str, typer.Option(help="Admin to issue the token to (created if it does not exist).")
+    ] = "admin",
+    json_output: JsonOption = False,
+) -> None:
+    """Issue a new admin token locally, when no admin token works any more (audited)."""
+    with _local(json_output):
+        from registry.bootstrap import recover_admin
+
+        recovery = recover_admin(name=name)
+    before = int(recovery.active_admin_tokens_before)
+    if json_output:
+        _print_json(
+            {
+                "token": recovery.token,
+                "token_id": str(recovery.token_id),
+                "principal_id": str(recovery.principal_id),
+                "principal_name": recovery.principal_name,
+                "active_admin_tokens_before": before,
+            }
+        )
+        return
+    if before == 0:
+        typer.echo("No active admin token existed: this restores admin access.")
+    else:
+        tokens = "token" if before == 1 else "tokens"
+        typer.echo(
+            f"{before} other active admin {tokens} existed; this adds one (none was revoked)."
+        )
+    typer.echo(f"Issued a new admin token to '{_text(recovery.principal_name)}':")
+    typer.echo("")
+    typer.echo(f"  {recovery.token}")
+    typer.echo("")
+    typer.echo("Use it in this shell with:")
+    typer.echo(f"  export ASSAY_TOKEN={recovery.token}")
+    typer.echo("The audit trail records it as admin.recovered, by the local user running this.")
     _warn("store it now: it will not be shown again.")
 
 

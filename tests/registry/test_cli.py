@@ -582,6 +582,70 @@ def test_admin_init_when_an_admin_exists_exits_1(
     assert "An admin already exists" in result.stderr
 
 
+@dataclass(frozen=True)
+class FakeRecovery:
+    token: str
+    token_id: str
+    principal_id: str
+    principal_name: str
+    active_admin_tokens_before: int
+
+
+@pytest.mark.parametrize(
+    ("before", "says"),
+    [
+        (0, "No active admin token existed"),
+        (1, "1 other active admin token existed"),
+        (3, "3 other active admin tokens existed"),
+    ],
+)
+def test_admin_recover_prints_the_token_and_what_it_found(
+    server_modules: Callable[..., types.ModuleType], before: int, says: str
+) -> None:
+    calls: list[str] = []
+
+    def recover_admin(*, name: str) -> FakeRecovery:
+        calls.append(name)
+        return FakeRecovery("assay_recovered", "t-9", "p-9", name, before)
+
+    server_modules("registry.bootstrap", recover_admin=recover_admin)
+    result = invoke("admin", "recover", "--name", "ops")
+    assert result.exit_code == 0, result.output
+    assert calls == ["ops"]
+    assert "export ASSAY_TOKEN=assay_recovered" in result.stdout
+    assert says in result.stdout
+    assert "admin.recovered" in result.stdout
+    assert "will not be shown again" in result.stderr
+
+
+def test_admin_recover_json_is_one_document(
+    server_modules: Callable[..., types.ModuleType],
+) -> None:
+    recovery = FakeRecovery("assay_recovered", "t-9", "p-9", "admin", 0)
+    server_modules("registry.bootstrap", recover_admin=lambda *, name: recovery)
+    result = invoke("admin", "recover", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "token": "assay_recovered",
+        "token_id": "t-9",
+        "principal_id": "p-9",
+        "principal_name": "admin",
+        "active_admin_tokens_before": 0,
+    }
+
+
+def test_admin_recover_refused_exits_1(
+    server_modules: Callable[..., types.ModuleType], server_errors: types.ModuleType
+) -> None:
+    def recover_admin(*, name: str) -> FakeRecovery:
+        raise server_errors.Conflict("The principal 'ci' already exists with role ci.")
+
+    server_modules("registry.bootstrap", recover_admin=recover_admin)
+    result = invoke("admin", "recover", "--name", "ci")
+    assert result.exit_code == 1
+    assert "already exists with role ci" in result.stderr
+
+
 def test_serve_passes_host_and_port(server_modules: Callable[..., types.ModuleType]) -> None:
     calls: list[tuple[str, int]] = []
     server_modules("registry.app", serve=lambda *, host, port: calls.append((host, port)))
