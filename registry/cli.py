@@ -57,7 +57,7 @@ db_app = typer.Typer(
     help="The installation's database (local).", no_args_is_help=True, rich_markup_mode=None
 )
 admin_app = typer.Typer(
-    help="Installation bootstrap (local).", no_args_is_help=True, rich_markup_mode=None
+    help="Installation bootstrap and recovery (local).", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(vendor_app, name="vendor")
 app.add_typer(token_app, name="token")
@@ -116,12 +116,38 @@ def _dump(model: "BaseModel") -> dict[str, Any]:
     return model.model_dump(mode="json")
 
 
+def _printable(text: str) -> str:
+    """Gives back `text` with every non-printable character written as a visible escape.
+
+    Names and labels come from the server, which may hold them from before it refused control
+    characters, or may be older: printed raw, an ESC sequence would rewrite the reader's terminal
+    and a bidirectional override would reorder what they read. So anything `str.isprintable`
+    refuses (controls, bidi and other format characters, separators other than the space) is
+    shown as `\\x1b`, `\\u202e` or `\\U000e0001`, as Python writes it in a string literal.
+    """
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escape(char) for char in text)
+
+
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def _text(value: Any) -> str:
     if value is None or value == "":
         return "-"
     if isinstance(value, datetime):
         return value.isoformat(timespec="seconds")
-    return str(value)
+    return _printable(str(value))
 
 
 def _print_fields(fields: Sequence[tuple[str, Any]]) -> None:
@@ -140,12 +166,14 @@ def _print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     from rich import box
     from rich.measure import Measurement
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for column in columns:
         table.add_column(column, no_wrap=True)
     for row in rows:
-        table.add_row(*(_cell(value) for value in row))
+        # Text, not str: a value holding Rich markup ("[bold]") is printed as it is.
+        table.add_row(*(Text(_cell(value)) for value in row))
     console = _console()
     needed = Measurement.get(console, console.options.update_width(10_000), table).maximum
     if needed > console.width:
@@ -175,7 +203,7 @@ def _error(message: str) -> None:
     from rich.text import Text
 
     console = _console(stderr=True)
-    console.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
+    console.print(Text("error: ", style="bold red") + Text(_printable(message)), soft_wrap=True)
 
 
 def _fail(
@@ -196,7 +224,8 @@ def _fail(
     _error(detail)
     for problem in problems:
         path, message = problem.get("path"), problem.get("message", "")
-        typer.echo(f"  {path}: {message}" if path else f"  {message}", err=True)
+        line = f"  {path}: {message}" if path else f"  {message}"
+        typer.echo(_printable(line), err=True)
     if hint:
         typer.echo(hint, err=True)
     raise typer.Exit(code)
@@ -283,7 +312,7 @@ def vendor_create(
     if json_output:
         _print_json(_dump(vendor))
         return
-    typer.echo(f"Created vendor {vendor.name}.")
+    typer.echo(f"Created vendor {_text(vendor.name)}.")
     _print_fields([("id", vendor.id), ("display name", vendor.display_name)])
 
 
@@ -342,7 +371,7 @@ def token_create(
     if json_output:
         _print_json(_dump(created))
         return
-    typer.echo(f"Created {created.role} token {created.name!r} (id {created.id}).")
+    typer.echo(f"Created {created.role} token '{_text(created.name)}' (id {created.id}).")
     if created.expires_at:
         typer.echo(f"It expires at {_text(created.expires_at)}.")
     typer.echo("")
@@ -355,7 +384,7 @@ def _warn(message: str) -> None:
     from rich.text import Text
 
     _console(stderr=True).print(
-        Text("warning: ", style="bold yellow") + Text(message), soft_wrap=True
+        Text("warning: ", style="bold yellow") + Text(_printable(message)), soft_wrap=True
     )
 
 
@@ -404,7 +433,9 @@ def token_revoke(
     if json_output:
         _print_json(_dump(revoked))
         return
-    typer.echo(f"Revoked token {revoked.name!r} ({revoked.id}) at {_text(revoked.revoked_at)}.")
+    typer.echo(
+        f"Revoked token '{_text(revoked.name)}' ({revoked.id}) at {_text(revoked.revoked_at)}."
+    )
 
 
 @model_app.command("create")
@@ -424,7 +455,7 @@ def model_create(
     if json_output:
         _print_json(_dump(model))
         return
-    typer.echo(f"Created model {model.name}.")
+    typer.echo(f"Created model {_text(model.name)}.")
     _print_fields([("id", model.id), ("vendor", model.vendor_id)])
     typer.echo(f"Submit a version with: assay submit {model.id} --artifact FILE --manifest FILE")
 
@@ -642,7 +673,7 @@ def submit(
     if json_output:
         _print_json(_dump(version))
         return
-    label = f" ({version.version_label})" if version.version_label else ""
+    label = f" ({_text(version.version_label)})" if version.version_label else ""
     typer.echo(f"Submitted version {version.number}{label} of model {version.model_id}.")
     _print_fields(_version_fields(version))
     typer.echo(f"Follow it with: assay version show {version.id}")
@@ -812,6 +843,47 @@ def admin_init(
     typer.echo("")
     typer.echo("Use it in this shell with:")
     typer.echo(f"  export ASSAY_TOKEN={admin_token}")
+    _warn("store it now: it will not be shown again.")
+
+
+@admin_app.command("recover")
+def admin_recover(
+    name: Annotated[
+        str, typer.Option(help="Admin to issue the token to (created if it does not exist).")
+    ] = "admin",
+    json_output: JsonOption = False,
+) -> None:
+    """Issue a new admin token locally, when no admin token works any more (audited)."""
+    with _local(json_output):
+        from registry.bootstrap import recover_admin
+
+        recovery = recover_admin(name=name)
+    before = int(recovery.active_admin_tokens_before)
+    if json_output:
+        _print_json(
+            {
+                "token": recovery.token,
+                "token_id": str(recovery.token_id),
+                "principal_id": str(recovery.principal_id),
+                "principal_name": recovery.principal_name,
+                "active_admin_tokens_before": before,
+            }
+        )
+        return
+    if before == 0:
+        typer.echo("No active admin token existed: this restores admin access.")
+    else:
+        tokens = "token" if before == 1 else "tokens"
+        typer.echo(
+            f"{before} other active admin {tokens} existed; this adds one (none was revoked)."
+        )
+    typer.echo(f"Issued a new admin token to '{_text(recovery.principal_name)}':")
+    typer.echo("")
+    typer.echo(f"  {recovery.token}")
+    typer.echo("")
+    typer.echo("Use it in this shell with:")
+    typer.echo(f"  export ASSAY_TOKEN={recovery.token}")
+    typer.echo("The audit trail records it as admin.recovered, by the local user running this.")
     _warn("store it now: it will not be shown again.")
 
 

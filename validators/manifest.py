@@ -30,6 +30,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from validators.text import NAME_CHECK, TEXT_CHECK, Name, unsafe_character_problem
+
 __all__ = [
     "MANIFEST_MAX_BYTES",
     "ArchitectureSpec",
@@ -84,8 +86,17 @@ def _check_label_text(label: str) -> str:
         raise PydanticCustomError(
             "label_whitespace", "a label must not start or end with whitespace"
         )
-    if any(not ch.isprintable() for ch in label):
-        raise PydanticCustomError("label_control", "a label must contain printable characters only")
+    unsafe = unsafe_character_problem(label)
+    if unsafe is not None:
+        raise PydanticCustomError("unsafe_character", unsafe)
+    # Stricter than other names: a label names a dataset column, so no invisible separators.
+    for position, char in enumerate(label, start=1):
+        if not char.isprintable():
+            raise PydanticCustomError(
+                "label_control",
+                f"a label must contain printable characters only; U+{ord(char):04X} at "
+                f"position {position} is not",
+            )
     return label
 
 
@@ -109,7 +120,9 @@ Label = Annotated[
 Labels = Annotated[list[Label], Field(min_length=1, max_length=1000), AfterValidator(_check_unique)]
 Task = Literal["binary", "multilabel"]
 StrictInt = Annotated[int, Strict()]
-CardText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=_CARD_TEXT_MAX)]
+CardText = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=_CARD_TEXT_MAX), TEXT_CHECK
+]
 CardList = Annotated[list[CardText], Field(max_length=_CARD_LIST_MAX)]
 
 
@@ -222,7 +235,7 @@ class OutputSpec(_Strict):
 class ArchitectureSpec(_Strict):
     """A network Assay builds itself from its allowlist, for safetensors weights."""
 
-    name: str = Field(min_length=1, max_length=100, description="Allowlisted architecture name.")
+    name: Name = Field(min_length=1, max_length=100, description="Allowlisted architecture name.")
     args: dict[str, JsonValue] = Field(
         default_factory=dict, description="Constructor arguments allowed for that architecture."
     )
@@ -244,7 +257,7 @@ class ModelCard(_Strict):
     license: CardText | None = None
 
 
-Thresholds = dict[Annotated[str, StringConstraints(max_length=100)], float]
+Thresholds = dict[Annotated[str, StringConstraints(max_length=100), NAME_CHECK], float]
 
 _DEFAULT_THRESHOLD = {"probabilities": 0.5, "logits": 0.0}
 
@@ -252,8 +265,8 @@ _DEFAULT_THRESHOLD = {"probabilities": 0.5, "logits": 0.0}
 class ModelManifest(_Strict):
     """What a vendor declares about one model version; see docs/vendors.md."""
 
-    name: str = Field(min_length=1, max_length=200, description="Model name shown to reviewers.")
-    version_label: str = Field(
+    name: Name = Field(min_length=1, max_length=200, description="Model name shown to reviewers.")
+    version_label: Name = Field(
         min_length=1, max_length=100, description="The vendor's own label for this version."
     )
     task: Task = Field(description="binary (one label) or multilabel (independent labels).")

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from registry.db import UTCDateTime, created_at_field, json_column, utcnow, uuid_pk
+from validators.text import Name, Text
 
 
 class VersionStatus(StrEnum):
@@ -47,6 +48,10 @@ class ModelBase(SQLModel):
 
 
 class ModelCreate(ModelBase):
+    # Refused here, on what the API takes, not on ModelBase: a row stored before the refusal
+    # existed must still be readable through ModelPublic.
+    name: Name = Field(min_length=1, max_length=200)
+    description: Text | None = Field(default=None, max_length=2000)
     vendor_id: uuid.UUID | None = Field(
         default=None, description="Required when an admin creates the model; vendors omit it."
     )

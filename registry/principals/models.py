@@ -7,6 +7,7 @@ from enum import StrEnum
 from sqlmodel import Field, SQLModel
 
 from registry.db import UTCDateTime, created_at_field, uuid_pk
+from validators.text import Name
 
 
 class Role(StrEnum):
@@ -42,7 +43,7 @@ class ApiToken(SQLModel, table=True):
 
 class TokenCreate(SQLModel):
     role: Role
-    name: str = Field(min_length=1, max_length=200, description="The principal's name.")
+    name: Name = Field(min_length=1, max_length=200, description="The principal's name.")
     vendor_id: uuid.UUID | None = Field(
         default=None, description="Required for the vendor role, refused for the others."
     )

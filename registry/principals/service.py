@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
-from sqlmodel import Session, col, func, select
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, or_, select
 
 from registry import audit
 from registry.auth import Actor, as_utc, hash_token, new_token
@@ -133,18 +135,70 @@ def list_tokens(session: Session, *, limit: int, offset: int) -> tuple[list[Toke
     return [_public(t, p) for t, p in rows], count
 
 
+# Any constant will do: revocations and recoveries take this transaction-scoped lock on
+# PostgreSQL, so two admins revoking each other's last tokens at once cannot both succeed (SQLite
+# gets the same from BEGIN IMMEDIATE).
+_PG_ADMIN_CREDENTIALS_LOCK_KEY = 0x41444D494E  # "ADMIN"
+
+
+def lock_admin_credentials(session: Session) -> None:
+    """Serializes the changes that decide whether an active admin credential remains."""
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        session.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_ADMIN_CREDENTIALS_LOCK_KEY}
+        )
+
+
+def _is_active(api_token: ApiToken, now: datetime) -> bool:
+    return api_token.revoked_at is None and (
+        api_token.expires_at is None or api_token.expires_at > now
+    )
+
+
+def count_active_admin_tokens(
+    session: Session, *, now: datetime, excluding: uuid.UUID | None = None
+) -> int:
+    """Counts the admin tokens that are neither revoked nor expired (one of them left out)."""
+    query = (
+        select(func.count())
+        .select_from(ApiToken)
+        .join(Principal, Principal.id == ApiToken.principal_id)  # type: ignore[arg-type]
+        .where(
+            Principal.role == Role.admin.value,
+            col(ApiToken.revoked_at).is_(None),
+            or_(col(ApiToken.expires_at).is_(None), col(ApiToken.expires_at) > now),
+        )
+    )
+    if excluding is not None:
+        query = query.where(ApiToken.id != excluding)
+    return int(session.exec(query).one())
+
+
 def revoke_token(session: Session, actor: Actor, *, token_id: uuid.UUID) -> TokenPublic:
-    """Revokes a token; revoking one that is already revoked is refused with 409."""
+    """Revokes a token; refused with 409 if it is already revoked or the last active admin one."""
+    lock_admin_credentials(session)
     api_token = session.get(ApiToken, token_id)
     if api_token is None:
         raise NotFound(f"No token has id {token_id}.")
     if api_token.revoked_at is not None:
         raise Conflict(f"The token {token_id} was already revoked.")
-    api_token.revoked_at = utcnow()
-    session.add(api_token)
-    session.flush()
     principal = session.get(Principal, api_token.principal_id)
     assert principal is not None
+    now = utcnow()
+    if (
+        principal.role == Role.admin.value
+        and _is_active(api_token, now)
+        and count_active_admin_tokens(session, now=now, excluding=api_token.id) == 0
+    ):
+        raise Conflict(
+            f"The token {token_id} of {principal.name!r} is the last active admin token: "
+            "revoking it would leave no one able to administer Assay. Issue another admin token "
+            "first (`assay token create --role admin`), then revoke this one."
+        )
+    api_token.revoked_at = now
+    session.add(api_token)
+    session.flush()
     audit.append(
         session,
         actor=actor.audit,

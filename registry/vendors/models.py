@@ -7,6 +7,7 @@ from pydantic import field_validator
 from sqlmodel import Field, SQLModel
 
 from registry.db import created_at_field, uuid_pk
+from validators.text import Name
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 
@@ -21,6 +22,14 @@ class VendorBase(SQLModel):
 
 
 class VendorCreate(VendorBase):
+    # The refusal of control and bidi characters is on what the API takes (here), not on
+    # VendorBase, so that a row stored before it existed can still be read back.
+    name: Name = Field(
+        max_length=63,
+        description="Short unique slug: lowercase letters, digits, '.', '_' or '-'.",
+    )
+    display_name: Name | None = Field(default=None, max_length=200)
+
     @field_validator("name")
     @classmethod
     def _slug(cls, value: str) -> str:

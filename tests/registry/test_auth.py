@@ -494,3 +494,144 @@ def test_wrong_method_says_which_are_allowed(client: TestClient) -> None:
     response = client.put("/api/v1/health")
     assert response.status_code == 405
     assert response.json()["detail"] == "The method PUT is not allowed here; allowed: GET."
+
+
+@pytest.mark.parametrize("name", ["ci\x07", "ci\x1b[2K", "ci\u202emain", "ci\nmain"])
+def test_principal_name_with_a_control_or_bidi_character_is_refused(
+    client: TestClient, admin_token: str, name: str
+) -> None:
+    events_before = _audit_length(client, admin_token)
+    response = _issue(client, admin_token, role="ci", name=name)
+    _assert_error(response, 422, "invalid")
+    assert [p["path"] for p in response.json()["problems"]] == ["name"]
+    assert "U+" in response.json()["problems"][0]["message"]
+    assert _audit_length(client, admin_token) == events_before
+    names = [
+        t["name"] for t in client.get(f"{API}/tokens", headers=auth(admin_token)).json()["data"]
+    ]
+    assert names == ["admin"]
+
+
+# --- the last admin credential -------------------------------------------------------------------
+
+
+def _revoke(client: TestClient, admin_token: str, token: str) -> Any:
+    return client.delete(f"{API}/tokens/{_token_id(client, token)}", headers=auth(admin_token))
+
+
+def test_the_last_active_admin_token_cannot_be_revoked(
+    client: TestClient, admin_token: str
+) -> None:
+    events_before = _audit_length(client, admin_token)
+    response = _revoke(client, admin_token, admin_token)
+    _assert_error(response, 409, "conflict")
+    assert "last active admin" in response.json()["detail"]
+    assert "assay token create --role admin" in response.json()["detail"]
+    assert client.get(f"{API}/me", headers=auth(admin_token)).status_code == 200
+    assert _audit_length(client, admin_token) == events_before
+
+
+def test_an_admin_token_can_be_revoked_while_another_admin_token_is_active(
+    client: TestClient, admin_token: str
+) -> None:
+    second = make_token(client, admin_token, role="admin", name="second-admin")
+    assert _revoke(client, second, admin_token).status_code == 200
+    _assert_error(client.get(f"{API}/me", headers=auth(admin_token)), 401, "unauthorized")
+    # Now `second` is the last one.
+    _assert_error(_revoke(client, second, second), 409, "conflict")
+    assert client.get(f"{API}/me", headers=auth(second)).status_code == 200
+
+
+def test_a_second_token_of_the_same_admin_counts(client: TestClient, admin_token: str) -> None:
+    again = make_token(client, admin_token, role="admin", name="admin")
+    assert _revoke(client, again, admin_token).status_code == 200
+    _assert_error(_revoke(client, again, again), 409, "conflict")
+
+
+def test_an_expired_admin_token_does_not_count_as_active(
+    client: TestClient, admin_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expires = datetime.now(UTC) + timedelta(seconds=30)
+    created = _issue(
+        client, admin_token, role="admin", name="short-lived", expires_at=expires.isoformat()
+    )
+    assert created.status_code == 201, created.text
+    expiring_id = created.json()["id"]
+    # Move the revocation's clock past that expiry instead of sleeping.
+    monkeypatch.setattr("registry.principals.service.utcnow", lambda: expires + timedelta(hours=1))
+    _assert_error(_revoke(client, admin_token, admin_token), 409, "conflict")
+    # Revoking the expired one takes nothing away, so it is allowed.
+    response = client.delete(f"{API}/tokens/{expiring_id}", headers=auth(admin_token))
+    assert response.status_code == 200, response.text
+
+
+def test_non_admin_tokens_are_revoked_whatever_the_admins(
+    client: TestClient, admin_token: str
+) -> None:
+    reviewer = make_token(client, admin_token, role="reviewer", name="reviewer")
+    assert _revoke(client, admin_token, reviewer).status_code == 200
+
+
+def test_two_admins_revoking_each_other_at_once_leave_one_admin(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both revocations read the count before either writes; the lock lets only one through."""
+    import contextlib
+    import threading
+
+    from registry.auth import Actor
+    from registry.db import get_engine, new_session
+    from registry.errors import Conflict
+    from registry.principals import service
+    from registry.principals.models import Role, TokenCreate
+
+    engine = get_engine(settings)
+    with new_session(engine) as session:
+        first = service.issue_token(
+            session, ("system", "system"), data=TokenCreate(role=Role.admin, name="ann")
+        )
+        second = service.issue_token(
+            session, ("system", "system"), data=TokenCreate(role=Role.admin, name="bob")
+        )
+        session.commit()
+
+    # Hold each revocation after its count until the other has counted too (or could not,
+    # because the lock kept it out): without the lock, both would see one other admin.
+    both_counted = threading.Barrier(2)
+    count = service.count_active_admin_tokens
+
+    def count_then_wait(*args: Any, **kwargs: Any) -> int:
+        counted = count(*args, **kwargs)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_counted.wait(timeout=3)
+        return counted
+
+    monkeypatch.setattr(service, "count_active_admin_tokens", count_then_wait)
+    outcomes: dict[str, str] = {}
+
+    def revoke(by: Any, target: Any) -> None:
+        actor = Actor(
+            id=by.principal_id, name=by.name, role=Role.admin, vendor_id=None, token_id=by.id
+        )
+        with new_session(engine) as session:
+            try:
+                service.revoke_token(session, actor, token_id=target.id)
+                session.commit()
+                outcomes[by.name] = "revoked"
+            except Conflict:
+                session.rollback()
+                outcomes[by.name] = "refused"
+
+    threads = [
+        threading.Thread(target=revoke, args=(first, second)),
+        threading.Thread(target=revoke, args=(second, first)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes.values()) == ["refused", "revoked"], outcomes
+    with new_session(engine) as session:
+        from registry.db import utcnow
+
+        assert service.count_active_admin_tokens(session, now=utcnow()) == 1

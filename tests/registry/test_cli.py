@@ -417,6 +417,112 @@ def test_manifest_schema_prints_json(server: FakeServer) -> None:
     assert json.loads(result.stdout) == schema
 
 
+# --- hostile names from the server are printed escaped ------------------------------------------
+
+# What a server may hold from before names were checked (or send, if it is older): terminal
+# escapes that clear the screen and set the window title, BEL, NUL, a right-to-left override,
+# and Rich markup that must be printed as it is, not interpreted.
+HOSTILE = "evil\x1b[2J\x1b]0;pwned\x07\u202egpj.exe [bold red]ok[/bold red]\x00\x9b1m"
+SHOWN = "evil\\x1b[2J\\x1b]0;pwned\\x07\\u202egpj.exe [bold red]ok[/bold red]\\x00\\x9b1m"
+BIDI = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def assert_no_raw_control(text: str) -> None:
+    """Nothing in `text` but printable characters, spaces and newlines."""
+    import unicodedata
+
+    raw = [
+        f"U+{ord(c):04X}"
+        for c in text
+        if c != "\n" and (unicodedata.category(c) == "Cc" or c in BIDI)
+    ]
+    assert raw == [], raw
+
+
+HOSTILE_VERSION = {**VERSION, "version_label": HOSTILE, "submitted_by": HOSTILE}
+HOSTILE_MODEL = {**MODEL, "name": HOSTILE, "description": "line one\nline two " + HOSTILE}
+HOSTILE_VENDOR = {**VENDOR, "name": HOSTILE, "display_name": HOSTILE}
+HOSTILE_TOKEN = {**TOKEN, "name": HOSTILE}
+
+
+@pytest.mark.parametrize(
+    ("args", "method", "path", "body"),
+    [
+        (["versions", MODEL_ID], "GET", f"/models/{MODEL_ID}/versions", page(HOSTILE_VERSION)),
+        (["version", "show", VERSION_ID], "GET", f"/versions/{VERSION_ID}", HOSTILE_VERSION),
+        (["model", "list"], "GET", "/models", page(HOSTILE_MODEL)),
+        (["model", "show", MODEL_ID], "GET", f"/models/{MODEL_ID}", HOSTILE_MODEL),
+        (["vendor", "list"], "GET", "/vendors", page(HOSTILE_VENDOR)),
+        (["vendor", "create", "acme"], "POST", "/vendors", HOSTILE_VENDOR),
+        (["model", "create", "m"], "POST", "/models", HOSTILE_MODEL),
+        (["token", "list"], "GET", "/tokens", page(HOSTILE_TOKEN)),
+        (["token", "revoke", "t-2"], "DELETE", "/tokens/t-2", HOSTILE_TOKEN),
+        (["whoami"], "GET", "/me", {**ME, "name": HOSTILE, "vendor_name": HOSTILE}),
+    ],
+)
+def test_names_from_the_server_are_printed_with_visible_escapes(
+    server: FakeServer, args: list[str], method: str, path: str, body: Any
+) -> None:
+    server.answer(method, path, 200, body)
+    result = invoke(*args, "--token", "t")
+    assert result.exit_code == 0, result.output
+    assert_no_raw_control(result.stdout)
+    assert_no_raw_control(result.stderr)
+    assert SHOWN in result.stdout
+
+
+def test_a_description_keeps_its_lines_visible_as_escapes(server: FakeServer) -> None:
+    server.answer("GET", f"/models/{MODEL_ID}", 200, HOSTILE_MODEL)
+    result = invoke("model", "show", MODEL_ID, "--token", "t")
+    assert result.exit_code == 0, result.output
+    assert "line one\\nline two" in result.stdout
+
+
+def test_the_submit_summary_escapes_the_label(
+    server: FakeServer, submission: tuple[Path, Path]
+) -> None:
+    artifact, manifest = submission
+    server.answer("POST", f"/models/{MODEL_ID}/versions", 201, HOSTILE_VERSION)
+    result = invoke(
+        "submit", MODEL_ID, "--artifact", str(artifact), "--manifest", str(manifest), "--token", "t"
+    )
+    assert result.exit_code == 0, result.output
+    assert_no_raw_control(result.stdout)
+    assert f"({SHOWN})" in result.stdout
+
+
+def test_an_error_from_the_server_is_printed_escaped(server: FakeServer) -> None:
+    problems = [{"path": "name\x1b[1m", "message": "bad " + HOSTILE}]
+    body = {"error": "invalid", "detail": "refused " + HOSTILE, "problems": problems}
+    server.answer("POST", "/models", 422, body)
+    result = invoke("model", "create", "x", "--token", "t")
+    assert result.exit_code == 1
+    assert_no_raw_control(result.stderr)
+    assert "refused " + SHOWN in result.stderr
+    assert "name\\x1b[1m: bad " + SHOWN in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "path", "body"),
+    [
+        (["versions", MODEL_ID], f"/models/{MODEL_ID}/versions", page(HOSTILE_VERSION)),
+        (["model", "list"], "/models", page(HOSTILE_MODEL)),
+    ],
+)
+def test_json_output_escapes_and_round_trips_the_names(
+    server: FakeServer, args: list[str], path: str, body: Any
+) -> None:
+    server.answer("GET", path, 200, body)
+    result = invoke(*args, "--json", "--token", "t")
+    assert result.exit_code == 0, result.output
+    assert_no_raw_control(result.stdout)
+    assert all(ord(c) < 128 for c in result.stdout)
+    assert (
+        json.loads(result.stdout)["data"][0]["version_label" if args[0] == "versions" else "name"]
+        == HOSTILE
+    )
+
+
 # --- local commands ------------------------------------------------------------------------------
 
 
@@ -474,6 +580,70 @@ def test_admin_init_when_an_admin_exists_exits_1(
     result = invoke("admin", "init")
     assert result.exit_code == 1
     assert "An admin already exists" in result.stderr
+
+
+@dataclass(frozen=True)
+class FakeRecovery:
+    token: str
+    token_id: str
+    principal_id: str
+    principal_name: str
+    active_admin_tokens_before: int
+
+
+@pytest.mark.parametrize(
+    ("before", "says"),
+    [
+        (0, "No active admin token existed"),
+        (1, "1 other active admin token existed"),
+        (3, "3 other active admin tokens existed"),
+    ],
+)
+def test_admin_recover_prints_the_token_and_what_it_found(
+    server_modules: Callable[..., types.ModuleType], before: int, says: str
+) -> None:
+    calls: list[str] = []
+
+    def recover_admin(*, name: str) -> FakeRecovery:
+        calls.append(name)
+        return FakeRecovery("assay_recovered", "t-9", "p-9", name, before)
+
+    server_modules("registry.bootstrap", recover_admin=recover_admin)
+    result = invoke("admin", "recover", "--name", "ops")
+    assert result.exit_code == 0, result.output
+    assert calls == ["ops"]
+    assert "export ASSAY_TOKEN=assay_recovered" in result.stdout
+    assert says in result.stdout
+    assert "admin.recovered" in result.stdout
+    assert "will not be shown again" in result.stderr
+
+
+def test_admin_recover_json_is_one_document(
+    server_modules: Callable[..., types.ModuleType],
+) -> None:
+    recovery = FakeRecovery("assay_recovered", "t-9", "p-9", "admin", 0)
+    server_modules("registry.bootstrap", recover_admin=lambda *, name: recovery)
+    result = invoke("admin", "recover", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "token": "assay_recovered",
+        "token_id": "t-9",
+        "principal_id": "p-9",
+        "principal_name": "admin",
+        "active_admin_tokens_before": 0,
+    }
+
+
+def test_admin_recover_refused_exits_1(
+    server_modules: Callable[..., types.ModuleType], server_errors: types.ModuleType
+) -> None:
+    def recover_admin(*, name: str) -> FakeRecovery:
+        raise server_errors.Conflict("The principal 'ci' already exists with role ci.")
+
+    server_modules("registry.bootstrap", recover_admin=recover_admin)
+    result = invoke("admin", "recover", "--name", "ci")
+    assert result.exit_code == 1
+    assert "already exists with role ci" in result.stderr
 
 
 def test_serve_passes_host_and_port(server_modules: Callable[..., types.ModuleType]) -> None:

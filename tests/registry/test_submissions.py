@@ -372,6 +372,27 @@ def test_resubmitting_the_same_bytes_is_refused_naming_the_existing_version(
     assert_nothing_left(settings, before)
 
 
+@pytest.mark.parametrize("label", ["2.0\x1b[2J\x1b[H", "2.0\x07", "2.0\u202e1.1", "2.0\x00"])
+def test_a_version_label_with_a_control_or_bidi_character_is_refused_leaving_nothing(
+    client: TestClient,
+    settings: Any,
+    vendor: VendorAccount,
+    model_id: str,
+    example: Callable[[int], Example],
+    label: str,
+) -> None:
+    before = snapshot(settings)
+    manifest = example(0).manifest_for(version_label=label)
+    body = assert_error(
+        submit(client, model_id, vendor, example(0), manifest=manifest),
+        422,
+        error="invalid_manifest",
+    )
+    assert problem_paths(body) == ["version_label"]
+    assert "U+" in body["problems"][0]["message"]
+    assert_nothing_left(settings, before)
+
+
 def test_same_bytes_from_another_vendor_are_refused_without_revealing_the_first_version(
     client: TestClient,
     settings: Any,

@@ -334,3 +334,79 @@ def test_version_list_pages_and_counts(
     assert page["count"] == 2
     shown = client.get(f"{API}/models/{model_id}", headers=vendor.headers).json()
     assert shown["version_count"] == 2
+
+
+# --- names and labels: no control or bidi characters ----------------------------------------------
+
+
+def _count(app: Any, table: Any) -> int:
+    from sqlmodel import func, select
+
+    from registry.db import new_session
+
+    with new_session(app.state.engine) as session:
+        return int(session.exec(select(func.count()).select_from(table)).one())
+
+
+@pytest.mark.parametrize("display_name", ["ACME\x1b[2J", "ACME\x07", "ACME\u202eevil", "A\nB"])
+def test_vendor_display_name_with_a_control_or_bidi_character_is_refused(
+    app: Any, client: TestClient, admin_token: str, display_name: str
+) -> None:
+    from registry.vendors.models import Vendor
+
+    body = assert_error(
+        create_vendor(client, admin_token, "acme", display_name=display_name), 422, "invalid"
+    )
+    assert [p["path"] for p in body["problems"]] == ["display_name"]
+    assert "U+" in body["problems"][0]["message"]
+    assert _count(app, Vendor) == 0
+
+
+@pytest.mark.parametrize("name", ["lesion\x1b]0;pwned\x07", "lesion\u2066v2", "lesion\x00", "a\rb"])
+def test_model_name_with_a_control_or_bidi_character_is_refused(
+    app: Any, client: TestClient, vendor: VendorAccount, name: str
+) -> None:
+    from registry.catalog.models import Model
+
+    response = client.post(f"{API}/models", json={"name": name}, headers=vendor.headers)
+    body = assert_error(response, 422, "invalid")
+    assert [p["path"] for p in body["problems"]] == ["name"]
+    assert "position" in body["problems"][0]["message"]
+    assert _count(app, Model) == 0
+
+
+def test_model_description_allows_newlines_but_not_escapes(
+    client: TestClient, vendor: VendorAccount
+) -> None:
+    fine = {"name": "lesion", "description": "Finds lesions.\n\tAdults only."}
+    response = client.post(f"{API}/models", json=fine, headers=vendor.headers)
+    assert response.status_code == 201, response.text
+    assert response.json()["description"] == fine["description"]
+    hostile = {"name": "other", "description": "Finds lesions.\x1b[8m hidden"}
+    body = assert_error(
+        client.post(f"{API}/models", json=hostile, headers=vendor.headers), 422, "invalid"
+    )
+    assert [p["path"] for p in body["problems"]] == ["description"]
+    assert "U+001B ESCAPE" in body["problems"][0]["message"]
+
+
+def test_a_name_stored_before_the_refusal_is_still_listed(
+    app: Any, client: TestClient, admin_token: str, vendor: VendorAccount
+) -> None:
+    """Reads never fail on old data: the refusal is on what the API takes, not what it shows."""
+    from registry.catalog.models import Model
+    from registry.db import new_session
+
+    with new_session(app.state.engine) as session:
+        session.add(Model(name="old\x1b[31m\u202e", vendor_id=uuid.UUID(vendor.vendor_id)))
+        session.commit()
+    response = client.get(f"{API}/models", headers=auth(admin_token))
+    assert response.status_code == 200, response.text
+    assert [m["name"] for m in response.json()["data"]] == ["old\x1b[31m\u202e"]
+
+
+def test_the_openapi_document_states_the_rule_on_create_bodies(client: TestClient) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    assert "pattern" in schemas["VendorCreate"]["properties"]["name"]
+    assert "pattern" in schemas["ModelCreate"]["properties"]["name"]
+    assert "pattern" in schemas["TokenCreate"]["properties"]["name"]

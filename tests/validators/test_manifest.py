@@ -278,3 +278,42 @@ def test_json_schema_validates_a_manifest_when_jsonschema_is_available() -> None
 def test_manifest_round_trips_through_json() -> None:
     manifest = parse_manifest(make_multilabel())
     assert ModelManifest.model_validate_json(manifest.model_dump_json()) == manifest
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("name", "nodule\x1b[2J"),
+        ("version_label", "2.1\x07"),
+        ("version_label", "1.0\u202e0.2"),
+        ("version_label", "1.0\x00"),
+    ],
+)
+def test_names_and_version_labels_refuse_control_and_bidi_characters(
+    field: str, value: str
+) -> None:
+    problems = problems_of(make_manifest(**{field: value}))
+    assert [p.path for p in problems] == [field]
+    assert "U+" in problems[0].message and "position" in problems[0].message
+
+
+def test_labels_and_threshold_keys_refuse_bidi_characters() -> None:
+    raw = make_manifest(labels=["nod\u2066ule"], thresholds={"nod\u2066ule": 0.3})
+    problems = problems_of(raw)
+    assert "labels.0" in [p.path for p in problems]
+    assert any("U+2066" in p.message for p in problems)
+
+
+def test_architecture_name_refuses_control_characters() -> None:
+    raw = make_manifest(architecture={"name": "DenseNet121\x1b[0m", "args": {}})
+    assert paths_of(raw) == ["architecture.name"]
+
+
+def test_card_text_allows_newlines_but_not_escapes() -> None:
+    card = {"intended_use": "Triage.\n\tAdults only.", "known_limitations": ["a\nb"]}
+    assert parse_manifest(make_manifest(card=card)).card.intended_use == "Triage.\n\tAdults only."
+    hostile = {"intended_use": "Triage\x1b[8m hidden", "known_limitations": ["ok", "\u202eevil"]}
+    assert paths_of(make_manifest(card=hostile)) == [
+        "card.intended_use",
+        "card.known_limitations.1",
+    ]
