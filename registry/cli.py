@@ -171,6 +171,10 @@ def _print_page_footer(page: "Page[Any]", offset: int) -> None:
         )
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _error(message: str) -> None:
     from rich.text import Text
 
@@ -900,7 +904,8 @@ def audit_verify(
         typer.echo(f"  intact events before it: {result.length}", err=True)
         typer.echo(f"  last intact head: {result.head or '-'}", err=True)
     elif (broken_checkpoint := getattr(result, "broken_checkpoint", None)) is not None:
-        _error(f"audit chain does not match checkpoint {broken_checkpoint}: {reason}")
+        _error(f"audit chain fails its signed checkpoints: {reason}")
+        typer.echo(f"  first failing checkpoint: {broken_checkpoint}", err=True)
     else:
         _error(f"audit chain verification failed: {reason}")
         typer.echo(f"  events: {result.length}", err=True)
@@ -963,7 +968,7 @@ def audit_checkpoint(
     message = (
         "no checkpoint"
         if newest is None
-        else (f"checkpoint {newest.seq}: {newest.length} events, head {newest.head}")
+        else f"checkpoint {newest.seq}: {_count(newest.length, 'event')}, head {newest.head}"
     )
     typer.echo(
         ("Signed " if created else "The chain has not moved since ") + message,

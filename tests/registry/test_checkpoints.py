@@ -509,7 +509,7 @@ def test_cli_checkpoint_export_and_verify_round_trip(
     exported = tmp_path / "checkpoints.json"
     made = run_cli("checkpoint", "--export", str(exported))
     assert made.exit_code == 0, made.output
-    assert "Signed checkpoint 1: 1 events" in made.output
+    assert "Signed checkpoint 1: 1 event," in made.output
     again = run_cli("checkpoint")
     assert again.exit_code == 0 and "has not moved" in again.output
     document = json.loads(exported.read_text())
@@ -527,7 +527,7 @@ def test_cli_checkpoint_export_and_verify_round_trip(
     assert run_cli("verify").exit_code == 0
     broken = run_cli("verify", "--public-key", str(public), "--checkpoints", str(exported))
     assert broken.exit_code == 1, broken.output
-    assert "does not match checkpoint 1" in broken.output
+    assert "fails its signed checkpoints: checkpoint 1 signed head" in broken.output
     assert "event 1 was rewritten" in broken.output
 
 
@@ -576,3 +576,79 @@ def test_cli_refuses_a_public_key_file_that_is_not_one(tmp_path: Path) -> None:
     result = run_cli("verify", "--public-key", str(public))
     assert result.exit_code == 1, result.output
     assert "is not an Ed25519 public key in PEM form" in result.output
+
+
+# --- the production roles of docs/security.md (PostgreSQL) -------------------------------------
+
+
+def _documented_sql(suffix: str) -> list[str]:
+    """The three SQL blocks of docs/security.md's production section, with unique names."""
+    import re
+
+    from tests.registry.scoring_example import blocks
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "security.md"
+    section = docs.read_text().split("## PostgreSQL in production", 1)[1].split("\n## ", 1)[0]
+    found = blocks(section, "sql")
+    assert len(found) == 3, "docs/security.md: the production section has three SQL blocks"
+    names = {"assay_owner": f"assay_owner_{suffix}", "assay_app": f"assay_app_{suffix}"}
+    names["assay"] = f"assay_prod_{suffix}"
+    pattern = re.compile(r"\b(assay_owner|assay_app|assay)\b")
+    return [pattern.sub(lambda m: names[m.group(1)], block) for block in found]
+
+
+def _statements(block: str) -> list[str]:
+    return [s.strip() for s in block.split(";") if s.strip()]
+
+
+def test_documented_postgres_roles_confine_the_service(settings: Any, tmp_path: Path) -> None:
+    from registry.app import create_app
+    from registry.bootstrap import init_admin
+    from registry.db import dispose_engines, upgrade_database
+    from registry.settings import Settings
+    from tests.conftest import _pg_execute, _pg_url_for
+
+    if settings.database_url is None:
+        pytest.skip("the production roles are PostgreSQL's")
+    suffix = uuid.uuid4().hex[:10]
+    superuser_block, owner_block, refused_block = _documented_sql(suffix)
+    database = f"assay_prod_{suffix}"
+    owner, app_role = f"assay_owner_{suffix}", f"assay_app_{suffix}"
+
+    def url(role: str) -> str:
+        return sa.make_url(_pg_url_for(database)).set(username=role).render_as_string(False)
+
+    try:
+        for statement in _statements(superuser_block):
+            _pg_execute(statement)
+        upgrade_database(Settings(database_url=url(owner), environment="test"))
+        owner_engine = sa.create_engine(url(owner))
+        with owner_engine.begin() as connection:
+            for statement in _statements(owner_block):
+                connection.exec_driver_sql(statement)
+        owner_engine.dispose()
+
+        # The registry works as the application role.
+        confined = Settings(home=tmp_path / "prod", environment="test", database_url=url(app_role))
+        admin = init_admin(name="admin", settings=confined)
+        app = create_app(confined)
+        with TestClient(app) as client:
+            make_vendor(client, admin, name="acme")
+            checkpoint_now(app, confined)
+        result = verify_signed(app, [signer_of(confined).public_key])
+        assert (result.ok, result.length, result.checkpoints_verified) == (True, 3, 1)
+
+        # And each documented statement is refused with its documented error.
+        engine = app.state.engine
+        refused = [line.split("; -- ", 1) for line in refused_block.strip().splitlines()]
+        assert len(refused) >= 8
+        for statement, error in refused:
+            with pytest.raises(sa.exc.DBAPIError) as raised, engine.begin() as connection:
+                connection.exec_driver_sql(statement)
+            assert error in str(raised.value.orig), statement
+        assert verify_signed(app, [signer_of(confined).public_key]).ok
+    finally:
+        dispose_engines()
+        _pg_execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        for role in (app_role, owner):
+            _pg_execute(f'DROP ROLE IF EXISTS "{role}"')
