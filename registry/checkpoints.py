@@ -396,7 +396,13 @@ def read_export(path: Path) -> list[CheckpointRecord]:
 def write_export(document: CheckpointExport, path: Path) -> None:
     """Writes the export atomically (a reader never sees half a file)."""
     data = json.dumps(document.model_dump(mode="json"), indent=1) + "\n"
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent or Path("."))
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    except OSError as exc:
+        raise Invalid(
+            f"Cannot write the checkpoint export {path}: {exc.strerror} "
+            f"({path.parent} must be an existing, writable folder)."
+        ) from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(data)

@@ -652,3 +652,26 @@ def test_documented_postgres_roles_confine_the_service(settings: Any, tmp_path: 
         _pg_execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         for role in (app_role, owner):
             _pg_execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+@pytest.mark.usefixtures("installation_env")
+def test_cli_export_into_a_missing_folder_says_so_and_leaves_nothing(
+    client: TestClient, admin_token: str, tmp_path: Path
+) -> None:
+    target = tmp_path / "no-such-folder" / "checkpoints.json"
+    result = run_cli("checkpoint", "--export", str(target))
+    assert result.exit_code == 1, result.output
+    assert f"Cannot write the checkpoint export {target}" in result.output
+    assert not target.parent.exists()
+
+
+def test_the_server_refuses_to_start_with_a_key_others_may_read(settings: Any) -> None:
+    from registry.app import create_app
+
+    checkpoints.load_signer(settings)
+    os.chmod(settings.audit_key_file, 0o640)
+    with (
+        pytest.raises(checkpoints.UnsafeAuditKey, match="mode 0640"),
+        TestClient(create_app(settings)),
+    ):
+        pass
