@@ -17,6 +17,7 @@ from registry import __version__
 from registry.audit_routes import router as audit_router
 from registry.auth import authenticate
 from registry.catalog.routes import router as catalog_router
+from registry.checkpoints import periodic_checkpoints
 from registry.db import check_current, get_engine
 from registry.errors import AssayError, ErrorBody, Problem
 from registry.principals.routes import router as principals_router
@@ -134,7 +135,8 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True) -
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with periodic_checkpoints(settings, engine):
+            yield
 
     app = FastAPI(
         title="Assay",

@@ -62,6 +62,10 @@ class AuditVerification(BaseModel):
     reason: str | None = None
     expected_head: str | None = None
     grown_since_expected: int | None = None
+    # Set when verified against signed checkpoints (registry.checkpoints).
+    checkpoints_verified: int | None = None
+    broken_checkpoint: int | None = None
+    events_after_last_checkpoint: int | None = None
 
 
 def format_time(moment: datetime) -> str:
@@ -88,10 +92,16 @@ def _hashed_fields(event: AuditEvent) -> dict[str, Any]:
     }
 
 
-def _lock_chain(session: Session) -> None:
+def lock_chain(session: Session) -> None:
+    """Serializes writers of the chain (and of its checkpoints) until the transaction ends."""
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
         session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_AUDIT_LOCK_KEY})
+
+
+def head_event(session: Session) -> AuditEvent | None:
+    """The newest event, or None for an empty chain."""
+    return session.exec(select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(1)).first()
 
 
 def append(
@@ -107,8 +117,8 @@ def append(
 
     `actor` is `(id, name)`. The payload must be JSON-native (strings, numbers, lists, dicts).
     """
-    _lock_chain(session)
-    head = session.exec(select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(1)).first()
+    lock_chain(session)
+    head = head_event(session)
     event = AuditEvent(
         seq=1 if head is None else head.seq + 1,
         at=format_time(datetime.now(UTC)),

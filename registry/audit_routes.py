@@ -4,8 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from registry import audit
+from registry import audit, checkpoints
 from registry.auth import AuditReader
+from registry.checkpoints import CheckpointRecord
 from registry.db import SessionDep
 from registry.errors import error_responses
 from registry.pagination import Page, PageDep
@@ -39,3 +40,16 @@ def verify(
     ] = None,
 ) -> audit.AuditVerification:
     return audit.verify_chain(session, expect_head=expect_head)
+
+
+@router.get(
+    "/checkpoints",
+    response_model=Page[CheckpointRecord],
+    responses=error_responses(401, 403, 422),
+)
+def list_checkpoints(
+    session: SessionDep, actor: AuditReader, page: PageDep
+) -> Page[CheckpointRecord]:
+    """Signed checkpoints of the chain, oldest first (verify them with `assay audit verify`)."""
+    rows, count = checkpoints.list_checkpoints(session, limit=page.limit, offset=page.offset)
+    return Page(data=[CheckpointRecord.model_validate(c) for c in rows], count=count)

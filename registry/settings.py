@@ -30,6 +30,16 @@ class Settings(BaseSettings):
     inspection_memory_bytes: int = Field(default=8 * GIB, gt=0)
     inspection_timeout_s: float = Field(default=600.0, gt=0)
     allow_sqlite_in_production: bool = False
+    audit_key_path: Path | None = Field(
+        default=None,
+        description="Ed25519 private key that signs audit checkpoints; default: "
+        "ASSAY_HOME/keys/audit-checkpoint.pem, created (0600) on first need.",
+    )
+    checkpoint_interval_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="How often the server signs a checkpoint of the audit chain (if it moved).",
+    )
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -57,6 +67,12 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return self.home_dir / "artifacts"
+
+    @property
+    def audit_key_file(self) -> Path:
+        if self.audit_key_path is not None:
+            return self.audit_key_path.expanduser().resolve()
+        return self.home_dir / "keys" / "audit-checkpoint.pem"
 
     @property
     def tmp_dir(self) -> Path:

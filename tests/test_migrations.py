@@ -173,4 +173,51 @@ def test_downgrade_removes_the_postgres_audit_triggers(settings: Settings) -> No
                 "AND NOT tgisinternal ORDER BY tgname"
             )
         ).scalars()
-        assert list(triggers) == ["audit_event_no_truncate", "audit_event_no_update_delete"]
+        assert list(triggers) == [
+            "audit_event_continues_chain",
+            "audit_event_no_truncate",
+            "audit_event_no_update_delete",
+        ]
+
+
+def _audit_triggers(engine: sa.Engine) -> list[str]:
+    """The user triggers on the two audit tables, by name."""
+    if engine.dialect.name == "postgresql":
+        query = (
+            "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgrelid IN "
+            "(SELECT oid FROM pg_class WHERE relname IN ('audit_event', 'audit_checkpoint')) "
+            "ORDER BY tgname"
+        )
+    else:
+        query = (
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' "
+            "AND tbl_name IN ('audit_event', 'audit_checkpoint') ORDER BY name"
+        )
+    with engine.connect() as connection:
+        return list(connection.exec_driver_sql(query).scalars())
+
+
+def test_downgrade_of_0002_removes_the_checkpoints_and_continuity_triggers(
+    settings: Settings,
+) -> None:
+    engine = get_engine(settings)
+    postgres = engine.dialect.name == "postgresql"
+    added = ["audit_event_continues_chain"] + (
+        ["audit_checkpoint_no_truncate", "audit_checkpoint_no_update_delete"] if postgres else []
+    )
+    assert set(added) <= set(_audit_triggers(engine))
+    config = alembic_config(settings.sqlalchemy_url)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0001")
+    assert "audit_checkpoint" not in _table_names(engine)
+    assert set(added) & set(_audit_triggers(engine)) == set()
+    if postgres:
+        with engine.connect() as connection:
+            functions = connection.exec_driver_sql(
+                "SELECT count(*) FROM pg_proc WHERE proname IN "
+                "('assay_audit_continues_chain', 'assay_checkpoint_append_only')"
+            ).scalar()
+        assert functions == 0
+    upgrade_database(settings)
+    assert set(added) <= set(_audit_triggers(engine))

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
-from registry import audit
+from registry import audit, checkpoints
 from registry.auth import Actor
 from registry.catalog.models import (
     ALLOWED_TRANSITIONS,
@@ -172,6 +172,7 @@ def transition(
         object_id=version.id,
         payload={"from": current.value, "to": to.value, "reason": reason, **(payload or {})},
     )
+    checkpoints.at_state_change(session)
     return version
 
 
@@ -378,6 +379,7 @@ def _record_version(
                 "size_bytes": version.size_bytes,
             },
         )
+        checkpoints.at_state_change(session)
         body = VersionPublic.model_validate(version).model_dump(mode="json")
         if idempotency_key:
             session.add(
