@@ -1262,3 +1262,25 @@ def test_other_os_errors_while_staging_are_a_500_not_a_bad_body(
     assert_error(response, 500, error="internal_error")
     assert response.headers["connection"] == "close"
     assert_nothing_left(settings, before)
+
+
+def test_onnx_with_nul_in_its_names_is_refused_with_422_on_every_database(
+    client: TestClient,
+    settings: Any,
+    vendor: VendorAccount,
+    model_id: str,
+    example: Callable[[int], Example],
+) -> None:
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load_from_string(example(0).artifact)
+    model.producer_name = "vendor\x00tool"
+    artifact = model.SerializeToString()
+    before = snapshot(settings)
+    response = post_parts(
+        client,
+        model_id,
+        vendor.headers,
+        [manifest_part(example(0).manifest_for()), artifact_part(artifact)],
+    )
+    assert_error(response, 422, error="invalid_artifact")
+    assert_nothing_left(settings, before)
