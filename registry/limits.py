@@ -153,6 +153,13 @@ def _json_problems(body: bytes) -> list[Problem]:
     ]
 
 
+def _declares_body(scope: Scope) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+            return True
+    return False
+
+
 def _declared_length(scope: Scope) -> int | None:
     for name, value in scope.get("headers", []):
         if name == b"content-length" and value.isdigit():
@@ -184,7 +191,10 @@ class RequestGuard:
                     problems=problems,
                 )
         except AssayError as error:
-            headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+            headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
+            if _declares_body(scope):
+                # The body is left unread; the server will not reuse this connection.
+                headers["Connection"] = "close"
             await _error_response(error, headers)(scope, receive, send)
             return
 

@@ -59,6 +59,13 @@ def test_unauthenticated_body_is_401_whatever_it_holds(
     response = client.post(path, content=content, headers={"content-type": "application/json"})
     _assert_error(response, 401, "unauthorized")
     assert response.headers["www-authenticate"] == "Bearer"
+    assert response.headers["connection"] == "close"  # the body was left unread
+
+
+def test_unauthenticated_request_without_a_body_keeps_the_connection(client: TestClient) -> None:
+    response = client.get(f"{API}/me")
+    _assert_error(response, 401, "unauthorized")
+    assert "connection" not in response.headers
 
 
 def test_unauthenticated_chunked_body_is_401(client: TestClient) -> None:
