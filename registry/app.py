@@ -101,7 +101,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 405:
             # GET and POST /models are two routes; Starlette names only the first one's methods.
             allowed = ", ".join(allowed_methods(request.app, request.url.path))
-            headers = {**{k: v for k, v in headers.items() if k.lower() != "allow"}}
+            headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
             headers["Allow"] = allowed
             detail = (
                 f"The method {request.method} is not allowed here; allowed: {allowed or 'none'}."
