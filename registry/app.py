@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -15,11 +14,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from registry import __version__
 from registry.audit_routes import router as audit_router
-from registry.auth import authenticate
 from registry.catalog.routes import router as catalog_router
 from registry.checkpoints import periodic_checkpoints
 from registry.db import check_current, get_engine
-from registry.errors import AssayError, ErrorBody, Problem
+from registry.errors import AssayError, ErrorBody, Problem, error_body, error_responses
+from registry.limits import RequestGuard, allowed_methods
 from registry.principals.routes import router as principals_router
 from registry.settings import Settings, get_settings
 from registry.storage import ArtifactStore
@@ -85,19 +84,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(exc.status, exc.body(), headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # FastAPI validates a JSON body before it runs the dependencies; authenticate first so
-        # that an unauthenticated caller learns nothing about the body it sent.
-        if request.url.path not in PUBLIC_PATHS:
-            try:
-                await run_in_threadpool(authenticate, request)
-            except AssayError as auth_error:
-                return _error(auth_error.status, auth_error.body(), {"WWW-Authenticate": "Bearer"})
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # The caller was authenticated by RequestGuard before FastAPI read the body.
         problems = [_problem(e) for e in exc.errors()]
-        body = ErrorBody(
-            error="invalid",
-            detail=f"The request has {len(problems)} problem(s); see `problems`.",
-            problems=problems,
+        body = error_body(
+            "invalid", f"The request has {len(problems)} problem(s); see `problems`.", problems
         )
         return _error(422, body)
 
@@ -107,13 +98,17 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else "Request failed."
         if exc.status_code == 404:
             detail = "No such endpoint: see /docs for the API."
-        elif exc.status_code == 405:
-            allowed = (exc.headers or {}).get("allow", (exc.headers or {}).get("Allow", ""))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # GET and POST /models are two routes; Starlette names only the first one's methods.
+            allowed = ", ".join(allowed_methods(request.app, request.url.path))
+            headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
+            headers["Allow"] = allowed
             detail = (
                 f"The method {request.method} is not allowed here; allowed: {allowed or 'none'}."
             )
         body = ErrorBody(error=codes.get(exc.status_code, "http_error"), detail=detail)
-        return _error(exc.status_code, body, getattr(exc, "headers", None))
+        return _error(exc.status_code, body, headers or None)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
@@ -122,7 +117,39 @@ def install_error_handlers(app: FastAPI) -> None:
             detail="The server failed to handle this request; the administrator can find the "
             "cause in the server log.",
         )
-        return _error(500, body)
+        # The server drops the connection after an unhandled exception; saying so keeps a
+        # client that reuses connections from meeting a reset on its next request.
+        return _error(500, body, {"Connection": "close"})
+
+
+_ALWAYS_POSSIBLE = (413, 422, 500)
+"""Answers any operation can give: RequestGuard's body limit and text checks, and a failure."""
+
+
+def declare_error_answers(document: dict[str, Any], public_paths: frozenset[str]) -> None:
+    """Makes the OpenAPI document list every error status each operation can answer.
+
+    Every error answer is an ErrorBody; FastAPI's own HTTPValidationError is never sent, so it is
+    replaced and dropped from the components.
+    """
+    ref = {"$ref": "#/components/schemas/ErrorBody"}
+    for path, item in document.get("paths", {}).items():
+        for operation in item.values():
+            responses = operation.setdefault("responses", {})
+            statuses = (*_ALWAYS_POSSIBLE, 401) if path not in public_paths else _ALWAYS_POSSIBLE
+            for status, declared in error_responses(*statuses).items():
+                current = responses.get(str(status), {})
+                if current.get("content", {}).get("application/json", {}).get("schema") != ref:
+                    responses[str(status)] = {
+                        "description": declared["description"],
+                        "content": {"application/json": {"schema": ref}},
+                    }
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    error_schema = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, schema in {**error_schema.pop("$defs", {}), "ErrorBody": error_schema}.items():
+        schemas.setdefault(name, schema)
 
 
 def create_app(settings: Settings | None = None, *, check_schema: bool = True) -> FastAPI:
@@ -148,10 +175,21 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True) -
     app.state.engine = engine
     app.state.store = ArtifactStore(settings.artifacts_dir, settings.tmp_dir)
     install_error_handlers(app)
+    app.add_middleware(
+        RequestGuard, public_paths=PUBLIC_PATHS, max_json_bytes=settings.max_json_bytes
+    )
     api = APIRouter(prefix=API_PREFIX)
     for router in (meta_router, principals_router, vendors_router, catalog_router, audit_router):
         api.include_router(router)
     app.include_router(api)
+    _openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            declare_error_answers(_openapi(), PUBLIC_PATHS)
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

@@ -18,6 +18,9 @@ from registry.errors import Forbidden, Unauthorized
 from registry.principals.models import ApiToken, Principal, Role
 
 TOKEN_PREFIX = "assay_"
+# Where registry.limits keeps the actor it resolved before the body was read, so that the route's
+# dependency does not query the database a second time.
+ACTOR_SCOPE_KEY = "assay.actor"
 # Writing last_used_at on every request would turn every read into a write; once a minute is
 # enough to tell which tokens are in use.
 _LAST_USED_GRANULARITY = timedelta(minutes=1)
@@ -66,6 +69,9 @@ def authenticate(request: Request) -> Actor:
     It runs before the handler reads any request body, so an unauthenticated upload is refused
     before a byte of it is read.
     """
+    known = request.scope.get(ACTOR_SCOPE_KEY)
+    if isinstance(known, Actor):
+        return known
     token = _bearer(request)
     now = utcnow()
     with new_session(request.app.state.engine) as session:

@@ -22,6 +22,22 @@ class ErrorBody(BaseModel):
     problems: list[Problem] = []
 
 
+MAX_PROBLEMS = 100
+"""One answer lists at most this many problems; its detail says how many there were."""
+
+
+def error_body(code: str, detail: str, problems: list[Problem] | None = None) -> ErrorBody:
+    """The error body, its problems cut to MAX_PROBLEMS with the full count in the detail."""
+    problems = problems or []
+    if len(problems) > MAX_PROBLEMS:
+        detail = (
+            f"{detail} There are {len(problems)} problems; `problems` lists the first "
+            f"{MAX_PROBLEMS}."
+        )
+        problems = problems[:MAX_PROBLEMS]
+    return ErrorBody(error=code, detail=detail, problems=problems)
+
+
 class AssayError(Exception):
     """Base of the errors a user can meet; `status` is the HTTP status it maps to."""
 
@@ -42,7 +58,7 @@ class AssayError(Exception):
         self.problems = [p if isinstance(p, Problem) else Problem(**p) for p in problems or []]
 
     def body(self) -> ErrorBody:
-        return ErrorBody(error=self.code, detail=self.detail, problems=self.problems)
+        return error_body(self.code, self.detail, self.problems)
 
 
 class Unauthorized(AssayError):
@@ -75,6 +91,13 @@ class Invalid(AssayError):
     code = "invalid"
 
 
+class InsufficientStorage(AssayError):
+    """The disk (or the quota) that holds uploads and artifacts is full."""
+
+    status = 507
+    code = "insufficient_storage"
+
+
 class ServiceUnavailable(AssayError):
     status = 503
     code = "unavailable"
@@ -94,8 +117,12 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         403: "The caller's role may not do this.",
         404: "No such object visible to the caller.",
         409: "The request conflicts with the current state.",
-        413: "The upload is larger than the configured limit.",
-        422: "The request is invalid; `problems` lists each issue with its field path.",
+        413: "The body is larger than the route's limit (ASSAY_MAX_JSON_BYTES for JSON bodies, "
+        "ASSAY_MAX_ARTIFACT_BYTES for uploads).",
+        422: "The request is invalid; `problems` lists each issue with its field path (at most "
+        "100; `detail` gives the count).",
+        500: "The server failed; the connection is closed (`Connection: close`).",
         503: "The service cannot serve this now.",
+        507: "The server's storage is full; nothing was kept.",
     }
     return {s: {"model": ErrorBody, "description": descriptions[s]} for s in statuses}

@@ -15,14 +15,19 @@ class Page(BaseModel, Generic[T]):
     count: int
 
 
+MAX_LIMIT = 500
+MAX_OFFSET = 2**31 - 1
+"""Bounds that keep `LIMIT`/`OFFSET` inside every database's integer range (2^63 overflows)."""
+
+
 class PageParams(BaseModel):
     limit: int
     offset: int
 
 
 def page_params(
-    limit: Annotated[int, Query(ge=1, le=500, description="Items per page.")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Items to skip.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip.")] = 0,
 ) -> PageParams:
     return PageParams(limit=limit, offset=offset)
 

@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     )
     max_artifact_bytes: int = Field(default=2 * GIB, gt=0)
     max_manifest_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_json_bytes: int = Field(
+        default=64 * 1024,
+        gt=0,
+        description="Largest JSON request body; a route that needs more declares its own limit.",
+    )
     inspection_memory_bytes: int = Field(default=8 * GIB, gt=0)
     inspection_timeout_s: float = Field(default=600.0, gt=0)
     allow_sqlite_in_production: bool = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
@@ -11,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+from registry.errors import InsufficientStorage
 
 DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -26,26 +29,47 @@ def check_digest(digest: str) -> str:
     return digest
 
 
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+@contextmanager
+def reporting_full_disk() -> Iterator[None]:
+    """Turns a full disk or quota (ENOSPC, EDQUOT) into InsufficientStorage (507)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _DISK_FULL:
+            raise InsufficientStorage(
+                "The server's storage for uploads and artifacts is full "
+                f"({os.strerror(exc.errno or 0)}); nothing was kept. Ask the administrator to "
+                "free space, then send it again."
+            ) from exc
+        raise
+
+
 class StagedFile:
     """A temporary file being written and hashed; moved into the store or deleted."""
 
     def __init__(self, directory: Path) -> None:
-        fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=directory)
+        with reporting_full_disk():
+            fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=directory)
         self.path = Path(name)
         self._file: BinaryIO = os.fdopen(fd, "wb")
         self._hash = hashlib.sha256()
         self.size = 0
 
     def write(self, chunk: bytes) -> None:
-        self._file.write(chunk)
+        with reporting_full_disk():
+            self._file.write(chunk)
         self._hash.update(chunk)
         self.size += len(chunk)
 
     def finish(self) -> str:
         """Flushes and fsyncs the file; gives back its digest."""
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        with reporting_full_disk():
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
         return format_digest(self._hash.hexdigest())
 
     def discard(self) -> None:
@@ -100,7 +124,8 @@ class ArtifactStore:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def stage(self) -> StagedFile:
-        private_dir(self.tmp_dir)
+        with reporting_full_disk():
+            private_dir(self.tmp_dir)
         return StagedFile(self.tmp_dir)
 
     def path_for(self, digest: str) -> Path:
@@ -111,20 +136,32 @@ class ArtifactStore:
         return self.path_for(digest).is_file()
 
     def commit(self, staged: StagedFile, digest: str) -> Path:
-        """Moves a finished staged file into place under its digest (atomic rename)."""
+        """Moves a finished staged file into place under its digest (atomic rename).
+
+        On any failure (a full disk is InsufficientStorage) the staged file is deleted.
+        """
         target = self.path_for(digest)
-        for directory in (self.root, target.parent.parent, target.parent):
-            private_dir(directory)
-        if target.exists():
-            staged.discard()
-            return target
-        os.chmod(staged.path, ARTIFACT_FILE)
-        os.replace(staged.path, target)
-        dir_fd = os.open(target.parent, os.O_RDONLY)
+        placed = False
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            with reporting_full_disk():
+                for directory in (self.root, target.parent.parent, target.parent):
+                    private_dir(directory)
+                if target.exists():
+                    staged.discard()
+                    return target
+                os.chmod(staged.path, ARTIFACT_FILE)
+                os.replace(staged.path, target)
+                placed = True
+                dir_fd = os.open(target.parent, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
+        except BaseException:
+            staged.discard()
+            if placed:
+                target.unlink(missing_ok=True)
+            raise
         return target
 
     def remove(self, digest: str) -> None:

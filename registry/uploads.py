@@ -16,6 +16,8 @@ from registry.errors import AssayError, Invalid, PayloadTooLarge
 from registry.storage import ArtifactStore, StagedFile
 
 ALLOWED_PARTS = ("manifest", "artifact")
+# RFC 2046 allows 70 characters; the parser refuses more than 256, before any part is read.
+MAX_BOUNDARY_LENGTH = 256
 # Room for the multipart framing and part headers around the two parts.
 _FRAMING_ALLOWANCE = 64 * 1024
 
@@ -106,6 +108,12 @@ def _boundary(request: Request) -> bytes:
             "A submission is sent as multipart/form-data with the parts `manifest` and "
             "`artifact` (e.g. curl -F manifest=@manifest.json -F artifact=@model.onnx)."
         )
+    if len(boundary) > MAX_BOUNDARY_LENGTH:
+        raise Invalid(
+            f"The multipart boundary is {len(boundary)} characters long; it may have at most "
+            f"{MAX_BOUNDARY_LENGTH} (RFC 2046 recommends 70 or fewer).",
+            problems=[{"path": "content-type", "message": "multipart boundary too long"}],
+        )
     return boundary
 
 
@@ -122,28 +130,28 @@ async def receive_submission(
             f"{max_artifact} bytes (ASSAY_MAX_ARTIFACT_BYTES); nothing was read."
         )
     state = _State(max_artifact=max_artifact, max_manifest=max_manifest, store=store)
-    parser = MultipartParser(
-        boundary,
-        callbacks={
-            "on_part_begin": state.on_part_begin,
-            "on_header_field": state.on_header_field,
-            "on_header_value": state.on_header_value,
-            "on_header_end": state.on_header_end,
-            "on_headers_finished": state.on_headers_finished,
-            "on_part_data": state.on_part_data,
-            "on_end": state.on_end,
-        },
-    )
     try:
         try:
+            parser = MultipartParser(
+                boundary,
+                callbacks={
+                    "on_part_begin": state.on_part_begin,
+                    "on_header_field": state.on_header_field,
+                    "on_header_value": state.on_header_value,
+                    "on_header_end": state.on_header_end,
+                    "on_headers_finished": state.on_headers_finished,
+                    "on_part_data": state.on_part_data,
+                    "on_end": state.on_end,
+                },
+            )
             async for chunk in request.stream():
                 if chunk:
                     parser.write(chunk)
             parser.finalize()
         except ClientDisconnect as exc:
             raise Invalid("The upload ended before it was complete; send it again.") from exc
-        except AssayError:
-            raise
+        except (AssayError, OSError):
+            raise  # an OSError is the server's disk, not the client's body (ENOSPC is 507)
         except Exception as exc:  # the multipart parser's own errors
             raise Invalid(f"The multipart body could not be parsed: {exc}.") from exc
         if not state.complete:

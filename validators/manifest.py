@@ -30,6 +30,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from validators.jsontext import MAX_JSON_DEPTH, json_text_problems
 from validators.text import NAME_CHECK, TEXT_CHECK, Name, unsafe_character_problem
 
 __all__ = [
@@ -460,9 +461,14 @@ def _load_json(raw: bytes | str) -> object:
                 f"the manifest must be a JSON object in UTF-8; byte {exc.start} is not UTF-8"
             ) from exc
     try:
-        return json.loads(
+        document = json.loads(
             raw, object_pairs_hook=_refuse_duplicate_keys, parse_constant=_reject_constant
         )
+    except RecursionError as exc:
+        raise _whole(
+            f"the manifest is nested more than {MAX_JSON_DEPTH} levels deep; a manifest is a "
+            "shallow JSON object"
+        ) from exc
     except json.JSONDecodeError as exc:
         raise _whole(
             f"the manifest must be a JSON object; the JSON is invalid at line {exc.lineno} "
@@ -470,6 +476,7 @@ def _load_json(raw: bytes | str) -> object:
         ) from exc
     except ValueError as exc:
         raise _whole(f"the manifest must be a JSON object; {exc}") from exc
+    return document
 
 
 _JSON_TYPE_NAMES: dict[type, str] = {
@@ -488,6 +495,10 @@ def parse_manifest(raw: bytes | str | dict[str, Any]) -> ModelManifest:
     if not isinstance(data, dict):
         kind = _JSON_TYPE_NAMES.get(type(data), type(data).__name__)
         raise _whole(f"the manifest must be a JSON object, not a JSON {kind}")
+    # Text the database cannot store (NUL, lone surrogates), and nesting deeper than any manifest
+    # needs, are refused before any other code walks the document.
+    if text_problems := json_text_problems(data):
+        raise ManifestInvalid([ManifestProblem(path=p, message=m) for p, m in text_problems])
     try:
         return ModelManifest.model_validate(data)
     except ValidationError as exc:

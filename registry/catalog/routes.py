@@ -12,6 +12,7 @@ from registry.catalog import service
 from registry.catalog.models import ModelCreate, ModelPublic, VersionPublic
 from registry.db import SessionDep
 from registry.errors import error_responses
+from registry.limits import STREAMED, body_limit
 from registry.pagination import Page, PageDep
 from registry.uploads import receive_submission
 
@@ -71,9 +72,10 @@ def get_model(model_id: uuid.UUID, session: SessionDep, actor: CatalogReader) ->
     "/models/{model_id}/versions",
     status_code=201,
     response_model=VersionPublic,
-    responses=error_responses(401, 403, 404, 409, 413, 422),
+    responses=error_responses(401, 403, 404, 409, 413, 422, 507),
     openapi_extra=_SUBMISSION_BODY,
 )
+@body_limit(STREAMED)  # receive_submission streams the body under ASSAY_MAX_ARTIFACT_BYTES
 async def submit_version(
     model_id: uuid.UUID,
     request: Request,

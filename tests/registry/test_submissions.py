@@ -1115,3 +1115,193 @@ def test_oversized_manifest_is_refused_with_413(
     response = submit(client, model_id, vendor, example(0), manifest=manifest)
     assert_error(response, 413, error="payload_too_large", detail_has=["manifest"])
     assert_nothing_left(settings, before)
+
+
+# --- hostile input: every refusal is a 4xx (or 507), never a 500 ---------------------------
+
+
+def test_manifest_nested_100000_deep_is_refused_with_422(
+    client: TestClient,
+    settings: Any,
+    vendor: VendorAccount,
+    model_id: str,
+    example: Callable[[int], Example],
+) -> None:
+    deep = b'{"name": "lesion-detector", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    before = snapshot(settings)
+    response = submit(client, model_id, vendor, example(0), manifest=deep)
+    assert_error(response, 422, error="invalid_manifest", detail_has=["problem"])
+    assert "nested" in response.json()["problems"][0]["message"]
+    assert_nothing_left(settings, before)
+
+
+def test_manifest_nested_past_the_depth_limit_is_refused_with_422(
+    client: TestClient,
+    settings: Any,
+    vendor: VendorAccount,
+    model_id: str,
+    example: Callable[[int], Example],
+) -> None:
+    manifest = example(0).manifest_for()
+    nested: Any = 1
+    for _ in range(500):
+        nested = [nested]
+    manifest["card"] = {**manifest["card"], "extra": nested}
+    response = submit(client, model_id, vendor, example(0), manifest=manifest)
+    body = assert_error(response, 422, error="invalid_manifest")
+    assert any("nested more than" in p["message"] for p in body["problems"]), body
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"version_label": "1\x00"},
+        {"labels": ["lesion\x00"]},
+        {"card": {"intended_use": "screening\x00"}},
+        {"card": {"intended_use": "\ud800"}},
+    ],
+    ids=["version_label", "label", "card", "surrogate"],
+)
+def test_unstorable_text_in_the_manifest_is_refused_with_422_on_every_database(
+    client: TestClient,
+    settings: Any,
+    vendor: VendorAccount,
+    model_id: str,
+    example: Callable[[int], Example],
+    change: dict[str, Any],
+) -> None:
+    manifest = example(0).manifest_for(**change)
+    before = snapshot(settings)
+    body = json.dumps(manifest).encode()  # ensure_ascii: NUL and surrogates travel as escapes
+    response = submit(client, model_id, vendor, example(0), manifest=body)
+    answer = assert_error(response, 422, error="invalid_manifest")
+    assert [next(iter(change))] == [p["path"].split(".")[0] for p in answer["problems"]], answer
+    assert_nothing_left(settings, before)
+
+
+def test_multipart_boundary_over_256_characters_is_refused_with_422(
+    client: TestClient,
+    settings: Any,
+    vendor: VendorAccount,
+    model_id: str,
+    example: Callable[[int], Example],
+) -> None:
+    boundary = "b" * 300
+    parts = [manifest_part(example(0).manifest_for()), artifact_part(example(0).artifact)]
+    before = snapshot(settings)
+    response = client.post(
+        f"{API}/models/{model_id}/versions",
+        content=multipart_body(parts, boundary=boundary),
+        headers={**vendor.headers, **multipart_headers(boundary)},
+    )
+    assert_error(response, 422, error="invalid", detail_has=["boundary", "256"])
+    assert_nothing_left(settings, before)
+
+
+@pytest.mark.parametrize("code", ["ENOSPC", "EDQUOT"])
+def test_full_disk_while_staging_is_507(
+    client: TestClient,
+    settings: Any,
+    vendor: VendorAccount,
+    model_id: str,
+    example: Callable[[int], Example],
+    monkeypatch: pytest.MonkeyPatch,
+    code: str,
+) -> None:
+    import errno
+
+    from registry.storage import StagedFile
+
+    original = StagedFile.write
+    monkeypatch.setattr(
+        "registry.storage.StagedFile.write",
+        lambda self, chunk: _raise_when_full(self, chunk, original, getattr(errno, code)),
+    )
+    before = snapshot(settings)
+    response = submit(client, model_id, vendor, example(0))
+    assert_error(response, 507, error="insufficient_storage", detail_has=["full"])
+    assert_nothing_left(settings, before)
+
+
+def _raise_when_full(staged: Any, chunk: bytes, original: Any, code: int) -> None:
+    """StagedFile.write on a disk that fills up after 100 bytes: the real file gets ENOSPC."""
+    if staged.size + len(chunk) > 100:
+
+        class FullFile:
+            def write(self, _chunk: bytes) -> int:
+                raise OSError(code, os.strerror(code))
+
+        real = staged._file
+        staged._file = FullFile()
+        try:
+            original(staged, chunk)
+        finally:
+            staged._file = real
+        return
+    original(staged, chunk)
+
+
+def test_full_disk_while_storing_is_507_and_leaves_nothing(
+    client: TestClient,
+    settings: Any,
+    vendor: VendorAccount,
+    model_id: str,
+    example: Callable[[int], Example],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import errno
+
+    def full(_source: Any, _target: Any) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("registry.storage.os.replace", full)
+    before = snapshot(settings)
+    response = submit(client, model_id, vendor, example(0))
+    assert_error(response, 507, error="insufficient_storage")
+    assert_nothing_left(settings, before)
+
+
+def test_other_os_errors_while_staging_are_a_500_not_a_bad_body(
+    client: TestClient,
+    settings: Any,
+    vendor: VendorAccount,
+    model_id: str,
+    example: Callable[[int], Example],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import errno
+
+    from registry.storage import StagedFile
+
+    original = StagedFile.write
+    monkeypatch.setattr(
+        "registry.storage.StagedFile.write",
+        lambda self, chunk: _raise_when_full(self, chunk, original, errno.EIO),
+    )
+    before = snapshot(settings)
+    response = submit(client, model_id, vendor, example(0))
+    assert_error(response, 500, error="internal_error")
+    assert response.headers["connection"] == "close"
+    assert_nothing_left(settings, before)
+
+
+def test_onnx_with_nul_in_its_names_is_refused_with_422_on_every_database(
+    client: TestClient,
+    settings: Any,
+    vendor: VendorAccount,
+    model_id: str,
+    example: Callable[[int], Example],
+) -> None:
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load_from_string(example(0).artifact)
+    model.producer_name = "vendor\x00tool"
+    artifact = model.SerializeToString()
+    before = snapshot(settings)
+    response = post_parts(
+        client,
+        model_id,
+        vendor.headers,
+        [manifest_part(example(0).manifest_for()), artifact_part(artifact)],
+    )
+    assert_error(response, 422, error="invalid_artifact")
+    assert_nothing_left(settings, before)

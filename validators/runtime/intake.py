@@ -120,10 +120,30 @@ def inspect_artifact(path: Path, manifest: ModelManifest) -> IntakeReport:
     if artifact_format == "onnx":
         from validators.runtime.onnx_check import inspect_onnx
 
-        return inspect_onnx(path, manifest)
-    from validators.runtime.safetensors_check import inspect_safetensors
+        report = inspect_onnx(path, manifest)
+    else:
+        from validators.runtime.safetensors_check import inspect_safetensors
 
-    return inspect_safetensors(path, manifest)
+        report = inspect_safetensors(path, manifest)
+    _refuse_unstorable_text(report)
+    return report
+
+
+def _refuse_unstorable_text(report: IntakeReport) -> None:
+    """Refuse a file whose names or metadata (copied into the report) hold NUL or surrogates.
+
+    The report is stored with the version; PostgreSQL cannot store `\u0000` in JSON.
+    """
+    from validators.jsontext import json_text_problems
+
+    problems = json_text_problems(report.model_dump(mode="json"))
+    if problems:
+        raise IntakeRefused(
+            "invalid_artifact",
+            f"The artifact's names or metadata hold text that cannot be stored ({problems[0][0]}: "
+            f"{problems[0][1]}); rename them and resubmit.",
+            [{"path": path, "message": message} for path, message in problems],
+        )
 
 
 def inspect_in_subprocess(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from validators.jsontext import MAX_JSON_DEPTH, json_text_problems
 from validators.manifest import ModelManifest
 from validators.runtime.architectures import build_on_meta, resolve_architecture
 from validators.runtime.formats import SAFETENSORS_MAX_HEADER_BYTES, IntakeRefused
@@ -137,10 +138,18 @@ def read_safetensors_header(path: Path) -> SafetensorsHeader:
             object_pairs_hook=_refuse_duplicates,
             parse_constant=_refuse_constant,
         )
+    except RecursionError as exc:
+        raise _malformed(f"the header is nested more than {MAX_JSON_DEPTH} levels deep") from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise _malformed(f"the header is not valid UTF-8 JSON: {str(exc)[:200]}") from exc
     if not isinstance(header, dict):
         raise _malformed("the header is not a JSON object")
+    # A header is two levels deep; its names and metadata end up in the stored intake report.
+    if text_problems := json_text_problems(header, max_depth=3):
+        first_path, first = text_problems[0]
+        raise _malformed(
+            f"{first_path[:100]}: {first}", [{"path": p, "message": m} for p, m in text_problems]
+        )
 
     metadata = _read_metadata(header.pop("__metadata__", {}))
     if len(header) > _MAX_TENSORS:
@@ -193,7 +202,7 @@ def _read_entry(name: str, entry: object, problems: list[dict[str, str]]) -> Ten
         bad("an entry must be an object with exactly dtype, shape and data_offsets")
         return None
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if dtype not in DTYPE_ITEMSIZE:
+    if not isinstance(dtype, str) or dtype not in DTYPE_ITEMSIZE:
         bad(f"dtype {str(dtype)[:20]!r} is not one of {', '.join(DTYPE_ITEMSIZE)}")
         return None
     if (

@@ -300,3 +300,21 @@ def test_an_architecture_block_is_refused_for_onnx(tmp_path: Path) -> None:
     assert found.code == "manifest_mismatch"
     assert [p["path"] for p in found.problems] == ["architecture"]
     assert "safetensors weights only" in found.detail
+
+
+@pytest.mark.parametrize("where", ["producer_name", "graph_name", "input_name"])
+def test_nul_in_names_copied_into_the_report_is_invalid_artifact(
+    tmp_path: Path, where: str
+) -> None:
+    model = make_model()
+    if where == "producer_name":
+        model.producer_name = "assay\x00tests"
+    elif where == "graph_name":
+        model.graph.name = "graph\x00"
+    else:
+        model.graph.input[0].name = "ima\x00ge"
+        model.graph.node[0].input[0] = "ima\x00ge"
+    onnx.checker.check_model(model, full_check=True)  # the checker lets NUL through
+    found = refusal(save(model, tmp_path / "m.onnx"))
+    assert found.code == "invalid_artifact"
+    assert "NUL" in found.problems[0]["message"]

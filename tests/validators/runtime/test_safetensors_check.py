@@ -356,3 +356,37 @@ def test_malformed_header_is_refused_by_inspect_artifact(tmp_path: Path) -> None
     path = raw_file(tmp_path / "model.safetensors", header, b"\x00" * 6)
     found = refusal(path, densenet_manifest())
     assert found.code == "invalid_artifact"
+
+
+@pytest.mark.parametrize(
+    "dtype", [["F32"], {"F32": 1}, None, 32], ids=["list", "dict", "null", "number"]
+)
+def test_dtype_that_is_not_a_string_is_invalid_artifact(tmp_path: Path, dtype: Any) -> None:
+    header = {"a": {"dtype": dtype, "shape": [1], "data_offsets": [0, 4]}}
+    found = malformed(raw_file(tmp_path / "w", header, b"\x00" * 4))
+    assert found.problems[0]["path"] == "tensors.a"
+    assert "dtype" in found.problems[0]["message"]
+
+
+def test_very_deep_header_is_invalid_artifact(tmp_path: Path) -> None:
+    deep = b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert "nested" in malformed(raw_file(tmp_path / "w", deep)).detail
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"a\x00": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}},
+        {"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}, "__metadata__": {"k": "\x00"}},
+        {
+            "a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]},
+            "__metadata__": {"\ud800": "v"},
+        },
+    ],
+    ids=["tensor-name", "metadata-value", "metadata-key"],
+)
+def test_header_text_that_cannot_be_stored_is_invalid_artifact(
+    tmp_path: Path, header: dict[str, Any]
+) -> None:
+    found = malformed(raw_file(tmp_path / "w", header, b"\x00"))
+    assert any("NUL" in p["message"] or "surrogate" in p["message"] for p in found.problems)
