@@ -23,10 +23,13 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def text_problem(value: str) -> str | None:
     """Return why the text cannot be stored, or None when it can."""
-    if "\x00" in value:
-        return "contains a NUL character (\\u0000), which no text field may hold"
-    if _SURROGATE.search(value):
-        return "contains a lone UTF-16 surrogate, which is not valid Unicode text"
+    if (index := value.find("\x00")) >= 0:
+        return f"contains U+0000 NUL at position {index + 1}, a character no text field may hold"
+    if (found := _SURROGATE.search(value)) is not None:
+        return (
+            f"contains U+{ord(found.group()):04X}, a lone UTF-16 surrogate, at position "
+            f"{found.start() + 1}: it is not valid Unicode text"
+        )
     return None
 
 
