@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.registry.conftest import VendorAccount, auth, make_model, make_vendor
+from tests.registry.test_vendors_models import ExampleModel, _export_example, submit_version
 
 schemathesis = pytest.importorskip("schemathesis")
 hypothesis = pytest.importorskip("hypothesis")
@@ -91,18 +92,27 @@ class Identity:
     vendor_id: str | None = None
 
 
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory: pytest.TempPathFactory) -> list[ExampleModel]:
+    return [_export_example(tmp_path_factory, variant=v) for v in (0, 1)]
+
+
 @pytest.fixture
-def identities(client: Any, admin_token: str) -> tuple[list[Identity], Ownership]:
-    """An admin and two vendors, each vendor with a model of its own to be found."""
+def identities(
+    client: Any, admin_token: str, examples: list[ExampleModel]
+) -> tuple[list[Identity], Ownership]:
+    """An admin and two vendors, each vendor with a model and a version of its own."""
     ownership = Ownership()
     accounts: list[VendorAccount] = [
         make_vendor(client, admin_token, name="acme"),
         make_vendor(client, admin_token, name="globex"),
     ]
-    for account in accounts:
+    for account, example in zip(accounts, examples, strict=True):
         ownership.vendors.add(account.vendor_id)
-        model_id = make_model(client, account, name=f"{account.name}-model")
-        ownership.vendor_of[model_id] = account.vendor_id
+        name = f"{account.name}-model"
+        model_id = make_model(client, account, name=name)
+        version = submit_version(client, account, model_id, name, example)
+        ownership.vendor_of[model_id] = ownership.vendor_of[version["id"]] = account.vendor_id
     people = [Identity("admin", auth(admin_token))]
     people += [Identity(a.name, a.headers, a.vendor_id) for a in accounts]
     return people, ownership
@@ -161,12 +171,13 @@ def test_each_operation_as_each_identity(app: Any, identities: Any, mode: Any) -
     operations = [result.ok() for result in _schema(app).get_all_operations()]
     assert len(operations) >= 10, "the OpenAPI document lost its operations"
     exercised = 0
-    for operation in operations:
+    for operation, path_parameters in _aimed(operations, ownership, mode):
         for identity in people:
             caller["current"] = identity
+            strategy = operation.as_strategy(generation_mode=mode, path_parameters=path_parameters)
 
-            @_settings(20)
-            @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
+            @_settings(20 if path_parameters is None else 5)
+            @hypothesis.given(case=strategy)
             def exercise(case: Any) -> None:
                 response = case.call(headers=caller["current"].headers)
                 case.validate_response(response, checks=checks)
@@ -179,6 +190,22 @@ def test_each_operation_as_each_identity(app: Any, identities: Any, mode: Any) -
                 continue
             exercised += 1
     assert exercised >= 2 * len(operations)
+
+
+def _aimed(
+    operations: list[Any], ownership: Ownership, mode: Any
+) -> Iterator[tuple[Any, dict[str, str] | None]]:
+    """Each operation with generated path parameters, then (data that fits the schema only)
+    aimed at every real model and version, so a leak is not left to a lucky random UUID."""
+    for operation in operations:
+        yield operation, None
+        names = {p.name for p in operation.path_parameters} & {"model_id", "version_id"}
+        if mode != GenerationMode.POSITIVE or not names:
+            continue
+        assert len(names) == 1, f"{operation.label}: aim each of its object ids too"
+        (name,) = names
+        for object_id in ownership.vendor_of:
+            yield operation, {name: object_id}
 
 
 def test_stateful_three_identities(app: Any, identities: Any) -> None:
