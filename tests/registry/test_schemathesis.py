@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import itertools
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from tests.conftest import _pg_execute, _pg_url_for
 from tests.registry.conftest import VendorAccount, auth, make_model, make_vendor
 from tests.registry.test_vendors_models import ExampleModel, _export_example, submit_version
 
@@ -208,15 +212,75 @@ def _aimed(
             yield operation, {name: object_id}
 
 
-def test_stateful_three_identities(app: Any, identities: Any) -> None:
+class Installations:
+    """A fresh copy of the seeded installation for each stateful scenario.
+
+    Hypothesis replays scenarios and requires the same draws to meet the same answers, so a
+    scenario must not see what an earlier one created: each starts on a copy of the seed (the
+    identities and their objects), made by file copy on SQLite and as a template on PostgreSQL.
+    """
+
+    def __init__(self, seed: Any, root: Path) -> None:
+        from registry.db import dispose_engines
+
+        dispose_engines()  # no connection may hold the seed while it is copied
+        self.seed = seed
+        self.root = root
+        self.count = 0
+        self.databases: list[str] = []
+
+    def fresh(self) -> Any:
+        from registry.app import create_app
+        from registry.db import dispose_engines
+        from registry.settings import Settings
+
+        dispose_engines()
+        self.count += 1
+        home = self.root / f"scenario-{self.count}"
+        shutil.copytree(self.seed.home_dir, home)
+        if self.seed.database_url is None:
+            return create_app(Settings(home=home, environment="test"))
+        seed_name = sa.make_url(self.seed.database_url).database
+        name = f"{seed_name}_s{self.count}"
+        _pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{seed_name}"')
+        self.databases.append(name)
+        return create_app(Settings(home=home, environment="test", database_url=_pg_url_for(name)))
+
+    def close(self) -> None:
+        from registry.db import dispose_engines
+
+        dispose_engines()
+        for name in self.databases:
+            _pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class Swappable:
+    """An ASGI app that forwards to the installation of the current scenario."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.inner(scope, receive, send)
+
+
+def test_stateful_three_identities(
+    app: Any, identities: Any, settings: Any, tmp_path: Path
+) -> None:
     people, ownership = identities
     caller: dict[str, Identity] = {}
     isolation = _isolation_check(ownership, caller)
-    turns = itertools.cycle(people)
+    installations = Installations(settings, tmp_path / "scenarios")
+    target = Swappable(app)
+    turns: list[Iterator[Identity]] = []
 
-    class Machine(_schema(app).as_state_machine()):  # type: ignore[misc]
+    class Machine(_schema(target).as_state_machine()):  # type: ignore[misc]
+        def setup(self) -> None:
+            target.inner = installations.fresh()
+            turns[:] = [itertools.cycle(people)]
+
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
-            caller["current"] = next(turns)
+            caller["current"] = next(turns[0])
             return {"headers": caller["current"].headers}
 
         def validate_response(
@@ -228,4 +292,8 @@ def test_stateful_three_identities(app: Any, identities: Any) -> None:
                 transport_kwargs=kwargs,
             )
 
-    Machine.run(settings=_settings(60, stateful_step_count=8))
+    try:
+        Machine.run(settings=_settings(40, stateful_step_count=8))
+    finally:
+        installations.close()
+    assert installations.count >= 10, "the stateful run made too few scenarios"
