@@ -124,6 +124,21 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(500, body)
 
 
+def _check_store(app: FastAPI) -> None:
+    """Start-up: removes what a crash left behind and logs it (see `registry.doctor`)."""
+    from registry.doctor import log_report, logger, reconcile
+
+    try:
+        report = reconcile(
+            app.state.engine, app.state.store, quarantine_dir=app.state.settings.quarantine_dir
+        )
+    except Exception:
+        # Serving reads matters more than tidying up; `assay doctor` shows the same failure.
+        logger.exception("the start-up store check failed; run `assay doctor`")
+        return
+    log_report(report)
+
+
 def create_app(settings: Settings | None = None, *, check_schema: bool = True) -> FastAPI:
     """Builds the application for the settings; refuses a database that is behind."""
     settings = settings or get_settings()
@@ -133,7 +148,8 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True) -
         check_current(engine)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(_check_store, app)
         yield
 
     app = FastAPI(

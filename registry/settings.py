@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     def tmp_dir(self) -> Path:
         return self.home_dir / "tmp"
 
+    @property
+    def quarantine_dir(self) -> Path:
+        """Where artifacts that no version references are moved (see `assay doctor`)."""
+        return self.home_dir / "quarantine"
+
     def ensure_dirs(self) -> None:
         """Create ASSAY_HOME and its folders, owner-only (0700), tightening existing ones."""
         for path in (self.home_dir, self.artifacts_dir, self.tmp_dir):

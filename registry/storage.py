@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def format_digest(hexdigest: str) -> str:
@@ -193,3 +194,44 @@ class ArtifactStore:
             finally:
                 os.close(fd)
         return removed
+
+    def blobs(self) -> tuple[set[str], list[Path]]:
+        """Gives back the digests of the stored files, and any file the store did not name."""
+        digests: set[str] = set()
+        unexpected: list[Path] = []
+        if not self.root.is_dir():
+            return digests, unexpected
+        for path in sorted(self.root.rglob("*")):
+            if path.is_dir() and not path.is_symlink():
+                continue
+            relative = path.relative_to(self.root).parts
+            name = relative[-1]
+            if (
+                len(relative) == 3
+                and relative[0] == "sha256"
+                and _HEX64.fullmatch(name)
+                and relative[1] == name[:2]
+                and path.is_file()
+                and not path.is_symlink()
+            ):
+                digests.add(format_digest(name))
+            else:
+                unexpected.append(path)
+        return digests, unexpected
+
+    def quarantine(self, digest: str, directory: Path) -> Path:
+        """Moves a stored file out of the store into `directory` (owner-only); gives its path."""
+        source = self.path_for(digest)
+        private_dir(directory)
+        hexdigest = digest.removeprefix("sha256:")
+        target = directory / hexdigest
+        copy = 0
+        while target.exists():
+            copy += 1
+            target = directory / f"{hexdigest}.{copy}"
+        os.replace(source, target)
+        return target
+
+    def restore(self, digest: str, quarantined: Path) -> None:
+        """Moves a file that `quarantine` moved back into the store."""
+        os.replace(quarantined, self.path_for(digest))
