@@ -29,6 +29,16 @@ class Settings(BaseSettings):
     max_manifest_bytes: int = Field(default=1024 * 1024, gt=0)
     inspection_memory_bytes: int = Field(default=8 * GIB, gt=0)
     inspection_timeout_s: float = Field(default=600.0, gt=0)
+    max_concurrent_intakes: int = Field(
+        default=2,
+        ge=1,
+        description="Submissions inspected and recorded at once; the others wait in order.",
+    )
+    intake_wait_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a received submission waits for an intake slot before 503.",
+    )
     allow_sqlite_in_production: bool = False
 
     @model_validator(mode="after")
