@@ -34,8 +34,9 @@ class Settings(BaseSettings):
         ge=1,
         description="Submissions inspected and recorded at once; the others wait in order.",
     )
+    # Under the client's 300 s read timeout for a submission, so a waiting client gets a clear 503.
     intake_wait_s: float = Field(
-        default=60.0,
+        default=120.0,
         ge=0,
         description="How long a received submission waits for an intake slot before 503.",
     )

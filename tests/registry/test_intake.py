@@ -129,7 +129,7 @@ class HeldInspections:
         def held(submission: Any, manifest: Any, settings: Any) -> Any:
             with self._lock:
                 self.entered.append(manifest.version_label)
-            assert self.release.wait(HANG_GUARD_S), "the test never released the inspections"
+            assert self.release.wait(3 * HANG_GUARD_S), "the test never released the inspections"
             return real_inspect(submission, manifest, settings)
 
         monkeypatch.setattr(service, "_inspect", held)
