@@ -244,7 +244,10 @@ def aftermath(
             verification = http.get(f"{API}/audit/verify", headers=admin).json()
         after_restart = _part_files(settings)
         orphan_in_store = store.exists(orphan)
-        quarantine = sorted(p.name for p in settings.quarantine_dir.iterdir())
+        quarantine_dir = settings.home_dir / "quarantine"
+        quarantine = (
+            sorted(p.name for p in quarantine_dir.iterdir()) if quarantine_dir.exists() else []
+        )
         version_in_store = store.exists(submitted.json()["digest"])
         restart_log = restarted.log.read_text()
         doctor = subprocess.run(
