@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -152,6 +153,21 @@ def declare_error_answers(document: dict[str, Any], public_paths: frozenset[str]
         schemas.setdefault(name, schema)
 
 
+def _check_store(app: FastAPI) -> None:
+    """Start-up: removes what a crash left behind and logs it (see `registry.doctor`)."""
+    from registry.doctor import log_report, logger, reconcile
+
+    try:
+        report = reconcile(
+            app.state.engine, app.state.store, quarantine_dir=app.state.settings.quarantine_dir
+        )
+    except Exception:
+        # Serving reads matters more than tidying up; `assay doctor` shows the same failure.
+        logger.exception("the start-up store check failed; run `assay doctor`")
+        return
+    log_report(report)
+
+
 def create_app(settings: Settings | None = None, *, check_schema: bool = True) -> FastAPI:
     """Builds the application for the settings; refuses a database that is behind."""
     settings = settings or get_settings()
@@ -161,7 +177,8 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True) -
         check_current(engine)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(_check_store, app)
         async with periodic_checkpoints(settings, engine):
             yield
 

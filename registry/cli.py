@@ -1050,6 +1050,58 @@ def audit_checkpoint(
         typer.echo(f"Wrote {len(document.checkpoints)} checkpoint(s) to {export}.")
 
 
+@app.command("doctor")
+def doctor(json_output: JsonOption = False) -> None:
+    """Check the artifact store against the database and clean up what a crash left (local).
+
+    Removes staging files no running server holds, moves artifacts that no version references to
+    ASSAY_HOME/quarantine/ (one audit event each), and reports versions whose artifact is missing
+    (exit 1). The server runs the same check at start-up; running it beside a live server is safe.
+    """
+    with _local(json_output):
+        from registry.db import check_current, get_engine
+        from registry.doctor import reconcile
+        from registry.settings import get_settings
+        from registry.storage import ArtifactStore
+
+        settings = get_settings()
+        engine = get_engine(settings)
+        check_current(engine)
+        store = ArtifactStore(settings.artifacts_dir, settings.tmp_dir)
+        report = reconcile(engine, store, quarantine_dir=settings.quarantine_dir)
+    if json_output:
+        _print_json(report.model_dump(mode="json"))
+    else:
+        for staged in report.removed_staging:
+            typer.echo(f"removed stale staging file tmp/{staged.name} ({staged.size_bytes} bytes)")
+        for item in report.quarantined:
+            typer.echo(
+                f"quarantined {item.digest} ({item.size_bytes} bytes, no version references it)"
+                f" to {item.moved_to}"
+            )
+        for path in report.unexpected_files:
+            _warn(f"the artifact store holds a file it did not name, left alone: {path}")
+        for lost in report.missing_artifacts:
+            _error(
+                f"version {lost.version_id} (model {lost.model_id}, number {lost.number}) "
+                f"references {lost.digest}, which is not in the artifact store"
+            )
+        typer.echo(
+            f"Store checked: {report.referenced_artifacts} referenced artifact(s); "
+            f"{len(report.removed_staging)} staging file(s) removed, "
+            f"{len(report.quarantined)} artifact(s) quarantined, "
+            f"{len(report.missing_artifacts)} missing."
+        )
+    if not report.ok:
+        if not json_output:
+            typer.echo(
+                "A missing artifact cannot be rebuilt: restore it from a backup of "
+                "ASSAY_HOME/artifacts.",
+                err=True,
+            )
+        raise typer.Exit(EXIT_REFUSED)
+
+
 @app.command("example-model")
 def example_model(
     out: Annotated[Path, typer.Option(file_okay=False, help="Directory to write into.")],

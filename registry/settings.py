@@ -34,6 +34,17 @@ class Settings(BaseSettings):
     )
     inspection_memory_bytes: int = Field(default=8 * GIB, gt=0)
     inspection_timeout_s: float = Field(default=600.0, gt=0)
+    max_concurrent_intakes: int = Field(
+        default=2,
+        ge=1,
+        description="Submissions inspected and recorded at once; the others wait in order.",
+    )
+    # Under the client's 300 s read timeout for a submission, so a waiting client gets a clear 503.
+    intake_wait_s: float = Field(
+        default=120.0,
+        ge=0,
+        description="How long a received submission waits for an intake slot before 503.",
+    )
     allow_sqlite_in_production: bool = False
     audit_key_path: Path | None = Field(
         default=None,
@@ -82,6 +93,11 @@ class Settings(BaseSettings):
     @property
     def tmp_dir(self) -> Path:
         return self.home_dir / "tmp"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        """Where artifacts that no version references are moved (see `assay doctor`)."""
+        return self.home_dir / "quarantine"
 
     def ensure_dirs(self) -> None:
         """Create ASSAY_HOME and its folders, owner-only (0700), tightening existing ones."""

@@ -1,6 +1,7 @@
 """HTTP routes for models and versions, including the streamed submission upload."""
 
 import uuid
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
@@ -9,9 +10,10 @@ from fastapi.responses import JSONResponse
 
 from registry.auth import CatalogReader, CatalogWriter
 from registry.catalog import service
+from registry.catalog.intake import IntakeBusy, IntakeGate
 from registry.catalog.models import ModelCreate, ModelPublic, VersionPublic
 from registry.db import SessionDep
-from registry.errors import error_responses
+from registry.errors import ErrorBody, error_responses
 from registry.limits import STREAMED, body_limit
 from registry.pagination import Page, PageDep
 from registry.uploads import receive_submission
@@ -43,6 +45,18 @@ _SUBMISSION_BODY: dict[str, Any] = {
     }
 }
 
+_BUSY_RESPONSE: dict[str, Any] = {
+    "model": ErrorBody,
+    "description": "Every intake slot (ASSAY_MAX_CONCURRENT_INTAKES) stayed busy for "
+    "ASSAY_INTAKE_WAIT_S seconds (`error` is `busy`); nothing was registered.",
+    "headers": {
+        "Retry-After": {
+            "description": "Seconds to wait before sending the submission again.",
+            "schema": {"type": "integer"},
+        }
+    },
+}
+
 
 @router.post(
     "/models",
@@ -72,7 +86,7 @@ def get_model(model_id: uuid.UUID, session: SessionDep, actor: CatalogReader) ->
     "/models/{model_id}/versions",
     status_code=201,
     response_model=VersionPublic,
-    responses=error_responses(401, 403, 404, 409, 413, 422, 507),
+    responses={**error_responses(401, 403, 404, 409, 413, 422, 507), 503: _BUSY_RESPONSE},
     openapi_extra=_SUBMISSION_BODY,
 )
 @body_limit(STREAMED)  # receive_submission streams the body under ASSAY_MAX_ARTIFACT_BYTES
@@ -97,7 +111,7 @@ async def submit_version(
         max_artifact=state.settings.max_artifact_bytes,
         max_manifest=state.settings.max_manifest_bytes,
     )
-    status, body = await run_in_threadpool(
+    work = partial(
         service.submit_version,
         state.engine,
         state.store,
@@ -107,7 +121,29 @@ async def submit_version(
         submission=submission,
         idempotency_key=idempotency_key,
     )
+    try:
+        status, body = await _intake_gate(state).run(work)
+    except IntakeBusy as busy:
+        submission.artifact.discard()
+        return JSONResponse(
+            busy.body().model_dump(),
+            status_code=busy.status,
+            headers={"Retry-After": str(busy.retry_after_s)},
+        )
+    except BaseException:
+        submission.artifact.discard()  # already gone if the service refused it
+        raise
     return JSONResponse(body, status_code=status)
+
+
+def _intake_gate(state: Any) -> IntakeGate:
+    """The app's intake gate, made on first use (in the event loop that serves the app)."""
+    gate: IntakeGate | None = getattr(state, "intake_gate", None)
+    if gate is None:
+        gate = state.intake_gate = IntakeGate(
+            capacity=state.settings.max_concurrent_intakes, wait_s=state.settings.intake_wait_s
+        )
+    return gate
 
 
 @router.get(

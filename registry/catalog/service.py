@@ -25,8 +25,8 @@ from registry.catalog.models import (
     VersionStatus,
 )
 from registry.db import new_session, utcnow
-from registry.errors import Conflict, Invalid, NotFound
-from registry.principals.models import Role
+from registry.errors import Conflict, Invalid, NotFound, Unauthorized
+from registry.principals.models import ApiToken, Role
 from registry.settings import Settings
 from registry.storage import ArtifactStore
 from registry.uploads import Submission
@@ -328,6 +328,29 @@ def submit_version(
             raise
 
 
+def _check_token_still_valid(session: Session, actor: Actor) -> None:
+    """Refuses (401) when the caller's token was revoked or expired since the upload began.
+
+    An upload and its inspection can take minutes; the token authenticated at the start of the
+    request must still be good when the version it submits is recorded.
+    """
+    if actor.token_id is None:
+        return
+    token = session.exec(
+        select(ApiToken).where(ApiToken.id == actor.token_id).with_for_update()
+    ).first()
+    if token is None or token.revoked_at is not None:
+        raise Unauthorized(
+            "The token was revoked while the upload was in progress; nothing was registered. "
+            "Ask an admin for a new token and submit again."
+        )
+    if token.expires_at is not None and token.expires_at <= utcnow():
+        raise Unauthorized(
+            "The token expired while the upload was in progress; nothing was registered. "
+            "Ask an admin for a new token and submit again."
+        )
+
+
 def _record_version(
     engine: Engine,
     actor: Actor,
@@ -341,6 +364,7 @@ def _record_version(
 ) -> tuple[int, dict[str, Any]]:
     """The one transaction: next version number, version row, audit event, idempotency record."""
     with new_session(engine) as session:
+        _check_token_still_valid(session, actor)
         # Locking the model row serializes concurrent submissions to one model (PostgreSQL);
         # SQLite's BEGIN IMMEDIATE already serializes every writer.
         model = session.exec(select(Model).where(Model.id == model_id).with_for_update()).one()

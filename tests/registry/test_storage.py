@@ -204,3 +204,80 @@ def test_what_assay_writes_is_owner_only(tmp_path: Path) -> None:
         if sidecar.exists():
             assert _mode(sidecar) == 0o600, sidecar
     engine.dispose()
+
+
+# --- stale staging files (issue 8, item 3) ------------------------------------------------------
+
+
+def _dead_staging_file(store: ArtifactStore, name: str = "upload-dead.part") -> Path:
+    """A `.part` file as a killed process leaves it: written, closed, no lock held on it."""
+    store.tmp_dir.mkdir(parents=True, exist_ok=True)
+    path = store.tmp_dir / name
+    path.write_bytes(b"half an upload")
+    return path
+
+
+def test_removing_stale_staging_removes_files_no_process_holds(store: ArtifactStore) -> None:
+    dead = _dead_staging_file(store)
+    removed = store.remove_stale_staging()
+    assert [entry.name for entry in removed] == [dead.name]
+    assert removed[0].size == len(b"half an upload")
+    assert not dead.exists()
+
+
+def test_removing_stale_staging_spares_a_file_being_written(store: ArtifactStore) -> None:
+    # Another server process sharing ASSAY_HOME must not lose the upload it is receiving.
+    live = store.stage()
+    live.write(b"still arriving")
+    dead = _dead_staging_file(store)
+    removed = store.remove_stale_staging()
+    assert [entry.name for entry in removed] == [dead.name]
+    assert live.path.exists()
+    live.write(b" and more")
+    digest = live.finish()
+    assert store.commit(live, digest).read_bytes() == b"still arriving and more"
+
+
+def test_removing_stale_staging_spares_a_finished_file_awaiting_inspection(
+    store: ArtifactStore,
+) -> None:
+    # Between `finish()` and `commit()` the file is inspected, which can take minutes.
+    staged, digest = _staged(store)
+    assert store.remove_stale_staging() == []
+    assert staged.path.exists()
+    store.commit(staged, digest)
+    assert store.exists(digest)
+
+
+def test_removing_stale_staging_leaves_other_files_in_tmp_alone(store: ArtifactStore) -> None:
+    store.tmp_dir.mkdir(parents=True, exist_ok=True)
+    other = store.tmp_dir / "notes.txt"
+    other.write_text("not a staging file")
+    assert store.remove_stale_staging() == []
+    assert other.exists()
+
+
+def test_a_staged_file_removed_before_its_lock_was_taken_is_recreated(
+    store: ArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The window between creating the file and locking it: another process's clean-up may
+    # remove it there; the stager must notice and stage a fresh file instead of writing into
+    # an unlinked one.
+    import registry.storage as storage
+
+    real_flock = storage.fcntl.flock
+    calls: list[Path] = []
+
+    def flock_after_removal(fd: int, operation: int) -> None:
+        if not calls:
+            path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+            calls.append(path)
+            path.unlink()
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(storage.fcntl, "flock", flock_after_removal)
+    staged = store.stage()
+    monkeypatch.setattr(storage.fcntl, "flock", real_flock)
+    assert calls and staged.path != calls[0]
+    assert staged.path.exists()
+    staged.discard()
