@@ -154,7 +154,7 @@ def test_a_head_sent_a_byte_at_a_time_is_cut_off(server: RunningServer) -> None:
                 break  # the server answered (or closed: b"")
             except BlockingIOError:
                 time.sleep(0.05)
-        sock.setblocking(True)
+        sock.settimeout(READ_TIMEOUT_S)  # back to blocking reads, with the timeout
         answer += read_until_closed(sock)
     assert sent < len(head), "the server kept reading a head sent a byte at a time"
     status, _ = status_and_body(answer)
