@@ -13,11 +13,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import fairness, large_artifact, startup, submission_latency
+from benchmarks import fairness, http_reads, large_artifact, startup, submission_latency
 from benchmarks._common import REPO_ROOT, BenchmarkError, machine, now_iso, progress
 from benchmarks.report import render
 
-NAMES = (large_artifact.NAME, submission_latency.NAME, startup.NAME, fairness.NAME)
+NAMES = (
+    large_artifact.NAME,
+    submission_latency.NAME,
+    startup.NAME,
+    fairness.NAME,
+    http_reads.NAME,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -97,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
                 replicates=200 if quick else 1000,
                 fairlearn_replicates=3 if quick else 20,
                 repeats=1 if quick else 3,
+            ),
+            http_reads.NAME: lambda: http_reads.run(
+                workdir=workdir,
+                duration_s=2 if quick else 5,
+                postgres_url=http_reads.postgres_url_from_environment(),
             ),
         }
         fresh: dict[str, Any] = {}

@@ -97,7 +97,105 @@ def _summary(benchmarks: dict[str, Any]) -> list[str]:
             f"{_met(met['speedup_floor'])}, >= {targets['speedup_aim']:.0f} "
             f"{_met(met['speedup_aim'])} |"
         )
+    reads = benchmarks.get("http-reads")
+    if reads:
+        now, before = reads["sqlite"]["100"], reads["sqlite_immediate_reads"]["100"]
+        rows.append(
+            "| authenticated `GET /models`, 100 connections, SQLite: requests/s (reference: "
+            "every transaction `BEGIN IMMEDIATE`, as before) | "
+            f"{now['requests_per_s']:.0f} | {before['requests_per_s']:.1f} | "
+            f"{_ratio(reads['ratios']['deferred_over_immediate_rps_100'])} | "
+            f"no errors: {_met(now['status_errors'] + now['socket_errors'] == 0)} |"
+        )
+        protocol = reads["protocol"]
+        rows.append(
+            "| `GET /health`, 10 connections: requests/s, h11 with the limits "
+            "(reference: uvicorn's default httptools) | "
+            f"{protocol['h11']['health']['requests_per_s']:.0f} | "
+            f"{protocol['httptools']['health']['requests_per_s']:.0f} | "
+            f"{_ratio(reads['ratios']['h11_over_httptools_health_rps'])} | |"
+        )
     return rows
+
+
+def _reads_row(label: str, run: dict[str, Any]) -> str:
+    return (
+        f"| {label} | {run['connections']} | {run['requests']:,} | "
+        f"{run['requests_per_s']:.1f} | {run['p50_ms']:.1f} ms | {run['p99_ms']:.1f} ms | "
+        f"{run['max_ms']:.0f} ms | {run['status_errors']} / {run['socket_errors']} |"
+    )
+
+
+def _reads_section(entry: dict[str, Any]) -> list[str]:
+    configurations = [
+        ("SQLite, `assay serve`", entry["sqlite"]),
+        ("SQLite, every transaction `BEGIN IMMEDIATE` (before)", entry["sqlite_immediate_reads"]),
+    ]
+    if "postgresql" in entry:
+        configurations.append(("PostgreSQL, `assay serve`", entry["postgresql"]))
+    protocol, ratios = entry["protocol"], entry["ratios"]
+    lines = [
+        "## 5. Authenticated reads under concurrency, and the HTTP protocol",
+        "",
+        _provenance(entry),
+        "",
+        f"The real server in its own process on a fresh installation (a vendor token and five "
+        f"models), loaded by `wrk` ({entry['wrk_version']}) for {entry['duration_s']} s per row "
+        "with `Authorization: Bearer <vendor token>` on `GET /api/v1/models` (one token lookup "
+        "and one list query per request), 1 thread for 1 connection, 2 otherwise, `--timeout "
+        "10s`. The last_used_at of the token is fresh before the runs, so they measure reads "
+        "only. Errors are wrk's count of responses with a status of 400 or more, then of socket "
+        "errors (connect, read, write, timeout). wrk and the server share the machine's cores "
+        "(and other work on it: see the load average), so the figures are for comparing rows "
+        "of the same run, not for capacity planning. The 'before' server patches `registry.db` "
+        "in its process to begin every transaction `BEGIN IMMEDIATE` with a pool of 5 + 10 "
+        "connections, as Assay did before reads stopped taking the write lock; it ran beside "
+        "`assay serve` (both idle but for the run in progress), the two servers' runs "
+        "alternating, its 100-connection run last.",
+        "",
+        "| configuration | connections | requests | requests/s | p50 | p99 | max | errors "
+        "(status / socket) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        *(
+            _reads_row(label, runs[str(connections)])
+            for label, runs in configurations
+            for connections in entry["connections"]
+        ),
+        "",
+        "Requests/s now ÷ before, at 1, 10 and 100 connections: "
+        + ", ".join(
+            _ratio(ratios[f"deferred_over_immediate_rps_{c}"]) for c in entry["connections"]
+        )
+        + ". Before, at 100 connections the requests queued on SQLite's write lock (its busy "
+        "handler polls, so waiting readers starve) and the few answered in the run are all "
+        "there is; past 30 s they failed with `500 database is locked`.",
+        "",
+        f"What h11 costs: `assay serve` runs uvicorn's h11 protocol, the only one that caps the "
+        "request head (64 KiB) and to which the head deadline is added (docs/security.md); "
+        "uvicorn's default is httptools. Both servers ran side by side on "
+        f"installations of the same content, their runs alternating, {protocol['connections']} "
+        "connections:",
+        "",
+        "| endpoint | h11 with the limits: requests/s (p99) | httptools: requests/s (p99) | "
+        "h11 ÷ httptools |",
+        "| --- | --- | --- | --- |",
+        *(
+            f"| `GET /api/v1/{path}` | {protocol['h11'][key]['requests_per_s']:.0f} "
+            f"({protocol['h11'][key]['p99_ms']:.0f} ms) | "
+            f"{protocol['httptools'][key]['requests_per_s']:.0f} "
+            f"({protocol['httptools'][key]['p99_ms']:.0f} ms) | "
+            f"{_ratio(ratios[f'h11_over_httptools_{key}_rps'])} |"
+            for key, path in (("health", "health"), ("models", "models"))
+        ),
+        "",
+        "The difference is the HTTP parser (h11 is pure Python, httptools is C): it shows on "
+        "`/health`, which does nothing else, and shrinks on a request that reads the "
+        "database. The servers' commands: "
+        + "; ".join(f"{name}: `{command}`" for name, command in entry["server_commands"].items())
+        + ".",
+        "",
+    ]
+    return lines
 
 
 def _inverse(value: float | None) -> float | None:
@@ -362,4 +460,6 @@ def render(results: dict[str, Any]) -> str:
         lines += _startup_section(benchmarks["startup"])
     if "fairness" in benchmarks:
         lines += _fairness_section(benchmarks["fairness"])
+    if "http-reads" in benchmarks:
+        lines += _reads_section(benchmarks["http-reads"])
     return "\n".join(lines).rstrip() + "\n"

@@ -211,8 +211,22 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True) -
 
 
 def serve(*, host: str = "127.0.0.1", port: int = 8000, settings: Settings | None = None) -> None:
-    """Runs the server with uvicorn; raises DatabaseBehind before listening if migrations lag."""
+    """Runs the server with uvicorn; raises DatabaseBehind before listening if migrations lag.
+
+    uvicorn's h11 protocol, because only it caps the request head's size, with a deadline for
+    reading each head added (`registry.server`); see docs/security.md for the reverse proxy.
+    """
     import uvicorn
 
+    from registry.server import protocol_class
+
+    settings = settings or get_settings()
     app = create_app(settings)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        http=protocol_class(head_timeout_s=settings.header_timeout_s),
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+    )

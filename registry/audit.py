@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlmodel import Field, Session, SQLModel, col, func, select
 
-from registry.db import json_column
+from registry.db import is_writer, json_column
 
 GENESIS_HASH = "0" * 64
 # Any constant will do: every append takes this transaction-scoped lock on PostgreSQL, so two
@@ -117,6 +117,12 @@ def append(
 
     `actor` is `(id, name)`. The payload must be JSON-native (strings, numbers, lists, dicts).
     """
+    # Reading the head then writing after it is only safe with the write lock held from the start
+    # (SQLite's BEGIN IMMEDIATE); a read-only session would fail, or race, at the insert.
+    if not is_writer(session):
+        raise AssertionError(
+            "audit.append needs a write session: new_session(engine), not write=False"
+        )
     lock_chain(session)
     head = head_event(session)
     event = AuditEvent(
@@ -202,7 +208,7 @@ def verify_installation(*, expect_head: str | None = None) -> AuditVerification:
     """Verifies the chain of the installation configured by ASSAY_HOME / ASSAY_DATABASE_URL."""
     from registry.db import get_engine, new_session
 
-    with new_session(get_engine()) as session:
+    with new_session(get_engine(), write=False) as session:
         return verify_chain(session, expect_head=expect_head)
 
 

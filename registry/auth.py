@@ -11,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlmodel import select
+from sqlalchemy import or_, update
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
 
 from registry.db import new_session, utcnow
 from registry.errors import Forbidden, Unauthorized
@@ -64,7 +66,7 @@ def _bearer(request: Request) -> str:
 
 
 def authenticate(request: Request) -> Actor:
-    """Resolves the bearer token to its principal, in a short transaction of its own.
+    """Resolves the bearer token to its principal, in a short read transaction of its own.
 
     It runs before the handler reads any request body, so an unauthenticated upload is refused
     before a byte of it is read.
@@ -74,7 +76,8 @@ def authenticate(request: Request) -> Actor:
         return known
     token = _bearer(request)
     now = utcnow()
-    with new_session(request.app.state.engine) as session:
+    engine = request.app.state.engine
+    with new_session(engine, write=False) as session:
         row = session.exec(
             select(ApiToken, Principal)
             .join(Principal, Principal.id == ApiToken.principal_id)  # type: ignore[arg-type]
@@ -83,21 +86,36 @@ def authenticate(request: Request) -> Actor:
         if row is None:
             raise Unauthorized("The token is not valid: check it or ask an admin for a new one.")
         api_token, principal = row
-        if api_token.revoked_at is not None:
-            raise Unauthorized("The token was revoked: ask an admin for a new one.")
-        if api_token.expires_at is not None and api_token.expires_at <= now:
-            raise Unauthorized("The token has expired: ask an admin for a new one.")
-        if api_token.last_used_at is None or now - api_token.last_used_at > _LAST_USED_GRANULARITY:
-            api_token.last_used_at = now
-            session.add(api_token)
-            session.commit()
-        return Actor(
-            id=principal.id,
-            name=principal.name,
-            role=Role(principal.role),
-            vendor_id=principal.vendor_id,
-            token_id=api_token.id,
+    if api_token.revoked_at is not None:
+        raise Unauthorized("The token was revoked: ask an admin for a new one.")
+    if api_token.expires_at is not None and api_token.expires_at <= now:
+        raise Unauthorized("The token has expired: ask an admin for a new one.")
+    if api_token.last_used_at is None or now - api_token.last_used_at > _LAST_USED_GRANULARITY:
+        _record_use(engine, api_token.id, now)
+    return Actor(
+        id=principal.id,
+        name=principal.name,
+        role=Role(principal.role),
+        vendor_id=principal.vendor_id,
+        token_id=api_token.id,
+    )
+
+
+def _record_use(engine: Engine, token_id: uuid.UUID, now: datetime) -> None:
+    """Sets the token's last_used_at in a write transaction of its own, only when still stale.
+
+    The condition is re-checked in the UPDATE, so concurrent requests that all saw a stale time
+    write it once; the others change nothing.
+    """
+    stale = or_(
+        col(ApiToken.last_used_at).is_(None),
+        col(ApiToken.last_used_at) < now - _LAST_USED_GRANULARITY,
+    )
+    with new_session(engine) as session:
+        session.execute(
+            update(ApiToken).where(col(ApiToken.id) == token_id, stale).values(last_used_at=now)
         )
+        session.commit()
 
 
 CurrentActor = Annotated[Actor, Depends(authenticate)]

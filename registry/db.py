@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+import weakref
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,9 +83,40 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
 
 
-def _sqlite_begin(conn: sa.Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+# The execution option that marks a connection's transactions as readers (see `new_session`).
+READ_ONLY_OPTION = "assay_read_only"
 
+
+def _sqlite_begin_sql(*, write: bool) -> str:
+    """The statement that opens a transaction: writers take the write lock at once."""
+    return "BEGIN IMMEDIATE" if write else "BEGIN"
+
+
+def _sqlite_begin(conn: sa.Connection) -> None:
+    """Opens a writer with BEGIN IMMEDIATE, a reader with a plain (deferred) BEGIN.
+
+    In WAL mode a deferred transaction reads a snapshot without any lock, so readers never queue
+    behind writers or each other. A reader is also switched to `query_only`: a write in it fails
+    at once ("attempt to write a readonly database") instead of trying to upgrade its snapshot,
+    which SQLite refuses with SQLITE_BUSY whenever another writer committed in between.
+    """
+    read_only = bool(conn.get_execution_options().get(READ_ONLY_OPTION, False))
+    # conn.info lives with the pooled DBAPI connection, so the pragma is only sent on a change.
+    if conn.info.get(READ_ONLY_OPTION, False) != read_only:
+        conn.exec_driver_sql(f"PRAGMA query_only={int(read_only)}")
+        conn.info[READ_ONLY_OPTION] = read_only
+    conn.exec_driver_sql(_sqlite_begin_sql(write=not read_only))
+
+
+def is_writer(session: Session) -> bool:
+    """Whether the session was opened to write (`new_session(engine)` without `write=False`)."""
+    return not session.info.get(READ_ONLY_OPTION, False)
+
+
+# Enough for every thread of the server's thread pool (anyio's default: 40) to hold a connection
+# for the request and one for authentication at the same time.
+SQLITE_POOL_SIZE = 20
+SQLITE_POOL_OVERFLOW = 80
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -115,6 +147,11 @@ def make_engine(url: str) -> Engine:
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
             hide_parameters=True,
+            # A SQLite connection is a file handle and a page cache, cheap to keep. SQLAlchemy's
+            # default (5 + 10 overflow) made the server's 40 request threads queue for a
+            # connection under a hundred concurrent readers; now every thread gets one at once.
+            pool_size=SQLITE_POOL_SIZE,
+            max_overflow=SQLITE_POOL_OVERFLOW,
         )
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin)
@@ -144,13 +181,42 @@ def dispose_engines() -> None:
         _engines.clear()
 
 
-def new_session(engine: Engine) -> Session:
-    return Session(engine, expire_on_commit=False)
+def new_session(engine: Engine, *, write: bool = True) -> Session:
+    """A session whose transactions write (the default) or only read (`write=False`).
+
+    On SQLite a writer begins IMMEDIATE, holding the write lock from its first statement; a
+    reader begins deferred and may not write. Every transaction that may write, even only
+    sometimes, must be a writer: a reader that tries is refused.
+    """
+    bind = engine if write else _reader_engine(engine)
+    return Session(bind, expire_on_commit=False, info={READ_ONLY_OPTION: not write})
+
+
+_reader_engines: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+
+
+def _reader_engine(engine: Engine) -> Engine:
+    """The engine (same pool) whose transactions only read; made once per engine."""
+    reader = _reader_engines.get(engine)
+    if reader is None:
+        options: dict[str, Any] = {READ_ONLY_OPTION: True}
+        if engine.dialect.name == "postgresql":
+            # psycopg then opens each transaction with BEGIN READ ONLY: a write is refused.
+            options["postgresql_readonly"] = True
+        reader = _reader_engines.setdefault(engine, engine.execution_options(**options))
+    return reader
+
+
+# Methods that never change state; every other request's session is a writer.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """One session per request: committed once if the handler succeeds, rolled back otherwise."""
-    session = new_session(request.app.state.engine)
+    """One session per request: committed once if the handler succeeds, rolled back otherwise.
+
+    GET, HEAD and OPTIONS requests get a read-only session; the others a writer.
+    """
+    session = new_session(request.app.state.engine, write=request.method not in READ_METHODS)
     try:
         yield session
         session.commit()

@@ -56,6 +56,18 @@ class Settings(BaseSettings):
         gt=0,
         description="How often the server signs a checkpoint of the audit chain (if it moved).",
     )
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest request head (request line and headers) the server reads; larger "
+        "gets 431 and the connection is closed.",
+    )
+    header_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds a connection may take to send a complete request head (counted from "
+        "when it opens, or from the previous response); then it is closed (408 if a head began).",
+    )
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

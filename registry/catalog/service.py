@@ -271,7 +271,7 @@ def submit_version(
     try:
         manifest, manifest_raw = _parse_manifest(submission.manifest)
         request_hash = _request_hash(model_id, manifest_raw, submission.digest)
-        with new_session(engine) as session:
+        with new_session(engine, write=False) as session:
             model = visible_model(session, actor, model_id)
             if idempotency_key and (
                 replay := _replay(session, actor, idempotency_key, request_hash)
@@ -306,7 +306,7 @@ def submit_version(
                 idempotency_key=idempotency_key,
             )
         except BaseException as exc:
-            with new_session(engine) as session:
+            with new_session(engine, write=False) as session:
                 referenced = session.exec(
                     select(ModelVersion).where(ModelVersion.digest == submission.digest)
                 ).first()
@@ -421,5 +421,5 @@ def _record_version(
 
 def check_model_writable(engine: Engine, actor: Actor, model_id: uuid.UUID) -> None:
     """Refuses early, before the upload body is read, when the model is not the caller's."""
-    with new_session(engine) as session:
+    with new_session(engine, write=False) as session:
         visible_model(session, actor, model_id)
