@@ -83,14 +83,19 @@ def test_the_route_dependency_reuses_the_actor_of_the_middleware(
     calls: list[str] = []
     original = registry.auth.new_session
 
-    def counting(engine: Any) -> Any:
-        calls.append("session")
-        return original(engine)
+    def counting(engine: Any, **kwargs: Any) -> Any:
+        calls.append("write" if kwargs.get("write", True) else "read")
+        return original(engine, **kwargs)
 
     monkeypatch.setattr(registry.auth, "new_session", counting)
+    # The first use also records the token's last use, in a write of its own.
     response = client.get(f"{API}/me", headers=auth(admin_token))
     assert response.status_code == 200, response.text
-    assert calls == ["session"]
+    assert calls == ["read", "write"]
+    calls.clear()
+    response = client.get(f"{API}/me", headers=auth(admin_token))
+    assert response.status_code == 200, response.text
+    assert calls == ["read"]
 
 
 # --- JSON body limits ----------------------------------------------------------------------------
