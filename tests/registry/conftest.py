@@ -24,6 +24,21 @@ def client(app: Any) -> Iterator[TestClient]:
 
 
 @pytest.fixture
+def installation_env(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Points ASSAY_HOME / ASSAY_DATABASE_URL at the test installation, for local commands."""
+    from registry.settings import get_settings
+
+    monkeypatch.setenv("ASSAY_HOME", str(settings.home))
+    if settings.database_url:
+        monkeypatch.setenv("ASSAY_DATABASE_URL", settings.database_url)
+    else:
+        monkeypatch.delenv("ASSAY_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
 def admin_token(settings: Any) -> str:
     from registry.bootstrap import init_admin
 

@@ -94,21 +94,6 @@ def delete_events_after(engine: sa.Engine, seq: int) -> None:
         connection.execute(sa.text("DELETE FROM audit_event WHERE seq > :seq"), {"seq": seq})
 
 
-@pytest.fixture
-def installation_env(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Points ASSAY_HOME / ASSAY_DATABASE_URL at the test installation."""
-    from registry.settings import get_settings
-
-    monkeypatch.setenv("ASSAY_HOME", str(settings.home))
-    if settings.database_url:
-        monkeypatch.setenv("ASSAY_DATABASE_URL", settings.database_url)
-    else:
-        monkeypatch.delenv("ASSAY_DATABASE_URL", raising=False)
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-
-
 # --- events --------------------------------------------------------------------------------------
 
 

@@ -30,7 +30,6 @@ from tests.registry.test_audit import (  # noqa: F401 (fixtures)
     HASHED_FIELDS,
     delete_events_after,
     example_model,
-    installation_env,
     raw_audit_writes,
     tamper_payload,
     token_id_of,

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -196,21 +195,6 @@ def test_the_server_runs_the_check_at_start_up(
 
 
 # --- `assay doctor` ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def installation_env(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Points ASSAY_HOME / ASSAY_DATABASE_URL at the test installation."""
-    from registry.settings import get_settings
-
-    monkeypatch.setenv("ASSAY_HOME", str(settings.home))
-    if settings.database_url:
-        monkeypatch.setenv("ASSAY_DATABASE_URL", settings.database_url)
-    else:
-        monkeypatch.delenv("ASSAY_DATABASE_URL", raising=False)
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 def doctor_cli(*args: str) -> Any:
