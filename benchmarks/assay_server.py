@@ -37,13 +37,13 @@ def _tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
-def create_installation(home: Path) -> str:
-    """Migrates a new database under `home` and gives back the first admin's token."""
+def create_installation(home: Path, database_url: str | None = None) -> str:
+    """Migrates a new database (under `home`, or at `database_url`); gives the admin's token."""
     from registry.bootstrap import init_admin
     from registry.db import dispose_engines, upgrade_database
     from registry.settings import Settings
 
-    settings = Settings(home=home)
+    settings = Settings(home=home, database_url=database_url)
     try:
         upgrade_database(settings)
         return init_admin(settings=settings)
@@ -52,14 +52,24 @@ def create_installation(home: Path) -> str:
         dispose_engines()
 
 
+SERVE = "from registry.app import serve; serve(port={port})"
+
+
 class AssayServer:
     """Runs `assay serve` for a fresh installation; falls back to `registry.app.serve`.
 
-    Used as a context manager: the server is stopped and its log kept on exit.
+    `code` runs that `python -c` program instead (from the repository root, so that it imports
+    this checkout's registry), with `{port}` where it listens; `database_url` puts the
+    installation on PostgreSQL. Used as a context manager: the server is stopped and its log kept
+    on exit.
     """
 
-    def __init__(self, home: Path) -> None:
+    def __init__(
+        self, home: Path, *, code: str | None = None, database_url: str | None = None
+    ) -> None:
         self.home = home
+        self.code = code
+        self.database_url = database_url
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = home.parent / f"{home.name}-server.log"
@@ -74,15 +84,13 @@ class AssayServer:
 
     def __enter__(self) -> AssayServer:
         self.home.mkdir(parents=True, exist_ok=True)
-        self.admin_token = create_installation(self.home)
-        commands = [
-            [str(VENV_BIN / "assay"), "serve", "--port", str(self.port)],
-            [
-                sys.executable,
-                "-c",
-                f"from registry.app import serve; serve(port={self.port})",
-            ],
-        ]
+        self.admin_token = create_installation(self.home, self.database_url)
+        python = [sys.executable, "-c", (self.code or SERVE).format(port=self.port)]
+        commands = (
+            [python]
+            if self.code
+            else [[str(VENV_BIN / "assay"), "serve", "--port", str(self.port)], python]
+        )
         failures = []
         for command in commands:
             if self._start(command):
@@ -100,11 +108,18 @@ class AssayServer:
         self._stop()
 
     def _start(self, command: list[str]) -> bool:
-        env = benchmark_environment()
+        env = {k: v for k, v in benchmark_environment().items() if not k.startswith("ASSAY_")}
         env["ASSAY_HOME"] = str(self.home)
+        if self.database_url:
+            env["ASSAY_DATABASE_URL"] = self.database_url
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                command,
+                env=env,
+                cwd=REPO_ROOT,  # `python -c` puts the working directory first: this checkout
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
             )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:

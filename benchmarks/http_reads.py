@@ -19,11 +19,8 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,8 +29,8 @@ from typing import Any
 
 import httpx
 
-from benchmarks._common import REPO_ROOT, BenchmarkError, benchmark_environment, progress, ratio
-from benchmarks.assay_server import API, START_TIMEOUT_S, _free_port, _tail, provision_vendor_model
+from benchmarks._common import BenchmarkError, progress, ratio
+from benchmarks.assay_server import API, SERVE, AssayServer, provision_vendor_model
 
 NAME = "http-reads"
 WRK = "wrk"
@@ -54,7 +51,6 @@ done = function(summary, latency, requests)
 end
 """
 
-SERVE = "from registry.app import serve; serve(port={port})"
 # The behaviour before: every transaction, reads included, takes SQLite's write lock, and the
 # pool is SQLAlchemy's default (5 + 10 overflow).
 SERVE_IMMEDIATE = (
@@ -70,64 +66,11 @@ SERVE_HTTPTOOLS = (
 )
 
 
-def _installation(home: Path, database_url: str | None) -> str:
-    """Migrates a new database and gives back the first admin's token."""
-    from registry.bootstrap import init_admin
-    from registry.db import dispose_engines, upgrade_database
-    from registry.settings import Settings
-
-    settings = Settings(home=home, database_url=database_url)
-    try:
-        upgrade_database(settings)
-        return init_admin(settings=settings)
-    finally:
-        dispose_engines()
-
-
 @contextmanager
 def _server(code: str, home: Path, database_url: str | None) -> Iterator[tuple[str, str]]:
     """Runs `code` (a `python -c` program that serves on {port}); gives (base URL, admin token)."""
-    home.mkdir(parents=True)
-    admin_token = _installation(home, database_url)
-    port = _free_port()
-    env = benchmark_environment()
-    env = {k: v for k, v in env.items() if not k.startswith("ASSAY_")}
-    env["ASSAY_HOME"] = str(home)
-    if database_url:
-        env["ASSAY_DATABASE_URL"] = database_url
-    log_path = home.parent / f"{home.name}-server.log"
-    with log_path.open("wb") as log:
-        # From the repository root: `python -c` imports this checkout's registry.
-        process = subprocess.Popen(
-            [sys.executable, "-c", code.format(port=port)],
-            env=env,
-            cwd=REPO_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise BenchmarkError(f"the server exited:\n{_tail(log_path)}")
-            try:
-                if httpx.get(f"{url}{API}/health", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise BenchmarkError(f"the server did not start:\n{_tail(log_path)}")
-            time.sleep(0.1)
-        yield url, admin_token
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with AssayServer(home, code=code, database_url=database_url) as server:
+        yield server.base_url, server.admin_token
 
 
 def _vendor_with_models(url: str, admin_token: str) -> str:

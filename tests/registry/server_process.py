@@ -1,7 +1,10 @@
-"""`registry.app.serve` in a subprocess on a free port, for tests that need the real server.
+"""The real server in a subprocess on a free port, for tests that need it.
 
-The server reads its settings from the environment, like `assay serve`: ASSAY_HOME (and
-ASSAY_DATABASE_URL on PostgreSQL) point at the test's migrated installation.
+`serve_in_subprocess` runs `registry.app.serve` (or another `python -c` program) for a test's
+installation: the server reads its settings from the environment, like `assay serve`, so ASSAY_HOME
+(and ASSAY_DATABASE_URL on PostgreSQL) point at the test's migrated installation.
+`server_process` is the part under it for any command: start, wait until /api/v1/health answers,
+stop.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +25,9 @@ import httpx
 import pytest
 
 START_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 20
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SERVE = "from registry.app import serve; serve(port={port})"
 
 
 def free_port() -> int:
@@ -32,27 +37,52 @@ def free_port() -> int:
         return port
 
 
+def server_environment(settings: Any, **env: str) -> dict[str, str]:
+    """This process's environment without ASSAY_*, pointed at the settings' installation."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ASSAY_")}
+    environment.update({"ASSAY_HOME": str(settings.home_dir), "ASSAY_ENVIRONMENT": "test", **env})
+    if settings.database_url:
+        environment["ASSAY_DATABASE_URL"] = settings.database_url
+    # This checkout's code, whatever the virtual environment's editable install points at.
+    environment["PYTHONPATH"] = str(REPO_ROOT)
+    return environment
+
+
 @dataclass(frozen=True)
 class RunningServer:
     url: str
     port: int
-    pid: int
+    process: subprocess.Popen[bytes]
     log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: the server gets no chance to clean up."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
 
 
 @contextmanager
-def serve_in_subprocess(settings: Any, log_dir: Path, **env: str) -> Iterator[RunningServer]:
-    """Runs `serve()` for the settings' installation; `env` adds ASSAY_* variables."""
-    port = free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("ASSAY_")}
-    environment.update({"ASSAY_HOME": str(settings.home), "ASSAY_ENVIRONMENT": "test", **env})
-    if settings.database_url:
-        environment["ASSAY_DATABASE_URL"] = settings.database_url
-    log = log_dir / f"serve-{port}.log"
+def server_process(
+    command: Sequence[str],
+    *,
+    port: int,
+    env: dict[str, str],
+    log: Path,
+    stop_signal: signal.Signals = signal.SIGINT,
+    name: str = "the server",
+) -> Iterator[RunningServer]:
+    """Runs `command` (which serves on `port`) until /api/v1/health answers; stops it on exit.
+
+    On exit a live server gets `stop_signal`, then SIGKILL if it has not stopped in time.
+    """
     with log.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-c", f"from registry.app import serve; serve(port={port})"],
-            env=environment,
+            list(command),
+            env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -63,20 +93,45 @@ def serve_in_subprocess(settings: Any, log_dir: Path, **env: str) -> Iterator[Ru
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if process.poll() is not None:
-                pytest.fail(f"the server exited with {process.returncode}:\n{log.read_text()}")
+                pytest.fail(f"{name} exited with {process.returncode}:\n{log.read_text()}")
             try:
                 if httpx.get(f"{url}/api/v1/health", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"the server did not answer within {START_TIMEOUT_S} s")
+                pytest.fail(f"{name} did not answer within {START_TIMEOUT_S} s:\n{log.read_text()}")
             time.sleep(0.1)
-        yield RunningServer(url=url, port=port, pid=process.pid, log=log)
+        yield RunningServer(url=url, port=port, process=process, log=log)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=20)
+        if process.poll() is None:
+            process.send_signal(stop_signal)
+            try:
+                process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=STOP_TIMEOUT_S)
+
+
+@contextmanager
+def serve_in_subprocess(
+    settings: Any,
+    log_dir: Path,
+    *,
+    code: str = SERVE,
+    stop_signal: signal.Signals = signal.SIGINT,
+    **env: str,
+) -> Iterator[RunningServer]:
+    """Runs `serve()` for the settings' installation; `env` adds ASSAY_* variables.
+
+    `code` is another `python -c` program to run instead, with `{port}` where it listens.
+    """
+    port = free_port()
+    with server_process(
+        [sys.executable, "-c", code.format(port=port)],
+        port=port,
+        env=server_environment(settings, **env),
+        log=log_dir / f"serve-{port}.log",
+        stop_signal=stop_signal,
+    ) as running:
+        yield running

@@ -12,10 +12,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
+import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,17 +25,10 @@ import httpx
 import pytest
 
 from tests.conftest import DATABASES
+from tests.registry.server_process import free_port, server_process
 
 ASSAY = str(Path(sys.executable).with_name("assay"))
 COMMAND_TIMEOUT_S = 120
-SERVER_START_TIMEOUT_S = 60
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def assay(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -81,24 +73,6 @@ def installation_env(
         _pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def wait_for_health(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while True:
-        if server.poll() is not None:
-            pytest.fail(f"`assay serve` exited with {server.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/api/v1/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(
-                f"`assay serve` did not answer within {SERVER_START_TIMEOUT_S} s:\n"
-                f"{log.read_text()}"
-            )
-        time.sleep(0.2)
-
-
 @dataclass
 class Walk:
     """The outcome of each CLI step of one end-to-end walk."""
@@ -123,17 +97,16 @@ def walk(
     admin_token = ok_json(assay("admin", "init", "--json", env=env))["token"]
 
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("server-log") / "serve.log"
-    with log.open("wb") as log_file:
-        server = subprocess.Popen(
-            [ASSAY, "serve", "--port", str(port)],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for_health(url, server, log)
+    with server_process(
+        [ASSAY, "serve", "--port", str(port)],
+        port=port,
+        env=env,
+        log=log,
+        stop_signal=signal.SIGTERM,
+        name="`assay serve`",
+    ) as server:
+        url = server.url
         admin = {**env, "ASSAY_URL": url, "ASSAY_TOKEN": admin_token}
         vendor = ok_json(assay("vendor", "create", "acme", "--json", env=admin))
         vendor_token = ok_json(
@@ -168,13 +141,6 @@ def walk(
         audit = httpx.get(
             f"{url}/api/v1/audit/verify", headers={"Authorization": f"Bearer {admin_token}"}
         ).json()
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=20)
     # `assay audit verify` reads the installation's database directly, not over HTTP.
     verify = assay("audit", "verify", env=env)
     verify_json = assay("audit", "verify", "--json", env=env)

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,6 +29,12 @@ import httpx
 import pytest
 
 from registry.storage import ArtifactStore
+from tests.registry.server_process import (
+    REPO_ROOT,
+    RunningServer,
+    serve_in_subprocess,
+    server_environment,
+)
 from tests.registry.test_submissions import (  # noqa: F401
     BOUNDARY,
     MODEL_NAME,
@@ -39,72 +43,17 @@ from tests.registry.test_submissions import (  # noqa: F401
     multipart_headers,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 API = "/api/v1"
 START_TIMEOUT_S = 60
 UPLOADS = 3
 CHUNK = 256 * 1024
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _environment(settings: Any) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSAY_")}
-    env["ASSAY_HOME"] = str(settings.home_dir)
-    env["ASSAY_ENVIRONMENT"] = "test"
-    if settings.database_url:
-        env["ASSAY_DATABASE_URL"] = settings.database_url
-    # This checkout's code, whatever the virtual environment's editable install points at.
-    env["PYTHONPATH"] = str(REPO_ROOT)
-    return env
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-
 @contextmanager
-def server(settings: Any, log: Path) -> Iterator[Server]:
-    """Starts `serve()` in a subprocess and waits until /health answers."""
-    port = _free_port()
-    handle = log.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-c", f"from registry.app import serve; serve(port={port})"],
-        cwd=REPO_ROOT,
-        env=_environment(settings),
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert process.poll() is None, f"the server exited:\n{log.read_text()}"
-            try:
-                if httpx.get(f"{url}{API}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"the server did not start:\n{log.read_text()}"
-            time.sleep(0.1)
-        yield Server(process=process, url=url, log=log)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=30)
-        handle.close()
+def server(settings: Any, log_dir: Path) -> Iterator[RunningServer]:
+    """`serve()` on the settings' installation; SIGKILL on exit, as after a crash."""
+    with serve_in_subprocess(settings, log_dir, stop_signal=signal.SIGKILL) as running:
+        yield running
 
 
 def _held_upload(
@@ -180,7 +129,7 @@ def aftermath(
     release = threading.Event()
     uploads: list[threading.Thread] = []
     try:
-        with server(settings, tmp_path / "first.log") as first:
+        with server(settings, tmp_path) as first:
             with httpx.Client(base_url=first.url, timeout=120) as http:
                 vendor_id = http.post(f"{API}/vendors", json={"name": "acme"}, headers=admin)
                 vendor_id.raise_for_status()
@@ -223,7 +172,7 @@ def aftermath(
                 "every upload is streaming into a staging file",
             )
             while_second = _part_files(settings)
-            with server(settings, tmp_path / "second.log") as second:
+            with server(settings, tmp_path) as second:
                 after_second = _part_files(settings)
                 # A kill between the rename into the store and the commit of the version row.
                 staged = store.stage()
@@ -238,7 +187,7 @@ def aftermath(
         for thread in uploads:
             thread.join(START_TIMEOUT_S)
 
-    with server(settings, tmp_path / "restart.log") as restarted:
+    with server(settings, tmp_path) as restarted:
         with httpx.Client(base_url=restarted.url, timeout=120) as http:
             events = http.get(f"{API}/audit", params={"limit": 500}, headers=admin).json()["data"]
             verification = http.get(f"{API}/audit/verify", headers=admin).json()
@@ -253,7 +202,7 @@ def aftermath(
         doctor = subprocess.run(
             [sys.executable, "-c", "from registry.cli import main; main()", "doctor", "--json"],
             cwd=REPO_ROOT,
-            env=_environment(settings),
+            env=server_environment(settings),
             capture_output=True,
             text=True,
             timeout=120,

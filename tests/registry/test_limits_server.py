@@ -7,18 +7,18 @@ server's resident memory while it does.
 
 from __future__ import annotations
 
-import os
 import select
+import signal
 import socket
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import psutil
 import pytest
+
+from tests.registry.server_process import serve_in_subprocess
 
 BODY_BYTES = 300 * 1024 * 1024
 CHUNK = b"[" + b" " * (1024 * 1024 - 1)
@@ -32,13 +32,6 @@ class Server:
     admin_token: str
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module", params=["h11", "httptools"])
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -47,48 +40,18 @@ def server(
     from registry.db import dispose_engines, upgrade_database
     from registry.settings import Settings
 
-    home = tmp_path_factory.mktemp("server") / "home"
-    settings = Settings(home=home, environment="test")
+    directory = tmp_path_factory.mktemp("server")
+    settings = Settings(home=directory / "home", environment="test")
     upgrade_database(settings)
     token = init_admin(name="admin", settings=settings)
     dispose_engines()
-    port = _free_port()
-    env = {**os.environ, "ASSAY_HOME": str(home), "ASSAY_ENVIRONMENT": "test"}
-    env.pop("ASSAY_DATABASE_URL", None)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "registry.app:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--http",
-            request.param,
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    # uvicorn with the protocol under test, not `serve()` (which always runs h11).
+    code = (
+        "import uvicorn; uvicorn.run('registry.app:create_app', factory=True, "
+        f"host='127.0.0.1', port={{port}}, http={request.param!r}, log_level='warning')"
     )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the server did not start") from None
-                time.sleep(0.1)
-        yield Server(port=port, process=process, admin_token=token)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with serve_in_subprocess(settings, directory, code=code, stop_signal=signal.SIGTERM) as running:
+        yield Server(port=running.port, process=running.process, admin_token=token)
 
 
 class PeakRss:
