@@ -223,11 +223,20 @@ class Installations:
     def __init__(self, seed: Any, root: Path) -> None:
         from registry.db import dispose_engines
 
-        dispose_engines()  # no connection may hold the seed while it is copied
-        self.seed = seed
+        # Scenarios are copied from a private template taken now, which no app ever opens: the
+        # seed's own app may reconnect to it at any time (its start-up store check, say).
+        dispose_engines()
         self.root = root
         self.count = 0
+        self.template_home = root / "template"
+        shutil.copytree(seed.home_dir, self.template_home)
+        self.template_database: str | None = None
         self.databases: list[str] = []
+        if seed.database_url is not None:
+            self.template_database = f"{sa.make_url(seed.database_url).database}_tpl"
+            seed_name = sa.make_url(seed.database_url).database
+            _pg_execute(f'CREATE DATABASE "{self.template_database}" TEMPLATE "{seed_name}"')
+            self.databases.append(self.template_database)
 
     def fresh(self) -> Any:
         from registry.app import create_app
@@ -237,12 +246,11 @@ class Installations:
         dispose_engines()
         self.count += 1
         home = self.root / f"scenario-{self.count}"
-        shutil.copytree(self.seed.home_dir, home)
-        if self.seed.database_url is None:
+        shutil.copytree(self.template_home, home)
+        if self.template_database is None:
             return create_app(Settings(home=home, environment="test"))
-        seed_name = sa.make_url(self.seed.database_url).database
-        name = f"{seed_name}_s{self.count}"
-        _pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{seed_name}"')
+        name = f"{self.template_database}_s{self.count}"
+        _pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template_database}"')
         self.databases.append(name)
         return create_app(Settings(home=home, environment="test", database_url=_pg_url_for(name)))
 
@@ -250,7 +258,7 @@ class Installations:
         from registry.db import dispose_engines
 
         dispose_engines()
-        for name in self.databases:
+        for name in reversed(self.databases):
             _pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
