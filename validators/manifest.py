@@ -28,9 +28,10 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import PydanticCustomError
 
 from validators.jsontext import MAX_JSON_DEPTH, json_text_problems
+from validators.problems import Problem, loads_strict_json, pydantic_message, raise_located
 from validators.text import NAME_CHECK, TEXT_CHECK, Name, unsafe_character_problem
 
 __all__ = [
@@ -64,22 +65,8 @@ class _Strict(BaseModel):
 
 
 def _raise_problems(problems: Iterable[tuple[tuple[str | int, ...], str]]) -> NoReturn:
-    """Raise one ValidationError carrying several located problems.
-
-    pydantic prefixes the locations with the enclosing field names, so a validator of a nested
-    model can point at its own fields and the caller still sees the full dotted path.
-    """
-    raise ValidationError.from_exception_data(
-        "ModelManifest",
-        [
-            InitErrorDetails(
-                type=PydanticCustomError("manifest_rule", message),
-                loc=loc,
-                input=None,
-            )
-            for loc, message in problems
-        ],
-    )
+    """Raise one ValidationError carrying several located problems (see raise_located)."""
+    raise_located("ModelManifest", "manifest_rule", problems)
 
 
 def _check_label_text(label: str) -> str:
@@ -354,13 +341,8 @@ def _cross_field_problems(
     return problems
 
 
-class ManifestProblem(BaseModel):
+class ManifestProblem(Problem):
     """One thing wrong with a manifest: where (dotted path, "" for the whole) and what."""
-
-    model_config = ConfigDict(frozen=True)
-
-    path: str
-    message: str
 
 
 class ManifestInvalid(ValueError):
@@ -388,11 +370,9 @@ def _dotted(loc: Sequence[str | int]) -> str:
 def _problems_from(error: ValidationError) -> list[ManifestProblem]:
     problems: list[ManifestProblem] = []
     for detail in error.errors(include_url=False, include_input=False):
-        message = detail["msg"]
-        if detail["type"] == "value_error" and message.startswith("Value error, "):
-            message = message.removeprefix("Value error, ")
-        if detail["type"] == "extra_forbidden":
-            message = "unknown field; check the spelling against the manifest schema"
+        message = pydantic_message(
+            detail, unknown_field="unknown field; check the spelling against the manifest schema"
+        )
         problems.append(ManifestProblem(path=_dotted(detail["loc"]), message=message))
     return problems
 
@@ -430,19 +410,6 @@ def _cross_field_problems_of_raw(data: dict[str, Any]) -> list[ManifestProblem]:
     ]
 
 
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"the key {key!r} appears twice in one object")
-        result[key] = value
-    return result
-
-
 def _whole(message: str) -> ManifestInvalid:
     return ManifestInvalid([ManifestProblem(path="", message=message)])
 
@@ -461,9 +428,7 @@ def _load_json(raw: bytes | str) -> object:
                 f"the manifest must be a JSON object in UTF-8; byte {exc.start} is not UTF-8"
             ) from exc
     try:
-        document = json.loads(
-            raw, object_pairs_hook=_refuse_duplicate_keys, parse_constant=_reject_constant
-        )
+        document = loads_strict_json(raw)
     except RecursionError as exc:
         raise _whole(
             f"the manifest is nested more than {MAX_JSON_DEPTH} levels deep; a manifest is a "

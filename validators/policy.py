@@ -32,9 +32,16 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import PydanticCustomError
 
 from validators import results
+from validators.problems import (
+    Problem,
+    load_strict_yaml,
+    loads_strict_json,
+    pydantic_message,
+    raise_located,
+)
 from validators.results import (
     DEFAULT_AGE_BANDS,
     MISSING,
@@ -148,13 +155,7 @@ def _raise_problems(
     `kind` is `policy_cross_field` for the policy-level rules, whose paths are literal (no union
     tags to drop).
     """
-    raise ValidationError.from_exception_data(
-        "Policy",
-        [
-            InitErrorDetails(type=PydanticCustomError(kind, message), loc=loc, input=None)
-            for loc, message in problems
-        ],
-    )
+    raise_located("Policy", kind, problems)
 
 
 def _version_text(value: object) -> object:
@@ -634,13 +635,8 @@ def _cross_field_problems(
 # --------------------------------------------------------------------------------------------
 
 
-class PolicyProblem(BaseModel):
+class PolicyProblem(Problem):
     """One thing wrong with a policy: where (dotted path, "" for the whole) and what."""
-
-    model_config = ConfigDict(frozen=True)
-
-    path: str
-    message: str
 
 
 class PolicyInvalid(ValueError):
@@ -718,11 +714,9 @@ def _problems_from(error: ValidationError) -> list[PolicyProblem]:
             and (path in crowded or any(other.startswith(path + ".") for other in paths))
         ):
             continue
-        message = detail["msg"]
-        if detail["type"] == "value_error" and message.startswith("Value error, "):
-            message = message.removeprefix("Value error, ")
-        if detail["type"] == "extra_forbidden":
-            message = "unknown field; check the spelling against docs/policies.md"
+        message = pydantic_message(
+            detail, unknown_field="unknown field; check the spelling against docs/policies.md"
+        )
         if detail["type"] == "literal_error":
             expected = (detail.get("ctx") or {}).get("expected", "")
             message = f"got {detail.get('input')!r}; expected one of {expected}"
@@ -806,63 +800,6 @@ def _whole(message: str, source: str) -> PolicyInvalid:
     return PolicyInvalid([PolicyProblem(path="", message=message)], source=source)
 
 
-def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"the key {key!r} appears twice in one object")
-        result[key] = value
-    return result
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _load_yaml(text: str, source: str) -> object:
-    import re
-
-    import yaml
-
-    class _PolicyLoader(yaml.SafeLoader):
-        """A safe loader with YAML 1.2 booleans that refuses a key given twice.
-
-        PyYAML follows YAML 1.1, where `on`, `off`, `yes` and `no` are booleans: a criterion's
-        `on: lower` would arrive as `{True: "lower"}`. Only true and false are booleans here.
-        PyYAML would also keep the last of two equal keys silently.
-        """
-
-    bool_tag = "tag:yaml.org,2002:bool"
-    _PolicyLoader.yaml_implicit_resolvers = {
-        first: [(tag, pattern) for tag, pattern in resolvers if tag != bool_tag]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-    _PolicyLoader.add_implicit_resolver(
-        bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-    )
-
-    def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-        loader.flatten_mapping(node)
-        mapping: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            if key in mapping:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"the key {key!r} appears twice", key_node.start_mark
-                )
-            mapping[key] = loader.construct_object(value_node, deep=True)
-        return mapping
-
-    _PolicyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
-    try:
-        return yaml.load(text, Loader=_PolicyLoader)  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise _whole(f"the policy is not valid YAML{where}: {problem}", source) from exc
-
-
 def load_policy(path: str | Path) -> Policy:
     """Return the policy in a YAML or JSON file (by suffix; YAML otherwise), or PolicyInvalid."""
     file = Path(path)
@@ -884,9 +821,7 @@ def load_policy(path: str | Path) -> Policy:
     data: object
     if file.suffix.lower() == ".json":
         try:
-            data = json.loads(
-                text, object_pairs_hook=_refuse_duplicate_keys, parse_constant=_reject_constant
-            )
+            data = loads_strict_json(text)
         except json.JSONDecodeError as exc:
             raise _whole(
                 f"the policy is not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
@@ -895,7 +830,10 @@ def load_policy(path: str | Path) -> Policy:
         except ValueError as exc:
             raise _whole(f"the policy is not valid JSON: {exc}", source) from exc
     else:
-        data = _load_yaml(text, source)
+        try:
+            data = load_strict_yaml(text)
+        except ValueError as exc:
+            raise _whole(f"the policy is {exc}", source) from exc
     if not isinstance(data, Mapping):
         raise _whole("a policy is a mapping of fields (name, version, task, criteria...)", source)
     return parse_policy(data, source=source)

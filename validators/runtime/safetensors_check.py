@@ -18,6 +18,7 @@ from typing import Any
 
 from validators.jsontext import MAX_JSON_DEPTH, json_text_problems
 from validators.manifest import ModelManifest
+from validators.problems import loads_strict_json
 from validators.runtime.architectures import build_on_meta, resolve_architecture
 from validators.runtime.formats import SAFETENSORS_MAX_HEADER_BYTES, IntakeRefused
 from validators.runtime.intake import IntakeCheck, IntakeReport, SafetensorsDetails, TensorSpec
@@ -99,13 +100,8 @@ def _capped(problems: list[dict[str, str]]) -> list[dict[str, str]]:
     return [*problems[:_MAX_LISTED], {"path": "", "message": f"and {rest} more like these"}]
 
 
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"key {key[:100]!r} appears twice")
-        result[key] = value
-    return result
+def _twice(key: str) -> str:
+    return f"key {key[:100]!r} appears twice"
 
 
 def _is_int(value: object) -> bool:
@@ -133,11 +129,7 @@ def read_safetensors_header(path: Path) -> SafetensorsHeader:
     if not raw.startswith(b"{"):
         raise _malformed("the header does not start with a JSON object")
     try:
-        header = json.loads(
-            raw.decode("utf-8"),
-            object_pairs_hook=_refuse_duplicates,
-            parse_constant=_refuse_constant,
-        )
+        header = loads_strict_json(raw.decode("utf-8"), key_message=_twice)
     except RecursionError as exc:
         raise _malformed(f"the header is nested more than {MAX_JSON_DEPTH} levels deep") from exc
     except (UnicodeDecodeError, ValueError) as exc:
@@ -173,10 +165,6 @@ def read_safetensors_header(path: Path) -> SafetensorsHeader:
         tensors=tensors,
         metadata=metadata,
     )
-
-
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def _read_metadata(value: object) -> dict[str, str]:
