@@ -39,8 +39,8 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 def create_installation(home: Path, database_url: str | None = None) -> str:
     """Migrates a new database (under `home`, or at `database_url`); gives the admin's token."""
-    from registry.bootstrap import init_admin
     from registry.db import dispose_engines, upgrade_database
+    from registry.principals.admin import init_admin
     from registry.settings import Settings
 
     settings = Settings(home=home, database_url=database_url)

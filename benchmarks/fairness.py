@@ -73,11 +73,13 @@ def _child(rows: int, replicates: int, configuration: str) -> dict[str, Any]:
     import scipy.special  # noqa: F401  (library import, as fairlearn's, is not timed)
 
     from validators.bootstrap import EvaluationSettings
-    from validators.fairness import SubgroupSpec, evaluate_binary_with_subgroups
+    from validators.fairness import SubgroupAnalysisSpec, evaluate_binary_with_subgroups
 
     labels, scores, attributes = make_data(rows)
     intersections = (("sex", "site", "age"),) if configuration == "intersection" else ()
-    spec = SubgroupSpec(metrics=METRICS, disparity_metrics=METRICS, intersections=intersections)
+    spec = SubgroupAnalysisSpec(
+        metrics=METRICS, disparity_metrics=METRICS, intersections=intersections
+    )
     settings = EvaluationSettings.create(threshold=THRESHOLD)
     before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()

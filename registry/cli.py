@@ -835,7 +835,7 @@ def admin_init(
 ) -> None:
     """Create the first admin and print its token (once)."""
     with _local(json_output):
-        from registry.bootstrap import init_admin
+        from registry.principals.admin import init_admin
 
         admin_token = init_admin(name=name)
     if json_output:
@@ -859,7 +859,7 @@ def admin_recover(
 ) -> None:
     """Issue a new admin token locally, when no admin token works any more (audited)."""
     with _local(json_output):
-        from registry.bootstrap import recover_admin
+        from registry.principals.admin import recover_admin
 
         recovery = recover_admin(name=name)
     before = int(recovery.active_admin_tokens_before)

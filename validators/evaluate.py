@@ -57,7 +57,7 @@ from validators.results import (
 
 if TYPE_CHECKING:
     from validators.bootstrap import EvaluationSettings
-    from validators.fairness import SubgroupSpec
+    from validators.fairness import SubgroupAnalysisSpec
 
 __all__ = [
     "EvaluationInputError",
@@ -202,14 +202,14 @@ def _bootstrap_groups(predictions: Predictions, policy: Policy) -> NDArray[np.st
 # --------------------------------------------------------------------------------------------
 
 
-def subgroup_spec_for(policy: Policy) -> SubgroupSpec:
+def subgroup_spec_for(policy: Policy) -> SubgroupAnalysisSpec:
     """Return the subgroup spec of a policy, widened to what its criteria read.
 
     Tables a criterion names are added (to `attributes` when the policy lists attributes, and
     to the intersections), and the metrics of subgroup and disparity criteria are added to the
     metrics that get intervals and disparities.
     """
-    from validators.fairness import SubgroupSpec
+    from validators.fairness import SubgroupAnalysisSpec
 
     groups = policy.subgroups
     attributes = [canonical_attribute(a) for a in groups.attributes]
@@ -229,7 +229,7 @@ def subgroup_spec_for(policy: Policy) -> SubgroupSpec:
             for names in (metrics, disparity_metrics):
                 if criterion.metric not in names:
                     names.append(criterion.metric)
-    return SubgroupSpec(
+    return SubgroupAnalysisSpec(
         attributes=tuple(attributes),
         intersections=tuple(intersections),
         age_bands=tuple(groups.age_bands),
@@ -245,7 +245,7 @@ def _distinct_levels(values: NDArray[np.object_]) -> int:
 
 
 def _grouping_columns(
-    predictions: Predictions, spec: SubgroupSpec
+    predictions: Predictions, spec: SubgroupAnalysisSpec
 ) -> dict[str, NDArray[np.object_]]:
     """Return the attribute columns to group by.
 
@@ -320,7 +320,7 @@ def _multilabel_subgroups(
     predictions: Predictions,
     policy: Policy,
     groups: NDArray[np.str_] | None,
-    spec: SubgroupSpec,
+    spec: SubgroupAnalysisSpec,
     columns: Mapping[str, NDArray[np.object_]],
 ) -> tuple[list[SubgroupTable], list[Disparity], list[FairnessGap]]:
     """Subgroups of a multilabel task: every label's, and each group's multilabel metrics.

@@ -93,7 +93,7 @@ __all__ = [
     "DEFAULT_METRICS",
     "MISSING",
     "OVERALL",
-    "SubgroupSpec",
+    "SubgroupAnalysisSpec",
     "age_band_labels",
     "evaluate_binary_with_subgroups",
     "evaluate_subgroups",
@@ -142,7 +142,7 @@ def _check_metric_names(names: Sequence[str], what: str) -> None:
 
 
 @dataclass(frozen=True)
-class SubgroupSpec:
+class SubgroupAnalysisSpec:
     """Which groups to form and what to compute for them (from the policy).
 
     `attributes` empty means every attribute column; `age` (or `age_band`) names the age column,
@@ -332,7 +332,7 @@ def _resolve(name: str, available: Mapping[str, _Attribute]) -> _Attribute:
     return available[canonical]
 
 
-def _tables(attributes: Mapping[str, _Attribute], spec: SubgroupSpec) -> list[_Table]:
+def _tables(attributes: Mapping[str, _Attribute], spec: SubgroupAnalysisSpec) -> list[_Table]:
     singles = list(spec.attributes) if spec.attributes else list(attributes)
     chosen: list[tuple[_Attribute, ...]] = []
     for name in dict.fromkeys(canonical_attribute(n) for n in singles):
@@ -373,7 +373,7 @@ def _tables(attributes: Mapping[str, _Attribute], spec: SubgroupSpec) -> list[_T
 
 
 def group_members(
-    attributes: Mapping[str, NDArray[Any]], n_cases: int, spec: SubgroupSpec
+    attributes: Mapping[str, NDArray[Any]], n_cases: int, spec: SubgroupAnalysisSpec
 ) -> list[list[IntArray]]:
     """Return the cases (increasing indices into the input) of every group, table by table.
 
@@ -553,7 +553,7 @@ def _fill(
 @dataclass(frozen=True)
 class _Context:
     settings: EvaluationSettings
-    spec: SubgroupSpec
+    spec: SubgroupAnalysisSpec
     unit: BootstrapUnit
     bootstrap: bool
     clusters: IntArray | None
@@ -926,7 +926,7 @@ def evaluate_subgroups(
     y_score: NDArray[np.float64],
     attributes: Mapping[str, NDArray[Any]],
     *,
-    spec: SubgroupSpec,
+    spec: SubgroupAnalysisSpec,
     settings: EvaluationSettings,
     patient_ids: NDArray[np.str_] | None = None,
     replicates: int = 1000,
@@ -961,7 +961,7 @@ def evaluate_binary_with_subgroups(
     y_score: NDArray[np.float64],
     attributes: Mapping[str, NDArray[Any]],
     *,
-    spec: SubgroupSpec,
+    spec: SubgroupAnalysisSpec,
     settings: EvaluationSettings,
     patient_ids: NDArray[np.str_] | None = None,
     replicates: int = 1000,
@@ -991,7 +991,7 @@ def evaluate_binary_with_subgroups(
 
 
 def _columns(
-    attributes: Mapping[str, NDArray[Any]], n_total: int, spec: SubgroupSpec
+    attributes: Mapping[str, NDArray[Any]], n_total: int, spec: SubgroupAnalysisSpec
 ) -> dict[str, _Attribute]:
     columns: dict[str, _Attribute] = {}
     for name, raw_values in attributes.items():
@@ -1020,7 +1020,7 @@ def _evaluate(
     y_score: NDArray[np.float64],
     attributes: Mapping[str, NDArray[Any]],
     *,
-    spec: SubgroupSpec,
+    spec: SubgroupAnalysisSpec,
     settings: EvaluationSettings,
     patient_ids: NDArray[np.str_] | None,
     replicates: int,
@@ -1079,7 +1079,7 @@ def _evaluate_sorted(
     probabilities: FloatArray,
     columns: Mapping[str, _Attribute],
     *,
-    spec: SubgroupSpec,
+    spec: SubgroupAnalysisSpec,
     settings: EvaluationSettings,
     clusters: IntArray | None,
     n_clusters: int,

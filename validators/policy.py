@@ -73,9 +73,9 @@ __all__ = [
     "Policy",
     "PolicyInvalid",
     "PolicyProblem",
+    "PolicySubgroups",
     "SpeedCriterion",
     "SubgroupMetricCriterion",
-    "SubgroupsSpec",
     "evaluate_policy",
     "higher_is_better",
     "load_policy",
@@ -250,7 +250,7 @@ class CiSpec(_Strict):
         return (self.method,) if isinstance(self.method, str) else tuple(self.method)
 
 
-class SubgroupsSpec(_Strict):
+class PolicySubgroups(_Strict):
     """Which subgroups are evaluated, and how small a group may be before it is flagged."""
 
     attributes: Annotated[list[AttributeName], AfterValidator(_unique)] = Field(
@@ -524,7 +524,7 @@ class Policy(_Strict):
     target_sensitivity: float = Field(default=0.9, ge=0.0, le=1.0)
     calibration_bins: int = Field(default=10, ge=1, le=100)
     ci: CiSpec = Field(default_factory=CiSpec)
-    subgroups: SubgroupsSpec = Field(default_factory=SubgroupsSpec)
+    subgroups: PolicySubgroups = Field(default_factory=PolicySubgroups)
     criteria: list[Criterion] = Field(default_factory=list)
 
     @model_validator(mode="after")

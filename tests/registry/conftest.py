@@ -40,7 +40,7 @@ def installation_env(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 @pytest.fixture
 def admin_token(settings: Any) -> str:
-    from registry.bootstrap import init_admin
+    from registry.principals.admin import init_admin
 
     return init_admin(name="admin", settings=settings)
 

@@ -602,8 +602,8 @@ def _statements(block: str) -> list[str]:
 
 def test_documented_postgres_roles_confine_the_service(settings: Any, tmp_path: Path) -> None:
     from registry.app import create_app
-    from registry.bootstrap import init_admin
     from registry.db import dispose_engines, upgrade_database
+    from registry.principals.admin import init_admin
     from registry.settings import Settings
     from tests.conftest import _pg_execute, _pg_url_for
 

@@ -554,7 +554,7 @@ def test_admin_init_prints_the_token_and_the_export_line(
         calls.append(name)
         return "assay_admin_token"
 
-    server_modules("registry.bootstrap", init_admin=init_admin)
+    server_modules("registry.principals.admin", init_admin=init_admin)
     result = invoke("admin", "init", "--name", "root")
     assert result.exit_code == 0, result.output
     assert calls == ["root"]
@@ -564,7 +564,7 @@ def test_admin_init_prints_the_token_and_the_export_line(
 def test_admin_init_json_is_exactly_the_token(
     server_modules: Callable[..., types.ModuleType],
 ) -> None:
-    server_modules("registry.bootstrap", init_admin=lambda *, name: "assay_admin_token")
+    server_modules("registry.principals.admin", init_admin=lambda *, name: "assay_admin_token")
     result = invoke("admin", "init", "--json")
     assert result.exit_code == 0
     assert json.loads(result.stdout) == {"token": "assay_admin_token"}
@@ -576,7 +576,7 @@ def test_admin_init_when_an_admin_exists_exits_1(
     def init_admin(*, name: str) -> str:
         raise server_errors.Conflict("An admin already exists; issue more tokens with it.")
 
-    server_modules("registry.bootstrap", init_admin=init_admin)
+    server_modules("registry.principals.admin", init_admin=init_admin)
     result = invoke("admin", "init")
     assert result.exit_code == 1
     assert "An admin already exists" in result.stderr
@@ -608,7 +608,7 @@ def test_admin_recover_prints_the_token_and_what_it_found(
         calls.append(name)
         return FakeRecovery("assay_recovered", "t-9", "p-9", name, before)
 
-    server_modules("registry.bootstrap", recover_admin=recover_admin)
+    server_modules("registry.principals.admin", recover_admin=recover_admin)
     result = invoke("admin", "recover", "--name", "ops")
     assert result.exit_code == 0, result.output
     assert calls == ["ops"]
@@ -622,7 +622,7 @@ def test_admin_recover_json_is_one_document(
     server_modules: Callable[..., types.ModuleType],
 ) -> None:
     recovery = FakeRecovery("assay_recovered", "t-9", "p-9", "admin", 0)
-    server_modules("registry.bootstrap", recover_admin=lambda *, name: recovery)
+    server_modules("registry.principals.admin", recover_admin=lambda *, name: recovery)
     result = invoke("admin", "recover", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {
@@ -640,7 +640,7 @@ def test_admin_recover_refused_exits_1(
     def recover_admin(*, name: str) -> FakeRecovery:
         raise server_errors.Conflict("The principal 'ci' already exists with role ci.")
 
-    server_modules("registry.bootstrap", recover_admin=recover_admin)
+    server_modules("registry.principals.admin", recover_admin=recover_admin)
     result = invoke("admin", "recover", "--name", "ci")
     assert result.exit_code == 1
     assert "already exists with role ci" in result.stderr

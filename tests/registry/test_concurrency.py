@@ -205,7 +205,7 @@ def concurrent_run(
     examples: list[Example],
 ) -> Iterator[ConcurrentRun]:
     from registry.app import create_app
-    from registry.bootstrap import init_admin
+    from registry.principals.admin import init_admin
 
     home = tmp_path_factory.mktemp("concurrent") / "home"
     with installation(request, request.param, home) as settings:

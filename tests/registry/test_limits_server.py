@@ -36,8 +36,8 @@ class Server:
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    from registry.bootstrap import init_admin
     from registry.db import dispose_engines, upgrade_database
+    from registry.principals.admin import init_admin
     from registry.settings import Settings
 
     directory = tmp_path_factory.mktemp("server")

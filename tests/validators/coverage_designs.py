@@ -308,14 +308,14 @@ class Clustered(Design):
             )
             return {"auroc": m.auroc}
         from validators.bootstrap import EvaluationSettings
-        from validators.fairness import SubgroupSpec, evaluate_binary_with_subgroups
+        from validators.fairness import SubgroupAnalysisSpec, evaluate_binary_with_subgroups
 
         assert data.attribute is not None and data.patients is not None
         overall, tables, disparities, _ = evaluate_binary_with_subgroups(
             data.labels,
             data.scores,
             {"site": data.attribute},
-            spec=SubgroupSpec(
+            spec=SubgroupAnalysisSpec(
                 attributes=("site",),
                 metrics=("auroc", "sensitivity", "specificity"),
                 disparity_metrics=("sensitivity",),
@@ -543,14 +543,14 @@ class FairnessGap(Design):
 
     def evaluate(self, data: Dataset, bootstrap_seed: int) -> dict[str, Estimate]:
         from validators.bootstrap import EvaluationSettings
-        from validators.fairness import SubgroupSpec, evaluate_subgroups
+        from validators.fairness import SubgroupAnalysisSpec, evaluate_subgroups
 
         assert data.attribute is not None
         _, _, gaps = evaluate_subgroups(
             data.labels,
             data.scores,
             {"group": data.attribute},
-            spec=SubgroupSpec(
+            spec=SubgroupAnalysisSpec(
                 attributes=("group",), metrics=("sensitivity",), disparity_metrics=("sensitivity",)
             ),
             settings=EvaluationSettings.create(threshold=0.0, scores="logit", level=self.level),

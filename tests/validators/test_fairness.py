@@ -22,7 +22,7 @@ from validators.bootstrap import BootstrapPlan, EvaluationSettings, score_order
 from validators.fairness import (
     MISSING,
     OVERALL,
-    SubgroupSpec,
+    SubgroupAnalysisSpec,
     age_band_labels,
     evaluate_binary_with_subgroups,
     evaluate_subgroups,
@@ -73,12 +73,12 @@ def run(
     scores: FloatArray,
     attributes: dict[str, ObjectArray],
     *,
-    spec: SubgroupSpec | None = None,
+    spec: SubgroupAnalysisSpec | None = None,
     settings: EvaluationSettings = SETTINGS,
     **kwargs: Any,
 ) -> tuple[list[SubgroupTable], list[Disparity], list[FairnessGap]]:
     return evaluate_subgroups(
-        labels, scores, attributes, spec=spec or SubgroupSpec(), settings=settings, **kwargs
+        labels, scores, attributes, spec=spec or SubgroupAnalysisSpec(), settings=settings, **kwargs
     )
 
 
@@ -171,7 +171,7 @@ def test_an_unreadable_age_is_refused_naming_its_line(bad: str) -> None:
 @pytest.mark.parametrize("edges", [(), (18, 18), (40, 18), (-5, 18)])
 def test_invalid_band_edges_are_refused(edges: tuple[float, ...]) -> None:
     with pytest.raises(ValueError, match="age band"):
-        SubgroupSpec(age_bands=edges)
+        SubgroupAnalysisSpec(age_bands=edges)
 
 
 # --- groups and their point estimates against fairlearn ---------------------------------------
@@ -179,7 +179,7 @@ def test_invalid_band_edges_are_refused(edges: tuple[float, ...]) -> None:
 
 def test_group_point_estimates_equal_fairlearn_metric_frame() -> None:
     labels, scores, attributes = make_cases(n=3000, seed=1)
-    spec = SubgroupSpec(intersections=(("sex", "site"),))
+    spec = SubgroupAnalysisSpec(intersections=(("sex", "site"),))
     tables, _, _ = run(labels, scores, attributes, spec=spec, settings=SETTINGS, replicates=20)
     bands = age_band_labels(attributes["age"], spec.age_bands)
     features = {"sex": attributes["sex"], "site": attributes["site"], "age_band": bands}
@@ -225,7 +225,7 @@ def test_group_counts_and_labels() -> None:
 
 def test_fairness_gaps_equal_fairlearn_when_every_group_is_large() -> None:
     labels, scores, attributes = make_cases(n=4000, seed=3)
-    spec = SubgroupSpec(attributes=("sex", "site"), intersections=(("sex", "site"),))
+    spec = SubgroupAnalysisSpec(attributes=("sex", "site"), intersections=(("sex", "site"),))
     # Without the bootstrap a gap is the plug-in max - min (with it, the debiased estimate).
     _, _, gaps = run(labels, scores, attributes, spec=spec, settings=POINTS)
     predicted = scores >= THRESHOLD
@@ -276,7 +276,7 @@ def test_fairness_gaps_leave_out_small_and_missing_groups() -> None:
 
 def test_bootstrap_intervals_agree_with_fairlearn_within_monte_carlo_error() -> None:
     labels, scores, attributes = make_cases(n=4000, seed=5)
-    spec = SubgroupSpec(attributes=("sex",), metrics=("auroc", "sensitivity"))
+    spec = SubgroupAnalysisSpec(attributes=("sex",), metrics=("auroc", "sensitivity"))
     tables, _, gaps = run(labels, scores, attributes, spec=spec, replicates=1000, seed=0)
     frame = fl.MetricFrame(
         metrics={
@@ -334,7 +334,7 @@ def test_a_group_of_every_case_has_the_overall_intervals_of_binary_metrics() -> 
     labels, scores, _ = make_cases(n=800, seed=6)
     patients = np.array([f"p{i // 2}" for i in range(800)])
     view = np.full(800, "PA", dtype=object)
-    spec = SubgroupSpec(attributes=("view",), metrics=("auroc", "sensitivity", "ppv"))
+    spec = SubgroupAnalysisSpec(attributes=("view",), metrics=("auroc", "sensitivity", "ppv"))
     tables, _, _ = run(
         labels, scores, {"view": view}, spec=spec, replicates=200, seed=3, patient_ids=patients
     )
@@ -353,7 +353,7 @@ def test_a_group_of_every_case_has_the_overall_intervals_of_binary_metrics() -> 
 def test_empty_intersections_are_shown() -> None:
     labels, scores, attributes = make_cases(n=600, seed=7)
     attributes["site"][attributes["sex"] == "F"] = "A"  # no woman at sites B and C
-    spec = SubgroupSpec(attributes=("sex", "site"), intersections=(("sex", "site"),))
+    spec = SubgroupAnalysisSpec(attributes=("sex", "site"), intersections=(("sex", "site"),))
     tables, disparities, _ = run(labels, scores, attributes, spec=spec, replicates=20)
     crossed = table_of(tables, "sex", "site")
     assert [g.label for g in crossed.groups] == [
@@ -384,7 +384,7 @@ def test_missing_values_form_a_group_of_their_own() -> None:
 
 def test_disparities_to_overall_and_to_the_largest_group() -> None:
     labels, scores, attributes = make_cases(n=3000, seed=9)
-    spec = SubgroupSpec(attributes=("site",), disparity_metrics=("sensitivity", "auroc"))
+    spec = SubgroupAnalysisSpec(attributes=("site",), disparity_metrics=("sensitivity", "auroc"))
     tables, disparities, _ = run(labels, scores, attributes, spec=spec, replicates=200)
     overall = binary_metrics(labels, scores, ci="none")
     site = table_of(tables, "site")
@@ -422,7 +422,9 @@ def test_disparities_to_overall_and_to_the_largest_group() -> None:
 def test_paired_disparity_interval_is_narrower_than_an_unpaired_one() -> None:
     # Site A holds half the cases, so its metric and overall's move together across replicates.
     labels, scores, attributes = make_cases(n=2000, seed=10)
-    spec = SubgroupSpec(attributes=("site",), metrics=("auroc",), disparity_metrics=("auroc",))
+    spec = SubgroupAnalysisSpec(
+        attributes=("site",), metrics=("auroc",), disparity_metrics=("auroc",)
+    )
     tables, disparities, _ = run(labels, scores, attributes, spec=spec, replicates=500)
     overall = binary_metrics(labels, scores, replicates=500)
     group = metrics_of(group_of(table_of(tables, "site"), "site=A")).auroc
@@ -439,7 +441,7 @@ def test_undefined_metrics_and_disparities_say_why() -> None:
     labels, scores, attributes = make_cases(n=600, seed=11)
     site = attributes["site"]
     labels = labels & (site != "C")  # no positive case at site C
-    spec = SubgroupSpec(attributes=("site",), disparity_metrics=("sensitivity",))
+    spec = SubgroupAnalysisSpec(attributes=("site",), disparity_metrics=("sensitivity",))
     tables, disparities, gaps = run(labels, scores, attributes, spec=spec, replicates=50)
     c = metrics_of(group_of(table_of(tables, "site"), "site=C"))
     assert c.sensitivity.status == "undefined"
@@ -458,7 +460,7 @@ def test_a_ratio_to_a_zero_reference_is_undefined() -> None:
     labels = np.array([1, 0] * 30, dtype=bool)
     scores = np.where(np.arange(60) < 40, 0.1, 0.9)  # A never calls positive
     site = np.array(["A"] * 40 + ["B"] * 20, dtype=object)
-    spec = SubgroupSpec(attributes=("site",), disparity_metrics=("sensitivity",))
+    spec = SubgroupAnalysisSpec(attributes=("site",), disparity_metrics=("sensitivity",))
     _, disparities, _ = run(labels, scores, {"site": site}, spec=spec, replicates=20)
     ratio = next(
         d
@@ -493,7 +495,7 @@ def test_twin_groups_have_paired_intervals_of_no_width() -> None:
     # resample moves both copies, so paired differences are exactly 0 and ratios exactly 1.
     labels, scores, _ = make_cases(n=400, seed=3)
     site = np.array(["A"] * 400 + ["B"] * 400, dtype=object)
-    spec = SubgroupSpec(attributes=("site",), disparity_metrics=("auroc", "sensitivity"))
+    spec = SubgroupAnalysisSpec(attributes=("site",), disparity_metrics=("auroc", "sensitivity"))
     _, disparities, gaps = run(
         np.concatenate([labels, labels]),
         np.concatenate([scores, scores]),
@@ -512,7 +514,7 @@ def test_twin_groups_have_paired_intervals_of_no_width() -> None:
 
 def test_ratio_intervals_hold_their_estimate_and_equalized_odds_bounds_equal_opportunity() -> None:
     labels, scores, attributes = make_cases(n=3000, seed=9)
-    spec = SubgroupSpec(attributes=("site",), disparity_metrics=("sensitivity", "auroc"))
+    spec = SubgroupAnalysisSpec(attributes=("site",), disparity_metrics=("sensitivity", "auroc"))
     _, disparities, gaps = run(labels, scores, attributes, spec=spec, replicates=200)
     ratios = [d.value for d in disparities if d.kind == "ratio" and d.value.status == "ok"]
     assert ratios
@@ -551,7 +553,9 @@ def _replicate_tprs(
 @pytest.mark.parametrize("seed", [21, 22])
 def test_fairness_gap_is_debiased_with_a_one_sided_upper_bound(seed: int) -> None:
     labels, scores, attributes = make_cases(n=1500, seed=seed)
-    spec = SubgroupSpec(attributes=("site",), metrics=("sensitivity",), disparity_metrics=())
+    spec = SubgroupAnalysisSpec(
+        attributes=("site",), metrics=("sensitivity",), disparity_metrics=()
+    )
     _, _, gaps = run(labels, scores, attributes, spec=spec, replicates=300, seed=seed)
     gap = gap_of(gaps, "equal_opportunity_difference", "site").value
     site = attributes["site"]
@@ -580,7 +584,9 @@ def test_a_fairness_gap_estimate_is_never_above_its_upper_bound() -> None:
         attributes = {
             "noise": np.random.default_rng(seed).choice(np.array(list("PQRS"), dtype=object), 600)
         }
-        spec = SubgroupSpec(attributes=("noise",), metrics=("sensitivity",), disparity_metrics=())
+        spec = SubgroupAnalysisSpec(
+            attributes=("noise",), metrics=("sensitivity",), disparity_metrics=()
+        )
         _, _, gaps = run(labels, scores, attributes, spec=spec, replicates=200, seed=seed)
         for gap in gaps:
             v = gap.value
@@ -594,8 +600,10 @@ def test_count_only_metrics_give_the_same_intervals_as_with_a_ranking_metric() -
     # Without a ranking metric, counts come from one matrix product for all groups; with one,
     # from the ranking kernel: the two paths must agree to the last digit.
     labels, scores, attributes = make_cases(n=900, seed=13)
-    counts = SubgroupSpec(metrics=("sensitivity", "ppv"), disparity_metrics=("sensitivity",))
-    ranked = SubgroupSpec(
+    counts = SubgroupAnalysisSpec(
+        metrics=("sensitivity", "ppv"), disparity_metrics=("sensitivity",)
+    )
+    ranked = SubgroupAnalysisSpec(
         metrics=("sensitivity", "ppv", "auroc"), disparity_metrics=("sensitivity",)
     )
     a_tables, a_disparities, a_gaps = run(labels, scores, attributes, spec=counts, replicates=80)
@@ -610,7 +618,7 @@ def test_count_only_metrics_give_the_same_intervals_as_with_a_ranking_metric() -
 
 def test_other_metrics_get_intervals_through_the_full_population() -> None:
     labels, scores, attributes = make_cases(n=600, seed=14)
-    spec = SubgroupSpec(attributes=("sex",), metrics=("brier", "auroc"))
+    spec = SubgroupAnalysisSpec(attributes=("sex",), metrics=("brier", "auroc"))
     tables, _, _ = run(labels, scores, attributes, spec=spec, replicates=50)
     female = metrics_of(group_of(table_of(tables, "sex"), "sex=F"))
     mask = attributes["sex"] == "F"
@@ -657,7 +665,7 @@ def test_logit_scores_and_their_threshold() -> None:
 def test_unknown_and_identifier_like_attributes_are_refused() -> None:
     labels, scores, attributes = make_cases(n=300, seed=18)
     with pytest.raises(ValueError, match="attribute 'race' is not a column"):
-        run(labels, scores, attributes, spec=SubgroupSpec(attributes=("race",)))
+        run(labels, scores, attributes, spec=SubgroupAnalysisSpec(attributes=("race",)))
     attributes["accession"] = np.array([f"x{i}" for i in range(300)], dtype=object)
     with pytest.raises(ValueError, match="'accession' has 300 distinct values"):
         run(labels, scores, attributes, replicates=10)
@@ -677,12 +685,12 @@ def test_unknown_and_identifier_like_attributes_are_refused() -> None:
 )
 def test_invalid_specs_are_refused(spec: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
-        SubgroupSpec(**spec)
+        SubgroupAnalysisSpec(**spec)
 
 
 def test_results_fit_the_evaluation_result_and_round_trip_through_json() -> None:
     labels, scores, attributes = make_cases(n=500, seed=19)
-    spec = SubgroupSpec(intersections=(("sex", "age"),))
+    spec = SubgroupAnalysisSpec(intersections=(("sex", "age"),))
     tables, disparities, gaps = run(labels, scores, attributes, spec=spec, replicates=30)
     result = EvaluationResult(
         task="binary",
@@ -706,7 +714,7 @@ def test_overall_in_one_pass_equals_binary_metrics(patients: bool) -> None:
         labels,
         scores,
         attributes,
-        spec=SubgroupSpec(),
+        spec=SubgroupAnalysisSpec(),
         settings=SETTINGS,
         patient_ids=ids,
         replicates=120,
@@ -720,7 +728,7 @@ def test_overall_in_one_pass_equals_binary_metrics(patients: bool) -> None:
 
 def test_overall_with_the_spec_metrics_only() -> None:
     labels, scores, attributes = make_cases(n=500, seed=21)
-    spec = SubgroupSpec(metrics=("auroc", "sensitivity"))
+    spec = SubgroupAnalysisSpec(metrics=("auroc", "sensitivity"))
     overall, _, _, _ = evaluate_binary_with_subgroups(
         labels,
         scores,
@@ -774,7 +782,7 @@ def test_a_disparity_to_overall_is_the_group_against_the_rest_scaled_by_its_shar
     patients = np.array([f"p{i // 2}" for i in range(800)])
     # A patient's two images share a site: the group and the rest have no patient in common.
     attributes["site"] = np.repeat(attributes["site"][::2], 2)
-    spec = SubgroupSpec(attributes=("site",), disparity_metrics=("sensitivity",))
+    spec = SubgroupAnalysisSpec(attributes=("site",), disparity_metrics=("sensitivity",))
     _, disparities, _ = run(
         labels, scores, attributes, spec=spec, replicates=50, patient_ids=patients
     )

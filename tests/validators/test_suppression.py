@@ -27,7 +27,7 @@ from scipy.sparse import csr_array, vstack
 
 from validators import suppression
 from validators.bootstrap import EvaluationSettings
-from validators.fairness import MISSING, SubgroupSpec, evaluate_subgroups
+from validators.fairness import MISSING, SubgroupAnalysisSpec, evaluate_subgroups
 from validators.metrics import binary_metrics, multilabel_metrics
 from validators.results import (
     BinaryMetrics,
@@ -48,12 +48,12 @@ def make_result(
     scores: NDArray[np.float64],
     attributes: dict[str, ObjectArray],
     *,
-    spec: SubgroupSpec | None = None,
+    spec: SubgroupAnalysisSpec | None = None,
     patient_ids: NDArray[np.str_] | None = None,
     verdict: Verdict | None = None,
 ) -> EvaluationResult:
     """Return a committee result with overall, subgroup tables, disparities and gaps."""
-    spec = spec or SubgroupSpec()
+    spec = spec or SubgroupAnalysisSpec()
     settings = EvaluationSettings.create()
     tables, disparities, gaps = evaluate_subgroups(
         labels,
@@ -653,7 +653,7 @@ def intersection() -> EvaluationResult:
     labels, scores, attributes = cases(
         n=500, seed=0, sizes={"sex": {"F": 0.5, "M": 0.5}, "site": {"A": 0.6, "B": 0.33, "C": 0.07}}
     )
-    spec = SubgroupSpec(intersections=(("sex", "site"),))
+    spec = SubgroupAnalysisSpec(intersections=(("sex", "site"),))
     return make_result(labels, scores, attributes, spec=spec)
 
 
@@ -665,7 +665,7 @@ def intersection_with_empty_and_tiny_cells() -> EvaluationResult:
         ("M", "B"): (10, 5, 4, 25),
         ("F", "C"): (2, 1, 0, 3),  # six cases; no (M, C) case at all
     }
-    spec = SubgroupSpec(intersections=(("sex", "site"),))
+    spec = SubgroupAnalysisSpec(intersections=(("sex", "site"),))
     return make_result(*exact_confusion(cells, ("sex", "site")), spec=spec)
 
 
@@ -872,7 +872,7 @@ def test_no_withheld_count_can_be_recovered_from_the_vendor_json(scenario: str, 
     )
     if "age" in attributes:
         attributes["age"] = np.array([v if v is None else int(v) for v in attributes["age"]])
-    spec = SubgroupSpec(intersections=settings.get("intersections", ()))
+    spec = SubgroupAnalysisSpec(intersections=settings.get("intersections", ()))
     committee = make_result(labels, scores, attributes, spec=spec)
     vendor = vendor_json(committee)
     withheld = [
@@ -900,7 +900,7 @@ def test_without_complements_the_attacker_recovers_counts(
         labels,
         scores,
         attributes,
-        spec=SubgroupSpec(intersections=settings.get("intersections", ())),
+        spec=SubgroupAnalysisSpec(intersections=settings.get("intersections", ())),
     )
     monkeypatch.setattr(suppression, "_protect", lambda *args: None)
     monkeypatch.setattr(suppression, "_secure", lambda *args: None)
@@ -1059,7 +1059,7 @@ def test_the_vendor_json_holds_no_number_for_a_suppressed_group() -> None:
         seed=3,
         sizes={"site": {"A": 0.6, "B": 0.3, "C": 0.095, "D": 0.005}, "sex": {"F": 1, "M": 1}},
     )
-    spec = SubgroupSpec(intersections=(("sex", "site"),))
+    spec = SubgroupAnalysisSpec(intersections=(("sex", "site"),))
     vendor = vendor_json(make_result(labels, scores, attributes, spec=spec))
     suppressed = {
         (tuple(t["attributes"]), g["label"])
@@ -1133,7 +1133,7 @@ def test_a_group_of_few_patients_is_suppressed() -> None:
 def test_vendor_view_is_idempotent() -> None:
     settings = SCENARIOS["three-way intersection"]
     labels, scores, attributes = cases(n=1200, seed=5, sizes=settings["sizes"])
-    spec = SubgroupSpec(intersections=settings["intersections"])
+    spec = SubgroupAnalysisSpec(intersections=settings["intersections"])
     once = vendor_view(make_result(labels, scores, attributes, spec=spec))
     assert vendor_view(once) == once
 

@@ -43,7 +43,7 @@ def _revoke_every_admin_token_in_the_database(settings: Any) -> None:
 def test_recovery_after_a_lock_out_issues_a_working_admin_token(
     settings: Any, client: TestClient, admin_token: str
 ) -> None:
-    from registry.bootstrap import init_admin, recover_admin
+    from registry.principals.admin import init_admin, recover_admin
 
     _revoke_every_admin_token_in_the_database(settings)
     assert client.get(f"{API}/me", headers=auth(admin_token)).status_code == 401
@@ -66,7 +66,7 @@ def test_recovery_is_audited_with_the_local_operating_system_user(
     settings: Any, admin_token: str
 ) -> None:
     from registry.audit import verify_events
-    from registry.bootstrap import recover_admin
+    from registry.principals.admin import recover_admin
 
     recovered = recover_admin(name="admin", settings=settings)
 
@@ -86,7 +86,7 @@ def test_recovery_is_audited_with_the_local_operating_system_user(
 def test_recovery_works_while_active_admins_exist_and_says_how_many(
     settings: Any, client: TestClient, admin_token: str
 ) -> None:
-    from registry.bootstrap import recover_admin
+    from registry.principals.admin import recover_admin
 
     make_token(client, admin_token, role="admin", name="second-admin")
     recovered = recover_admin(name="ops", settings=settings)
@@ -96,7 +96,7 @@ def test_recovery_works_while_active_admins_exist_and_says_how_many(
 
 
 def test_recovery_on_an_empty_installation_creates_the_first_admin(settings: Any) -> None:
-    from registry.bootstrap import recover_admin
+    from registry.principals.admin import recover_admin
 
     recovered = recover_admin(settings=settings)
     assert recovered.active_admin_tokens_before == 0
@@ -106,7 +106,7 @@ def test_recovery_on_an_empty_installation_creates_the_first_admin(settings: Any
 def test_recovery_refuses_the_name_of_a_principal_with_another_role(
     settings: Any, client: TestClient, admin_token: str
 ) -> None:
-    from registry.bootstrap import recover_admin
+    from registry.principals.admin import recover_admin
 
     make_token(client, admin_token, role="ci", name="pipeline")
     before = len(_events(settings))
@@ -119,8 +119,8 @@ def test_recovery_refuses_the_name_of_a_principal_with_another_role(
 def test_bootstrap_refuses_a_bad_name_with_a_problem_not_a_traceback(
     settings: Any, name: str
 ) -> None:
-    from registry.bootstrap import init_admin, recover_admin
     from registry.db import get_engine, new_session
+    from registry.principals.admin import init_admin, recover_admin
     from registry.principals.models import Principal
 
     for command in (init_admin, recover_admin):
@@ -143,7 +143,7 @@ def test_assay_admin_recover_restores_access_after_a_lock_out(
     from registry.cli import app
 
     _revoke_every_admin_token_in_the_database(settings)
-    monkeypatch.setattr("registry.bootstrap.get_settings", lambda: settings)
+    monkeypatch.setattr("registry.principals.admin.get_settings", lambda: settings)
     refused = CliRunner().invoke(app, ["admin", "init"])
     assert refused.exit_code == 1 and "assay admin recover" in refused.stderr
 
