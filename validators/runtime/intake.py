@@ -6,7 +6,8 @@ itself on the meta device. Pickle, TorchScript and `.pt2` files are refused from
 
 `inspect_artifact` runs in-process. `inspect_in_subprocess` runs the same code in a child process
 with an address-space limit and a timeout, so a hostile file that makes a parser allocate without
-bound or loop forever costs a failed child, not the service. Run this module as
+bound or loop forever costs a failed child, not the service. The report types live in
+`validators.runtime.reports` and are re-exported here. Run this module as
 `python -m validators.runtime.intake PATH MEMORY_LIMIT CPU_SECONDS` with the manifest JSON on
 stdin to get the child's one-line JSON answer.
 
@@ -25,10 +26,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, JsonValue
-
 from validators.manifest import ModelManifest
-from validators.runtime.formats import ArtifactFormat, IntakeRefused, detect_format
+from validators.runtime.formats import IntakeRefused, detect_format
+from validators.runtime.reports import (
+    IntakeCheck,
+    IntakeReport,
+    OnnxDetails,
+    SafetensorsDetails,
+    TensorSpec,
+)
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT_BYTES",
@@ -48,66 +54,6 @@ DEFAULT_MEMORY_LIMIT_BYTES = 8 * 1024**3
 DEFAULT_TIMEOUT_S = 300.0
 _MAX_CHILD_OUTPUT_BYTES = 16 * 1024 * 1024
 _MAX_FILE_WRITE_BYTES = 1024 * 1024
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TensorSpec(_Frozen):
-    """A model input or output: name, shape (symbolic dims as strings) and element type."""
-
-    name: str
-    shape: list[int | str]
-    dtype: str
-
-
-class IntakeCheck(_Frozen):
-    """One check made at intake and what it found."""
-
-    name: str
-    passed: bool
-    detail: str
-
-
-class OnnxDetails(_Frozen):
-    """What the ONNX protobuf declares about itself."""
-
-    ir_version: int
-    producer_name: str
-    producer_version: str
-    model_version: int
-    graph_name: str
-    node_count: int
-    initializer_count: int
-    metadata: dict[str, str]
-
-
-class SafetensorsDetails(_Frozen):
-    """The architecture Assay built for safetensors weights, and what the file holds."""
-
-    architecture: str
-    architecture_args: dict[str, JsonValue]
-    monai_class: str
-    tensor_count: int
-    element_count: int
-    dtypes: dict[str, int]
-    metadata: dict[str, str]
-
-
-class IntakeReport(_Frozen):
-    """The result of static intake; one shape for both formats."""
-
-    format: ArtifactFormat
-    size_bytes: int
-    onnx: OnnxDetails | None = None
-    safetensors: SafetensorsDetails | None = None
-    inputs: list[TensorSpec]
-    outputs: list[TensorSpec]
-    parameter_count: int
-    operators: dict[str, int]
-    opset: dict[str, int]
-    checks: list[IntakeCheck]
 
 
 class IntakeFailed(RuntimeError):
