@@ -5,8 +5,9 @@ Nothing in the artifact is executed: ONNX is parsed as a protobuf and checked wi
 itself on the meta device. Pickle, TorchScript and `.pt2` files are refused from their bytes.
 
 `inspect_artifact` runs in-process. `inspect_in_subprocess` runs the same code in a child process
-with an address-space limit and a timeout, so a hostile file that makes a parser allocate without
-bound or loop forever costs a failed child, not the service. Run this module as
+(`validators.runtime.sandbox`) with an address-space limit and a timeout, so a hostile file that
+makes a parser allocate without bound or loop forever costs a failed child, not the service. The
+report types live in `validators.runtime.reports` and are re-exported here. Run this module as
 `python -m validators.runtime.intake PATH MEMORY_LIMIT CPU_SECONDS` with the manifest JSON on
 stdin to get the child's one-line JSON answer.
 
@@ -16,19 +17,22 @@ module at start-up.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, JsonValue
-
 from validators.manifest import ModelManifest
-from validators.runtime.formats import ArtifactFormat, IntakeRefused, detect_format
+from validators.runtime import sandbox
+from validators.runtime.formats import IntakeRefused, detect_format
+from validators.runtime.reports import (
+    IntakeCheck,
+    IntakeReport,
+    OnnxDetails,
+    SafetensorsDetails,
+    TensorSpec,
+)
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT_BYTES",
@@ -46,68 +50,6 @@ __all__ = [
 
 DEFAULT_MEMORY_LIMIT_BYTES = 8 * 1024**3
 DEFAULT_TIMEOUT_S = 300.0
-_MAX_CHILD_OUTPUT_BYTES = 16 * 1024 * 1024
-_MAX_FILE_WRITE_BYTES = 1024 * 1024
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TensorSpec(_Frozen):
-    """A model input or output: name, shape (symbolic dims as strings) and element type."""
-
-    name: str
-    shape: list[int | str]
-    dtype: str
-
-
-class IntakeCheck(_Frozen):
-    """One check made at intake and what it found."""
-
-    name: str
-    passed: bool
-    detail: str
-
-
-class OnnxDetails(_Frozen):
-    """What the ONNX protobuf declares about itself."""
-
-    ir_version: int
-    producer_name: str
-    producer_version: str
-    model_version: int
-    graph_name: str
-    node_count: int
-    initializer_count: int
-    metadata: dict[str, str]
-
-
-class SafetensorsDetails(_Frozen):
-    """The architecture Assay built for safetensors weights, and what the file holds."""
-
-    architecture: str
-    architecture_args: dict[str, JsonValue]
-    monai_class: str
-    tensor_count: int
-    element_count: int
-    dtypes: dict[str, int]
-    metadata: dict[str, str]
-
-
-class IntakeReport(_Frozen):
-    """The result of static intake; one shape for both formats."""
-
-    format: ArtifactFormat
-    size_bytes: int
-    onnx: OnnxDetails | None = None
-    safetensors: SafetensorsDetails | None = None
-    inputs: list[TensorSpec]
-    outputs: list[TensorSpec]
-    parameter_count: int
-    operators: dict[str, int]
-    opset: dict[str, int]
-    checks: list[IntakeCheck]
 
 
 class IntakeFailed(RuntimeError):
@@ -159,70 +101,20 @@ def inspect_in_subprocess(
     crashes, runs out of memory or time, or answers with something that is not its protocol.
     """
     cpu_seconds = math.ceil(timeout_s) + 5
-    command = [
-        sys.executable,
-        "-s",
-        "-m",
-        "validators.runtime.intake",
-        str(Path(path).resolve()),
-        str(int(memory_limit_bytes)),
-        str(cpu_seconds),
-    ]
-    process = subprocess.Popen(
-        command,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=_child_environment(),
-        cwd="/",
-        start_new_session=True,
-        close_fds=True,
-    )
+    args = [str(Path(path).resolve()), str(int(memory_limit_bytes)), str(cpu_seconds)]
     try:
-        stdout, stderr = process.communicate(
-            input=manifest.model_dump_json().encode(), timeout=timeout_s
+        child = sandbox.run_module(
+            "validators.runtime.intake",
+            args,
+            manifest.model_dump_json().encode(),
+            timeout_s=timeout_s,
         )
     except subprocess.TimeoutExpired:
-        _kill_group(process)
-        process.communicate()
         raise IntakeFailed(
             f"model intake did not finish within {timeout_s:g} s and was stopped; the file may "
             "be too large or crafted to stall the parser"
         ) from None
-    except BaseException:
-        _kill_group(process)
-        process.communicate()
-        raise
-    return _answer_from_child(process.returncode, stdout, stderr, memory_limit_bytes)
-
-
-def _child_environment() -> dict[str, str]:
-    """Return a minimal environment: where to find Python packages, no secrets, one thread."""
-    import validators
-
-    package_root = str(Path(validators.__file__).resolve().parent.parent)
-    python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
-    return {
-        "PATH": os.defpath,
-        "PYTHONPATH": python_path,
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONNOUSERSITE": "1",
-        "PYTHONIOENCODING": "utf-8",
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "HOME": "/nonexistent",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-        "NO_PROXY": "*",
-    }
-
-
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        process.kill()
+    return _answer_from_child(child.returncode, child.stdout, child.stderr, memory_limit_bytes)
 
 
 def _answer_from_child(
@@ -230,18 +122,12 @@ def _answer_from_child(
 ) -> IntakeReport:
     tail = stderr.decode("utf-8", "replace").strip()[-2000:]
     if returncode < 0:
-        signal_name = _signal_name(-returncode)
+        signal_name = sandbox.signal_name(-returncode)
         raise IntakeFailed(
             f"the model intake process was killed by {signal_name} (out of memory, CPU time "
             f"or a crash in a parser); memory limit {memory_limit_bytes} bytes. {tail}".strip()
         )
-    lines = stdout.strip().splitlines()
-    answer: Any = None
-    if lines and len(stdout) <= _MAX_CHILD_OUTPUT_BYTES:
-        try:
-            answer = json.loads(lines[-1])
-        except ValueError:
-            answer = None
+    answer: Any = sandbox.read_answer(stdout)
     if not isinstance(answer, dict) or answer.get("status") not in ("ok", "refused", "error"):
         raise IntakeFailed(
             f"the model intake process exited with status {returncode} without an answer. {tail}"
@@ -258,39 +144,13 @@ def _answer_from_child(
     raise IntakeFailed(f"the model intake process failed: {answer.get('error', 'unknown error')}")
 
 
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def _apply_limits(memory_limit_bytes: int, cpu_seconds: int) -> None:
-    """Cap the child's address space, CPU time, file writes and core dumps."""
-    import resource
-
-    # RLIMIT_AS counts every mapping (heap, mmap'd files, thread stacks), so no allocation path
-    # escapes it, unlike RLIMIT_DATA (private data only) or RLIMIT_RSS (not enforced by Linux).
-    # Address space is larger than resident memory: importing torch 2.13 + monai 1.6 on CPU peaks
-    # near 1.2 GiB of it, a full-size DenseNet121 safetensors intake needs under 2 GiB and fails
-    # cleanly at 1 GiB; ONNX intake (no torch) needs far less. The 8 GiB default leaves headroom.
-    resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    # Intake only reads. torch probes the temporary directory with a tiny write, so the cap is
-    # small rather than zero; a larger write fails with EFBIG (Python ignores SIGXFSZ).
-    resource.setrlimit(resource.RLIMIT_FSIZE, (_MAX_FILE_WRITE_BYTES, _MAX_FILE_WRITE_BYTES))
-
-
 def _child_main(argv: list[str]) -> int:
     """Run intake for one file in this (child) process; print one JSON line; return 0."""
-    # Libraries sometimes print; keep the real stdout for the one JSON answer only.
-    answer_stream = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    answer_stream = sandbox.answer_stream()
     answer: dict[str, Any]
     try:
         path_text, memory_text, cpu_text = argv
-        _apply_limits(int(memory_text), int(cpu_text))
+        sandbox.apply_limits(int(memory_text), int(cpu_text))
         manifest = ModelManifest.model_validate_json(sys.stdin.buffer.read())
         report = inspect_artifact(Path(path_text), manifest)
         answer = {"status": "ok", "report": report.model_dump(mode="json")}
@@ -305,8 +165,7 @@ def _child_main(argv: list[str]) -> int:
         answer = {"status": "error", "error": "MemoryError", "memory_error": True}
     except Exception as exc:  # report any failure as an answer, not a traceback
         answer = {"status": "error", "error": f"{type(exc).__name__}: {exc}"[:2000]}
-    answer_stream.write(json.dumps(answer) + "\n")
-    answer_stream.flush()
+    sandbox.write_answer(answer_stream, answer)
     return 0
 
 

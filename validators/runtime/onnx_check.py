@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from validators.manifest import ModelManifest
 from validators.runtime.formats import IntakeRefused
-from validators.runtime.intake import (
+from validators.runtime.reports import (
     IntakeCheck,
     IntakeReport,
     OnnxDetails,

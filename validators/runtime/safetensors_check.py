@@ -21,7 +21,7 @@ from validators.manifest import ModelManifest
 from validators.problems import loads_strict_json
 from validators.runtime.architectures import build_on_meta, resolve_architecture
 from validators.runtime.formats import SAFETENSORS_MAX_HEADER_BYTES, IntakeRefused
-from validators.runtime.intake import IntakeCheck, IntakeReport, SafetensorsDetails, TensorSpec
+from validators.runtime.reports import IntakeCheck, IntakeReport, SafetensorsDetails, TensorSpec
 
 __all__ = [
     "DTYPE_ITEMSIZE",
