@@ -105,6 +105,28 @@ def example_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, dict
     return model_path.read_bytes(), json.loads(manifest_path.read_text())
 
 
+def submit_example(
+    client: TestClient,
+    account: VendorAccount,
+    model_id: str,
+    example_model: tuple[bytes, dict[str, Any]],
+    *,
+    name: str = "lesion",
+) -> Any:
+    """Submits the example as a version of the model named `name`; gives the 201 response."""
+    artifact, manifest = example_model
+    submitted = client.post(
+        f"{API}/models/{model_id}/versions",
+        files={
+            "manifest": ("m.json", json.dumps({**manifest, "name": name}).encode()),
+            "artifact": ("model.onnx", artifact),
+        },
+        headers=account.headers,
+    )
+    assert submitted.status_code == 201, submitted.text
+    return submitted
+
+
 def test_every_state_change_appends_its_event(
     client: TestClient,
     admin_token: str,
@@ -112,16 +134,7 @@ def test_every_state_change_appends_its_event(
     example_model: tuple[bytes, dict[str, Any]],
 ) -> None:
     model_id = make_model(client, vendor, name="lesion")
-    artifact, manifest = example_model
-    submitted = client.post(
-        f"{API}/models/{model_id}/versions",
-        files={
-            "manifest": ("m.json", json.dumps({**manifest, "name": "lesion"}).encode()),
-            "artifact": ("model.onnx", artifact),
-        },
-        headers=vendor.headers,
-    )
-    assert submitted.status_code == 201, submitted.text
+    submitted = submit_example(client, vendor, model_id, example_model)
     vendor_token_id = token_id_of(client, vendor.token)
     revoked = client.delete(f"{API}/tokens/{vendor_token_id}", headers=auth(admin_token))
     assert revoked.status_code == 200, revoked.text

@@ -31,6 +31,7 @@ from tests.registry.test_audit import (  # noqa: F401 (fixtures)
     delete_events_after,
     example_model,
     raw_audit_writes,
+    submit_example,
     tamper_payload,
     token_id_of,
 )
@@ -220,16 +221,7 @@ def test_server_signs_a_checkpoint_at_each_version_state_change(
 
     vendor = make_vendor(client, admin_token, name="acme")
     model_id = make_model(client, vendor, name="lesion")
-    artifact, manifest = example_model
-    submitted = client.post(
-        f"{API}/models/{model_id}/versions",
-        files={
-            "manifest": ("m.json", json.dumps({**manifest, "name": "lesion"}).encode()),
-            "artifact": ("model.onnx", artifact),
-        },
-        headers=vendor.headers,
-    )
-    assert submitted.status_code == 201, submitted.text
+    submitted = submit_example(client, vendor, model_id, example_model)
     with new_session(app.state.engine) as session:
         version = session.get(ModelVersion, uuid.UUID(submitted.json()["id"]))
         assert version is not None
