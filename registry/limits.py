@@ -123,7 +123,13 @@ def _text_problems(scope: Scope, route: _Route | None) -> list[Problem]:
     for raw_name, raw_value in scope.get("headers", []):
         if b"\x00" in raw_value or b"\x00" in raw_name:
             name = raw_name.decode("latin-1").replace("\x00", "\\u0000")[:100]
-            problems.append(Problem(path=name, message="the header contains a NUL character"))
+            problems.append(
+                Problem(
+                    path=name,
+                    message="the header contains U+0000 NUL, which no header may hold: send the "
+                    "value without it",
+                )
+            )
     return problems
 
 
