@@ -953,14 +953,14 @@ def audit_verify(
         events = "event" if result.length == 1 else "events"
         typer.echo(f"Audit chain intact: {result.length} {events}.")
         typer.echo(f"  head: {result.head or '- (empty chain)'}")
-        grown = getattr(result, "grown_since_expected", None)
+        grown = result.grown_since_expected
         if expect_head is not None:
             since = f"; {grown} appended since" if grown else ""
             typer.echo(f"  expected head found in the chain{since}")
-        matched = getattr(result, "checkpoints_verified", None)
+        matched = result.checkpoints_verified
         if matched is not None:
             source = "stored and exported" if checkpoints is not None else "stored"
-            after = getattr(result, "events_after_last_checkpoint", None)
+            after = result.events_after_last_checkpoint
             typer.echo(
                 f"  signed checkpoints matched: {matched} ({source}); "
                 f"events after the last one: {after}"
@@ -975,7 +975,7 @@ def audit_verify(
         _error(f"audit chain broken at event {seq}: {reason}")
         typer.echo(f"  intact events before it: {result.length}", err=True)
         typer.echo(f"  last intact head: {result.head or '-'}", err=True)
-    elif (broken_checkpoint := getattr(result, "broken_checkpoint", None)) is not None:
+    elif (broken_checkpoint := result.broken_checkpoint) is not None:
         _error(f"audit chain fails its signed checkpoints: {reason}")
         typer.echo(f"  first failing checkpoint: {broken_checkpoint}", err=True)
     else:

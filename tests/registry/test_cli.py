@@ -685,12 +685,18 @@ def test_db_upgrade_prints_the_revision(server_modules: Callable[..., types.Modu
 
 
 class Verification(BaseModel):
+    """The fields of registry.audit.AuditVerification that `assay audit verify` reads."""
+
     ok: bool
     length: int
     head: str | None
     first_broken_seq: int | None = None
     reason: str | None = None
+    expected_head: str | None = None
     grown_since_expected: int | None = None
+    checkpoints_verified: int | None = None
+    broken_checkpoint: int | None = None
+    events_after_last_checkpoint: int | None = None
 
 
 def install_verification(
