@@ -31,7 +31,13 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from validators.jsontext import MAX_JSON_DEPTH, json_text_problems
-from validators.problems import Problem, loads_strict_json, pydantic_message, raise_located
+from validators.problems import (
+    InputInvalid,
+    Problem,
+    loads_strict_json,
+    pydantic_message,
+    raise_located,
+)
 from validators.text import NAME_CHECK, TEXT_CHECK, Name, unsafe_character_problem
 
 __all__ = [
@@ -345,13 +351,13 @@ class ManifestProblem(Problem):
     """One thing wrong with a manifest: where (dotted path, "" for the whole) and what."""
 
 
-class ManifestInvalid(ValueError):
+class ManifestInvalid(InputInvalid):
     """The manifest was refused; `problems` lists every reason with its path."""
 
-    def __init__(self, problems: list[ManifestProblem]) -> None:
-        self.problems = problems
-        listed = "; ".join(f"{p.path or '(manifest)'}: {p.message}" for p in problems)
-        super().__init__(f"the model manifest has {len(problems)} problem(s): {listed}")
+    document = "the model manifest"
+    code = "invalid_manifest"
+    whole = "(manifest)"
+    problems: Sequence[ManifestProblem]
 
 
 _INTENSITY_KINDS = frozenset({"dicom_window", "minmax", "meanstd"})

@@ -36,6 +36,7 @@ from pydantic_core import PydanticCustomError
 
 from validators import results
 from validators.problems import (
+    InputInvalid,
     Problem,
     load_strict_yaml,
     loads_strict_json,
@@ -639,14 +640,13 @@ class PolicyProblem(Problem):
     """One thing wrong with a policy: where (dotted path, "" for the whole) and what."""
 
 
-class PolicyInvalid(ValueError):
+class PolicyInvalid(InputInvalid):
     """The policy was refused; `problems` lists every reason with its path."""
 
-    def __init__(self, problems: list[PolicyProblem], *, source: str = "the policy") -> None:
-        self.problems = problems
-        self.source = source
-        listed = "; ".join(f"{p.path or '(policy)'}: {p.message}" for p in problems)
-        super().__init__(f"{source} has {len(problems)} problem(s): {listed}")
+    document = "the policy"
+    code = "invalid_policy"
+    whole = "(policy)"
+    problems: Sequence[PolicyProblem]
 
 
 _TYPE_TAGS = frozenset({"float", "str", "int", "bool", "list", "dict"})

@@ -10,7 +10,7 @@ YAML loader also reads only true and false as booleans (YAML 1.2), not `on`, `of
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import yaml
 
 __all__ = [
+    "InputInvalid",
     "Problem",
     "load_strict_yaml",
     "loads_strict_json",
@@ -38,6 +39,29 @@ class Problem(BaseModel):
 
     path: str
     message: str
+
+
+class InputInvalid(ValueError):
+    """A document was refused; `problems` lists every reason with its path.
+
+    The manifest, the policy and the dataset manifest each refuse with a subclass, so a caller
+    (the registry maps every one to a 422 in one place) catches this one type.
+    """
+
+    #: What the document is called in messages ("the model manifest", "the policy").
+    document = "the input"
+    #: The machine-readable error code the registry answers with.
+    code = "invalid_input"
+    #: How a problem of the whole document (path "") is labelled in the message.
+    whole = "(document)"
+
+    problems: Sequence[Problem]
+
+    def __init__(self, problems: Sequence[Problem], *, source: str | None = None) -> None:
+        self.problems = list(problems)
+        self.source = source or self.document
+        listed = "; ".join(f"{p.path or self.whole}: {p.message}" for p in problems)
+        super().__init__(f"{self.source} has {len(problems)} problem(s): {listed}")
 
 
 def raise_located(
