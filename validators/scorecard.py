@@ -24,6 +24,7 @@ from validators.results import (
     MultilabelMetrics,
     SubgroupTable,
 )
+from validators.vocabulary import METRICS, SCORE_SCALE_PLURALS
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -32,32 +33,11 @@ if TYPE_CHECKING:
 
 __all__ = ["render_scorecard", "scorecard_renderables", "scorecard_text"]
 
-METRIC_TITLES: dict[str, str] = {
-    "prevalence": "prevalence",
-    "auroc": "AUROC",
-    "average_precision": "average precision",
-    "sensitivity": "sensitivity",
-    "specificity": "specificity",
-    "ppv": "PPV",
-    "npv": "NPV",
-    "f1": "F1",
-    "balanced_accuracy": "balanced accuracy",
-    "lr_positive": "LR+",
-    "lr_negative": "LR-",
-    "sensitivity_at_specificity": "sensitivity at specificity",
-    "specificity_at_sensitivity": "specificity at sensitivity",
-    "brier": "Brier score",
-    "log_loss": "log loss",
-    "ece": "ECE (equal width)",
-    "ece_equal_mass": "ECE (equal mass)",
-    "calibration_slope": "calibration slope",
-    "calibration_intercept": "calibration intercept",
-    "net_benefit": "net benefit",
-}
+METRIC_TITLES: dict[str, str] = {name: info.title for name, info in METRICS.items()}
+"""The title people read for each metric (`validators.vocabulary` holds them)."""
 BINARY_FIELDS: tuple[str, ...] = tuple(
     name for name, info in BinaryMetrics.model_fields.items() if info.annotation is Estimate
 )
-_SCALES = {"probability": "probabilities", "logit": "logits"}
 _OUTCOME_STYLE = {"pass": "green", "fail": "bold red", "insufficient_data": "yellow"}
 _OUTCOME_TEXT = {"pass": "pass", "fail": "FAIL", "insufficient_data": "insufficient data"}
 
@@ -167,11 +147,11 @@ def _header(result: EvaluationResult) -> Text:
     overall = result.overall
     if isinstance(overall, BinaryMetrics):
         cases, patients = overall.n_cases, overall.n_patients
-        operating = f"threshold {overall.threshold:g} on {_SCALES[overall.scores]}"
+        operating = f"threshold {overall.threshold:g} on {SCORE_SCALE_PLURALS[overall.scores]}"
     else:
         first = overall.per_label[0].metrics
         cases, patients = first.n_cases, first.n_patients
-        operating = f"per-label thresholds on {_SCALES[first.scores]}"
+        operating = f"per-label thresholds on {SCORE_SCALE_PLURALS[first.scores]}"
     policy = result.policy or {}
     name = f"{policy.get('name', '-')} v{policy.get('version', '-')}" if policy else "none"
     if result.verdict is None:

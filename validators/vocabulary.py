@@ -34,6 +34,7 @@ __all__ = [
     "MetricFamily",
     "MetricInfo",
     "MetricName",
+    "ScoreOutput",
     "ScoreScale",
     "Task",
     "higher_is_better",
@@ -47,8 +48,14 @@ TASKS: tuple[Task, ...] = get_args(Task)
 ScoreScale = Literal["probability", "logit"]
 """The scale of a model's scores: probabilities in [0, 1], or logits (any real number)."""
 SCORE_SCALES: tuple[ScoreScale, ...] = get_args(ScoreScale)
-SCORE_SCALE_PLURALS: dict[ScoreScale, str] = {"probability": "probabilities", "logit": "logits"}
-"""Each scale as a sentence says it ("threshold 0.5 on probabilities")."""
+ScoreOutput = Literal["logits", "probabilities"]
+"""A score scale as a model's output is declared in its manifest (`output.kind`)."""
+SCORE_SCALE_PLURALS: dict[ScoreScale, ScoreOutput] = {
+    "probability": "probabilities",
+    "logit": "logits",
+}
+"""Each scale in the plural: as a manifest declares it, and as a sentence says it ("threshold
+0.5 on probabilities")."""
 
 CiMethodName = Literal["bootstrap", "wilson", "delong", "none"]
 """How intervals are asked for: bootstrap (every metric), wilson (proportions), delong (AUROC),
