@@ -31,6 +31,7 @@ Outcome = Literal["pass", "fail", "insufficient_data"]
 
 
 def number(value: float) -> str:
+    """Return a number as a reason says it: a few significant digits, "unbounded" for inf."""
     if math.isinf(value):
         return "unbounded" if value > 0 else "unbounded below"
     if value == 0 or 1e-3 <= abs(value) < 1e5:
@@ -39,6 +40,7 @@ def number(value: float) -> str:
 
 
 def side_name(on: str, level: float, metric: str) -> str:
+    """Return what a criterion reads, in words: the metric, or a bound of its interval."""
     if on == "estimate":
         return metric
     percent = f"{level * 100:g}%"
@@ -56,10 +58,12 @@ def pick(estimate: Estimate, on: Side) -> tuple[float | None, str | None]:
 
 
 def compare(value: float, op: str, limit: float) -> bool:
+    """Return whether `value` meets `limit` under `op` (">=" or "<=")."""
     return value >= limit if op == ">=" else value <= limit
 
 
 def op_words(op: str) -> str:
+    """Return `op` in words: "at least" or "at most"."""
     return "at least" if op == ">=" else "at most"
 
 
@@ -80,6 +84,7 @@ def criterion_result(
     observed: float | None = None,
     limit: float | None = None,
 ) -> CriterionResult:
+    """Return the `CriterionResult` of `criterion`: its outcome, the reason as a sentence."""
     return CriterionResult(
         id=criterion.id,
         description=criterion.description,
@@ -122,6 +127,7 @@ def estimate_of(result: EvaluationResult, metric: str, label: str | None) -> Est
 
 
 def subject_of(metric: str, label: str | None) -> str:
+    """Return the metric a criterion names, with its label in a multilabel task."""
     return metric if label is None else f"{metric} ({label})"
 
 
@@ -149,6 +155,7 @@ def in_range(
 
 
 def limits_text(low: float | None, high: float | None) -> str:
+    """Return the limits in words: "within [a, b]", "at least a" or "at most b"."""
     if low is not None and high is not None:
         return f"within [{number(low)}, {number(high)}]"
     if low is not None:
@@ -169,6 +176,7 @@ def limit_of(low: float | None, high: float | None, observed: float | None) -> f
 
 
 def selected(attributes: Sequence[str], selectors: Sequence[str | list[str]]) -> bool:
+    """Return whether a table of `attributes` is one the selectors name (all, when none)."""
     if not selectors:
         return True
     have = frozenset(attributes)
@@ -203,6 +211,7 @@ def bounds_of(op: str, value: float) -> tuple[float | None, float | None]:
 
 
 def too_small(group: GroupResult, min_group_size: int) -> bool:
+    """Return whether a group is below the minimum size, withheld, or flagged too small."""
     return group.status != "ok" or group.insufficient_n or (group.n_cases or 0) < min_group_size
 
 
@@ -230,6 +239,7 @@ class Tally:
 
 
 def plural(count: int, noun: str) -> str:
+    """Return "<count> <noun>", with the noun in the plural unless the count is 1."""
     return f"{count} {noun}{'s' if count != 1 else ''}"
 
 
@@ -300,6 +310,7 @@ def fold(
 
 
 def small_reason(min_group_size: int) -> str:
+    """Return why a group too small is not judged."""
     return f"fewer than {min_group_size} cases"
 
 
@@ -318,10 +329,12 @@ def group_estimate(group: GroupResult, metric: str, label: str | None) -> object
 
 
 def level_of(result: EvaluationResult) -> float:
+    """Return the confidence level of the result's intervals."""
     return result.provenance.level
 
 
 def groups_by_label(
     tables: Iterable[SubgroupTable],
 ) -> dict[tuple[frozenset[str], str], GroupResult]:
+    """Return every group of `tables`, keyed by (its attributes, its label)."""
     return {(frozenset(t.attributes), g.label): g for t in tables for g in t.groups}
