@@ -24,7 +24,7 @@ from validators.results import (
     MultilabelMetrics,
     SubgroupTable,
 )
-from validators.vocabulary import METRICS, SCORE_SCALE_PLURALS
+from validators.vocabulary import SCORE_SCALE_PLURALS, metric_title
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["render_scorecard", "scorecard_renderables", "scorecard_text"]
 
-METRIC_TITLES: dict[str, str] = {name: info.title for name, info in METRICS.items()}
-"""The title people read for each metric (`validators.vocabulary` holds them)."""
 BINARY_FIELDS: tuple[str, ...] = tuple(
     name for name, info in BinaryMetrics.model_fields.items() if info.annotation is Estimate
 )
@@ -73,11 +71,12 @@ def _interval(estimate: Estimate) -> str:
 
 
 def _title(metric: str, metrics: BinaryMetrics | None = None) -> str:
-    title = METRIC_TITLES.get(metric, metric)
+    """Return the metric's title, with its target where the result says it."""
+    title = metric_title(metric)
     if metrics is not None and metric == "sensitivity_at_specificity":
-        return f"sensitivity at specificity {metrics.target_specificity:g}"
+        return f"{title} {metrics.target_specificity:g}"
     if metrics is not None and metric == "specificity_at_sensitivity":
-        return f"specificity at sensitivity {metrics.target_sensitivity:g}"
+        return f"{title} {metrics.target_sensitivity:g}"
     return title
 
 

@@ -135,9 +135,10 @@ def test_metrics_without_a_direction_have_an_ideal_rather_than_a_best() -> None:
 
 
 def test_directed_metrics_are_those_with_a_direction_in_order() -> None:
-    assert tuple(
-        name for name, info in METRICS.items() if info.direction is not None
-    ) == DIRECTED_METRIC_NAMES
+    assert (
+        tuple(name for name, info in METRICS.items() if info.direction is not None)
+        == DIRECTED_METRIC_NAMES
+    )
 
 
 def test_calibration_criteria_bound_the_calibration_family_and_the_brier_score() -> None:
@@ -147,12 +148,6 @@ def test_calibration_criteria_bound_the_calibration_family_and_the_brier_score()
 def test_a_title_is_read_by_name() -> None:
     assert metric_title("auroc") == "AUROC"
     assert metric_title("not_a_metric") == "not_a_metric"
-
-
-def test_the_scorecard_titles_are_the_vocabulary_titles() -> None:
-    from validators.scorecard import METRIC_TITLES
-
-    assert {name: info.title for name, info in METRICS.items()} == METRIC_TITLES
 
 
 # --------------------------------------------------------------------------------------------
