@@ -31,11 +31,10 @@ from validators.policy.criterion import (
 from validators.policy.registry import criterion_union
 from validators.results import (
     DEFAULT_AGE_BANDS,
-    BinaryMetricName,
     canonical_attribute,
 )
 from validators.results import DEFAULT_SUBGROUP_METRICS as _DEFAULT_SUBGROUP_METRICS
-from validators.vocabulary import AVERAGES, CiMethodName, ScoreScale, Task
+from validators.vocabulary import AVERAGES, CiMethodName, MetricName, ScoreScale, Task
 
 __all__ = [
     "CROSS_FIELD",
@@ -47,7 +46,7 @@ __all__ = [
     "cross_field_problems",
 ]
 
-DEFAULT_SUBGROUP_METRICS = cast("tuple[BinaryMetricName, ...]", _DEFAULT_SUBGROUP_METRICS)
+DEFAULT_SUBGROUP_METRICS = cast("tuple[MetricName, ...]", _DEFAULT_SUBGROUP_METRICS)
 
 CROSS_FIELD = "policy_cross_field"
 """The error type of the policy-level rules, whose paths are literal (no union tags to drop)."""
@@ -111,7 +110,7 @@ CiMethods = Annotated[
 ]
 
 
-MetricList = Annotated[list[BinaryMetricName], AfterValidator(_unique)]
+MetricList = Annotated[list[MetricName], AfterValidator(_unique)]
 
 
 class CiSpec(StrictModel):

@@ -32,11 +32,11 @@ from validators.policy.judging import (
 )
 from validators.policy.registry import register
 from validators.results import (
-    BinaryMetricName,
     CriterionResult,
     Disparity,
     EvaluationResult,
 )
+from validators.vocabulary import MetricName
 
 
 @register
@@ -44,7 +44,7 @@ class DisparityCriterion(Bounds, CriterionBase):
     """Bounds on the gap between each group and a reference (overall, or the reference group)."""
 
     kind: Literal["disparity"]
-    metric: BinaryMetricName
+    metric: MetricName
     label: str | None = Field(default=None, description="Multilabel only: a label name.")
     measure: Literal["difference", "ratio"] = Field(
         default="difference", description="group - reference, or group / reference."

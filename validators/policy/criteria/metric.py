@@ -24,10 +24,10 @@ from validators.policy.judging import (
 )
 from validators.policy.registry import register
 from validators.results import (
-    BinaryMetricName,
     CriterionResult,
     EvaluationResult,
 )
+from validators.vocabulary import MetricName
 
 
 @register
@@ -35,7 +35,7 @@ class MetricCriterion(EceUpperBoundOnly, CriterionBase):
     """A metric of the whole population, on its estimate or a bound of its interval."""
 
     kind: Literal["metric"]
-    metric: BinaryMetricName
+    metric: MetricName
     label: str | None = Field(
         default=None,
         description="Multilabel only: a label name, or macro / micro for the averages.",

@@ -34,11 +34,11 @@ from validators.policy.judging import (
 )
 from validators.policy.registry import register
 from validators.results import (
-    BinaryMetricName,
     CriterionResult,
     Estimate,
     EvaluationResult,
 )
+from validators.vocabulary import MetricName
 
 
 @register
@@ -46,7 +46,7 @@ class SubgroupMetricCriterion(EceUpperBoundOnly, CriterionBase):
     """Minimum (or maximum) performance in every group of the named subgroup tables."""
 
     kind: Literal["subgroup_metric"]
-    metric: BinaryMetricName
+    metric: MetricName
     label: str | None = Field(
         default=None,
         description="Multilabel only: a label name, or macro / micro for the averages.",
