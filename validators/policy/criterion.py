@@ -7,6 +7,7 @@ from `CriterionBase`, declares `kind: Literal["..."]`, is decorated with `@regis
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Literal, NoReturn, Self
@@ -114,9 +115,9 @@ class CriterionBase(StrictModel):
         description="required: failing or lacking data fails the verdict; advisory: reported.",
     )
 
+    @abstractmethod
     def judge(self, result: EvaluationResult, context: JudgingContext) -> CriterionResult:
         """Return how this criterion comes out on `result`: pass, fail or insufficient data."""
-        raise NotImplementedError(f"{type(self).__name__} does not say how it is judged")
 
     def average_problem(self, label: str) -> tuple[str, str] | None:
         """Return (field, message) when this criterion may not read the `label` average.

@@ -52,6 +52,14 @@ def test_every_registered_kind_judges_itself() -> None:
         assert "judge" in vars(cls), f"{cls.__name__} inherits judge instead of defining it"
 
 
+def test_a_kind_that_does_not_judge_itself_cannot_be_made() -> None:
+    class Silent(CriterionBase):
+        kind: Literal["silent"]
+
+    with pytest.raises(TypeError, match="abstract method judge"):
+        Silent(kind="silent", id="a", description="d")
+
+
 def test_the_schema_lists_exactly_the_registered_kinds() -> None:
     schema = policy_json_schema()
     items = schema["properties"]["criteria"]["items"]
