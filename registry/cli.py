@@ -1128,6 +1128,8 @@ def example_model(
 
 
 class ScoreScale(StrEnum):
+    # The scales of validators.vocabulary.SCORE_SCALES, written out: the command line imports
+    # nothing of validators at start-up (a client-only install has none); a test checks they agree.
     probability = "probability"
     logit = "logit"
 

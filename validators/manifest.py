@@ -39,6 +39,7 @@ from validators.problems import (
     raise_located,
 )
 from validators.text import NAME_CHECK, TEXT_CHECK, Name, unsafe_character_problem
+from validators.vocabulary import ScoreOutput, Task
 
 __all__ = [
     "MANIFEST_MAX_BYTES",
@@ -112,7 +113,6 @@ Label = Annotated[
     AfterValidator(_check_label_text),
 ]
 Labels = Annotated[list[Label], Field(min_length=1, max_length=1000), AfterValidator(_check_unique)]
-Task = Literal["binary", "multilabel"]
 StrictInt = Annotated[int, Strict()]
 CardText = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=_CARD_TEXT_MAX), TEXT_CHECK
@@ -204,7 +204,7 @@ ShapeDim = Annotated[int | str, BeforeValidator(_check_dim)]
 class OutputSpec(_Strict):
     """The one score tensor the model returns."""
 
-    kind: Literal["logits", "probabilities"] = Field(
+    kind: ScoreOutput = Field(
         description="Whether the scores are raw logits or probabilities in [0, 1]."
     )
     shape: list[ShapeDim] = Field(

@@ -24,6 +24,7 @@ from validators.results import (
     MultilabelMetrics,
     SubgroupTable,
 )
+from validators.vocabulary import SCORE_SCALE_PLURALS, metric_title
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -32,32 +33,9 @@ if TYPE_CHECKING:
 
 __all__ = ["render_scorecard", "scorecard_renderables", "scorecard_text"]
 
-METRIC_TITLES: dict[str, str] = {
-    "prevalence": "prevalence",
-    "auroc": "AUROC",
-    "average_precision": "average precision",
-    "sensitivity": "sensitivity",
-    "specificity": "specificity",
-    "ppv": "PPV",
-    "npv": "NPV",
-    "f1": "F1",
-    "balanced_accuracy": "balanced accuracy",
-    "lr_positive": "LR+",
-    "lr_negative": "LR-",
-    "sensitivity_at_specificity": "sensitivity at specificity",
-    "specificity_at_sensitivity": "specificity at sensitivity",
-    "brier": "Brier score",
-    "log_loss": "log loss",
-    "ece": "ECE (equal width)",
-    "ece_equal_mass": "ECE (equal mass)",
-    "calibration_slope": "calibration slope",
-    "calibration_intercept": "calibration intercept",
-    "net_benefit": "net benefit",
-}
 BINARY_FIELDS: tuple[str, ...] = tuple(
     name for name, info in BinaryMetrics.model_fields.items() if info.annotation is Estimate
 )
-_SCALES = {"probability": "probabilities", "logit": "logits"}
 _OUTCOME_STYLE = {"pass": "green", "fail": "bold red", "insufficient_data": "yellow"}
 _OUTCOME_TEXT = {"pass": "pass", "fail": "FAIL", "insufficient_data": "insufficient data"}
 
@@ -93,11 +71,12 @@ def _interval(estimate: Estimate) -> str:
 
 
 def _title(metric: str, metrics: BinaryMetrics | None = None) -> str:
-    title = METRIC_TITLES.get(metric, metric)
+    """Return the metric's title, with its target where the result says it."""
+    title = metric_title(metric)
     if metrics is not None and metric == "sensitivity_at_specificity":
-        return f"sensitivity at specificity {metrics.target_specificity:g}"
+        return f"{title} {metrics.target_specificity:g}"
     if metrics is not None and metric == "specificity_at_sensitivity":
-        return f"specificity at sensitivity {metrics.target_sensitivity:g}"
+        return f"{title} {metrics.target_sensitivity:g}"
     return title
 
 
@@ -167,11 +146,11 @@ def _header(result: EvaluationResult) -> Text:
     overall = result.overall
     if isinstance(overall, BinaryMetrics):
         cases, patients = overall.n_cases, overall.n_patients
-        operating = f"threshold {overall.threshold:g} on {_SCALES[overall.scores]}"
+        operating = f"threshold {overall.threshold:g} on {SCORE_SCALE_PLURALS[overall.scores]}"
     else:
         first = overall.per_label[0].metrics
         cases, patients = first.n_cases, first.n_patients
-        operating = f"per-label thresholds on {_SCALES[first.scores]}"
+        operating = f"per-label thresholds on {SCORE_SCALE_PLURALS[first.scores]}"
     policy = result.policy or {}
     name = f"{policy.get('name', '-')} v{policy.get('version', '-')}" if policy else "none"
     if result.verdict is None:

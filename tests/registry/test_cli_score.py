@@ -27,6 +27,17 @@ def predictions_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_predictions(tmp_path_factory.mktemp("score") / "predictions.csv")
 
 
+def test_the_scales_offered_are_the_vocabulary_scales() -> None:
+    # The command line spells the scales out (it imports nothing of validators at start-up).
+    from registry.cli import ScoreScale
+    from validators.vocabulary import SCORE_SCALES
+
+    assert tuple(ScoreScale) == SCORE_SCALES
+    assert (
+        "'ratio' is not one of 'probability', 'logit'" in run("x.csv", "--scores", "ratio").output
+    )
+
+
 def write_policy(path: Path, *criteria: dict[str, Any], **fields: Any) -> Path:
     """Write a JSON policy with 200 replicates (fast) and the given criteria."""
     document = {

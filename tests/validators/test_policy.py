@@ -556,12 +556,12 @@ def test_a_calibration_criterion_on_the_lower_side_of_an_ece_is_refused(
 
 
 def test_the_upper_bound_only_metrics_are_those_calibration_reports_one_sided() -> None:
-    # The policy spells the list out (no numpy on the load path); it must not drift from the
+    # The vocabulary spells the list out (no numpy on the load path); it must not drift from the
     # metrics calibration.ece_estimate reports with a one-sided upper bound only.
-    from validators import policy as policy_module
     from validators.calibration import ECE_METRICS
+    from validators.vocabulary import ONE_SIDED_UPPER_METRICS
 
-    assert frozenset(ECE_METRICS) == policy_module._UPPER_BOUND_ONLY
+    assert frozenset(ECE_METRICS) == ONE_SIDED_UPPER_METRICS
 
 
 def test_ece_and_gaps_on_their_estimate_or_upper_bound_and_other_calibration_bounds_load() -> None:
