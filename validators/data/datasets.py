@@ -410,11 +410,14 @@ def _required_attribute_problems(
             continue
         for case in cases:
             if name not in case.attributes:
-                source = "the manifest" + (" nor the DICOM header" if from_tags else "")
+                source = (
+                    "neither the manifest nor the DICOM header gives one"
+                    if from_tags
+                    else "the manifest gives none"
+                )
                 problems.append(
                     dataset_problem(
-                        f"attribute {name!r} is required but {source} gives none for this "
-                        "case; fill it in",
+                        f"attribute {name!r} is required but {source} for this case; fill it in",
                         line=case.line,
                         column=name if name in columns else None,
                     )
