@@ -52,7 +52,9 @@ IDENTITY = minmax(0, 1)
 
 def test_enlarging_is_bilinear_with_pixel_centres_aligned() -> None:
     # Target j samples the source at (j + 0.5) * 2 / 4 - 0.5 = -0.25, 0.25, 0.75, 1.25 (clamped).
-    np.testing.assert_allclose(resize_weights(2, 4), [[1, 0], [0.75, 0.25], [0.25, 0.75], [0, 1]])
+    np.testing.assert_allclose(
+        resize_weights(2, 4), np.array([[1, 0], [0.75, 0.25], [0.25, 0.75], [0, 1]])
+    )
 
 
 def test_shrinking_averages_areas() -> None:
