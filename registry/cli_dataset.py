@@ -9,10 +9,14 @@ Exit codes: 0 the dataset is valid; 1 it has problems (each listed with its mani
 """
 
 import json
+import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+
+if TYPE_CHECKING:
+    from validators.data.datasets import DatasetInvalid
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -44,7 +48,7 @@ def _echo_json(document: Any) -> None:
     typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
 
 
-def _usage(message: str, *, json_output: bool) -> None:
+def _usage(message: str, *, json_output: bool) -> NoReturn:
     if json_output:
         _echo_json({"status": None, "error": "usage", "detail": message, "problems": []})
     typer.echo(f"error: {_printable(message)}", err=True)
@@ -81,6 +85,19 @@ def _print_summary(summary: dict[str, Any]) -> None:
             typer.echo(f"  {_printable(name)}: {listed or '-'}{missing}")
 
 
+def _refused(exc: "DatasetInvalid", *, json_output: bool) -> NoReturn:
+    """Prints every problem with its line (and the JSON document with --json); exits 1."""
+    problems = [p.model_dump() for p in exc.problems]
+    detail = f"{exc.source} has {len(problems)} problem(s)"
+    if json_output:
+        _echo_json({"status": None, "error": exc.code, "detail": detail, "problems": problems})
+    typer.echo(f"error: {_printable(detail)}", err=True)
+    for problem in exc.problems:
+        where = problem.path or "(dataset)"
+        typer.echo(f"  {_printable(where)}: {_printable(problem.message)}", err=True)
+    raise typer.Exit(EXIT_REFUSED)
+
+
 @dataset_app.command("check")
 def check(
     directory: Annotated[
@@ -101,6 +118,14 @@ def check(
             "the current directory.",
         ),
     ] = None,
+    decode: Annotated[
+        bool,
+        typer.Option(
+            "--decode",
+            help="Also decode every image, to find damage inside compressed pixel data that a "
+            "header read cannot see (slower: every image is read whole).",
+        ),
+    ] = False,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON document on stdout instead of text.")
     ] = False,
@@ -126,16 +151,17 @@ def check(
     manifest: str | Path = "cases.csv" if cases is None else Path.cwd() / cases
     try:
         dataset = load_dataset(directory, manifest)
+        if decode:
+            from validators.data.verify import decode_problems
+
+            with typer.progressbar(
+                length=dataset.n_cases, label="decoding", file=sys.stderr
+            ) as progress:
+                damaged = decode_problems(dataset, on_progress=progress.update)
+            if damaged:
+                raise DatasetInvalid(damaged, source=f"the dataset {dataset.root}")
     except DatasetInvalid as exc:
-        problems = [p.model_dump() for p in exc.problems]
-        detail = f"{exc.source} has {len(problems)} problem(s)"
-        if json_output:
-            _echo_json({"status": None, "error": exc.code, "detail": detail, "problems": problems})
-        typer.echo(f"error: {_printable(detail)}", err=True)
-        for problem in exc.problems:
-            where = problem.path or "(dataset)"
-            typer.echo(f"  {_printable(where)}: {_printable(problem.message)}", err=True)
-        raise typer.Exit(EXIT_REFUSED) from None
+        _refused(exc, json_output=json_output)
     summary = dataset.summary()
     if json_output:
         _echo_json(summary)

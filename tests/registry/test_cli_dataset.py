@@ -136,3 +136,16 @@ def test_module_imports_only_typer() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_decode_finds_damage_inside_pixel_data(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    whole = write_png(tmp_path / "w.png", rng.integers(0, 255, (64, 64), dtype=np.uint8))
+    (tmp_path / "cut.png").write_bytes(whole.read_bytes()[:300])
+    write_manifest(tmp_path, "case_id,patient_id,path,label", ["c1,p1,w.png,1", "c2,p2,cut.png,0"])
+    assert run(str(tmp_path)).exit_code == 0  # headers only
+    result = run(str(tmp_path), "--decode")
+    assert result.exit_code == 1
+    assert "  line 3, column path: cut.png could not be decoded" in result.stderr
+    result = run(str(tmp_path), "--decode", "--json")
+    assert json.loads(result.stdout)["problems"][0]["line"] == 3

@@ -337,3 +337,15 @@ def test_read_image_refuses_a_path_that_leaves_the_root(tmp_path: Path) -> None:
     for relative in ("../outside.png", "link.png"):
         with pytest.raises(ImageUnreadable, match=r"outside the dataset root"):
             read_image(root, case(relative))
+
+
+@pytest.mark.parametrize("name", ["JPEG2000.dcm", "SC_rgb_jpeg_dcmtk.dcm", "MR_small_RLE.dcm"])
+def test_compressed_dicom_cut_short_is_refused(tmp_path: Path, name: str) -> None:
+    whole = pydicom_file(name).read_bytes()
+    path = tmp_path / "cut.dcm"
+    # MR_small_RLE.dcm has 146 bytes after its pixel data: cut into the pixel data itself.
+    path.write_bytes(whole[: len(whole) - 200])
+    with pytest.raises(ImageUnreadable, match=r"cut.dcm is truncated: the file ends inside"):
+        READERS["dicom"].inspect(path)
+    with pytest.raises(ImageUnreadable, match=r"cut.dcm is truncated: the file ends inside"):
+        read(path)
