@@ -5,7 +5,8 @@ typer is imported at module level (`assay --help` stays instant); the dataset li
 pydicom, Pillow) is imported inside the command.
 
 Exit codes: 0 the dataset is valid; 1 it has problems (each listed with its manifest line);
-2 usage error (the directory does not exist or is not a directory).
+2 usage error (the directory does not exist or is not a directory) or a failed read
+(permissions, I/O).
 """
 
 import json
@@ -132,7 +133,8 @@ def check(
 ) -> None:
     """Check a dataset: every problem with its manifest line, or its digest and counts.
 
-    Exit codes: 0 valid, 1 the dataset has problems, 2 DIR is missing or not a directory.
+    Exit codes: 0 valid, 1 the dataset has problems, 2 DIR is missing or not a directory,
+    or the disk could not be read.
     """
     if not directory.is_symlink() and not directory.exists():
         _usage(
@@ -162,6 +164,8 @@ def check(
                 raise DatasetInvalid(damaged, source=f"the dataset {dataset.root}")
     except DatasetInvalid as exc:
         _refused(exc, json_output=json_output)
+    except OSError as exc:  # the disk itself failed (permissions, I/O), not the dataset's content
+        _usage(f"could not read the dataset at {directory}: {exc}", json_output=json_output)
     summary = dataset.summary()
     if json_output:
         _echo_json(summary)

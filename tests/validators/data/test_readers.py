@@ -349,3 +349,23 @@ def test_compressed_dicom_cut_short_is_refused(tmp_path: Path, name: str) -> Non
         READERS["dicom"].inspect(path)
     with pytest.raises(ImageUnreadable, match=r"cut.dcm is truncated: the file ends inside"):
         read(path)
+
+
+def test_zero_size_png_is_refused(tmp_path: Path) -> None:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 0, 4, 8, 0, 0, 0, 0)  # width 0, height 4, 8-bit gray
+    path = tmp_path / "zero.png"
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+    with pytest.raises(ImageUnreadable, match=r"zero.png is not a readable PNG image"):
+        READERS["png"].inspect(path)
