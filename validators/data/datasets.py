@@ -210,7 +210,8 @@ def _image_cases(
         case_id, patient_id = row_ids(row, seen, problems)
         labels = row_labels(row, columns.label_columns, problems)
         attributes: dict[str, str] = {}
-        located = row_file(root, row, used, problems)
+        # A missing path column is one problem on line 1, not one on every row.
+        located = row_file(root, row, used, problems) if "path" in row.cells else None
         relative = row.cells.get("path", "")
         if located is not None:
             relative, target = located

@@ -102,6 +102,16 @@ def split_columns(
                     )
                 )
                 continue
+            if name in label_columns:
+                problems.append(
+                    dataset_problem(
+                        f"label {name!r} has two columns ({label_columns[name]!r} and "
+                        f"{column!r}); give each label one column",
+                        line=1,
+                        column=column,
+                    )
+                )
+                continue
             label_columns[name] = column
     if "label" in columns and len(label_columns) > 1:
         problems.append(
@@ -133,7 +143,8 @@ def row_ids(
     """Gives back the row's case and patient ids; appends a problem for an empty or repeated one."""
     case_id, patient_id = row.cells.get("case_id", ""), row.cells.get("patient_id", "")
     for column, value in (("case_id", case_id), ("patient_id", patient_id)):
-        if not value:
+        # A missing column is one problem on line 1 (split_columns), not one on every row.
+        if not value and column in row.cells:
             problems.append(
                 dataset_problem(
                     f"{column} is empty; every row needs one", line=row.line, column=column

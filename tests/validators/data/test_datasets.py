@@ -209,11 +209,19 @@ def test_refusal_is_an_input_invalid_with_a_readable_message(tmp_path: Path) -> 
 )
 def test_missing_required_column(tmp_path: Path, header: str, missing: str) -> None:
     write_png(tmp_path / "a.png", np.zeros((4, 4), np.uint8))
-    write_manifest(tmp_path, header, ["x,y,1"])
+    write_manifest(tmp_path, header, ["x,a.png,1", "y,a.png,0"])
     problems = refused(tmp_path)
-    assert any(
-        p.path == "line 1" and f"column {missing!r} is missing" in p.message for p in problems
-    )
+    # One problem on the header, not one more on every row.
+    assert [p.path for p in problems if missing in p.message] == ["line 1"]
+    assert f"column {missing!r} is missing" in problems[0].message
+
+
+def test_a_label_with_two_columns(tmp_path: Path) -> None:
+    write_png(tmp_path / "a.png", np.zeros((4, 4), np.uint8))
+    write_manifest(tmp_path, "case_id,patient_id,path,label:a,label: a", ["c1,p1,a.png,1,1"])
+    (problem,) = refused(tmp_path)
+    assert problem.path == "line 1, column label: a"
+    assert "label 'a' has two columns ('label:a' and 'label: a')" in problem.message
 
 
 def test_no_label_column(tmp_path: Path) -> None:
