@@ -263,3 +263,25 @@ def test_load_case_tensor_names_the_case_when_incompatible(tmp_path: Path) -> No
     dataset = load_dataset(tmp_path)
     with pytest.raises(ImageIncompatible, match=r"c.png \(line 2\): the model expects 2"):
         load_case_tensor(dataset, dataset.cases[0], spec(channels=2, intensity=IDENTITY))
+
+
+def test_ct_small_windowed_and_halved_matches_pydicom_by_hand(tmp_path: Path) -> None:
+    import shutil
+
+    import pydicom
+    from pydicom.pixels.processing import apply_modality_lut
+
+    from tests.validators.data.images import pydicom_file
+
+    shutil.copy(pydicom_file("CT_small.dcm"), tmp_path / "ct.dcm")
+    ds = pydicom.dcmread(tmp_path / "ct.dcm")
+    hu = apply_modality_lut(ds.pixel_array, ds).astype(np.float64)  # 128 x 128
+    windowed = np.clip((hu - (40 - 200)) / 400, 0, 1)
+    expected = windowed.reshape(64, 2, 64, 2).mean(axis=(1, 3))  # area averaging by 2
+    out = preprocess(
+        read_image(tmp_path, case_at("ct.dcm")),
+        spec(channels=3, height=64, width=64, intensity=window(40, 400)),
+    )
+    assert out.shape == (3, 64, 64)
+    for channel in range(3):
+        np.testing.assert_allclose(out[channel], expected, rtol=1e-6, atol=1e-7)
