@@ -121,14 +121,40 @@ CardList = Annotated[list[CardText], Field(max_length=_CARD_LIST_MAX)]
 
 
 class DicomWindow(_Strict):
-    """Window the pixel values (after DICOM rescale slope and intercept) and scale to [0, 1]."""
+    """Window the pixel values (after DICOM rescale slope and intercept) and scale to [0, 1].
+
+    With `center` and `width` the model's window applies to every image; without them each
+    DICOM file's own VOI window (WindowCenter/WindowWidth) does, and an image without one is
+    refused.
+    """
 
     kind: Literal["dicom_window"]
-    center: float = Field(description="Window center, in the image's rescaled units (e.g. HU).")
-    width: float = Field(
-        gt=0,
-        description="Window width; values are clipped to center +- width/2, then scaled to [0, 1].",
+    center: float | None = Field(
+        default=None,
+        description="Window center, in the image's rescaled units (e.g. HU); omit with width "
+        "to use each file's own window.",
     )
+    width: float | None = Field(
+        default=None,
+        gt=0,
+        description="Window width; values are clipped to center +- width/2, then scaled to "
+        "[0, 1]; omit with center to use each file's own window.",
+    )
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> Self:
+        if (self.center is None) != (self.width is None):
+            given, missing = ("center", "width") if self.width is None else ("width", "center")
+            _raise_problems(
+                [
+                    (
+                        (missing,),
+                        f"{given} is given without {missing}: give both, or neither to use "
+                        "each DICOM file's own window",
+                    )
+                ]
+            )
+        return self
 
 
 class MinMax(_Strict):

@@ -6,8 +6,9 @@ of the same image in both. The steps, in order:
 1. Channels: 1 -> C by repetition; 3 (RGB) -> 1 by the ITU-R BT.601 luma weights
    Y = 0.299 R + 0.587 G + 0.114 B (the weights Pillow's "L" conversion uses); C -> C as is;
    anything else is refused naming what the model expects and what the image has.
-2. Intensity: `dicom_window` clips to center +- width/2 and scales to [0, 1] (the model's window
-   always: the manifest requires one, so a validation never depends on each file's own window);
+2. Intensity: `dicom_window` clips to center +- width/2 and scales to [0, 1], with the model's
+   window when the manifest gives center and width, else each file's own VOI window (the first
+   value where the file lists several; an image without one is refused);
    `minmax` clips to [min, max] and scales to [0, 1]; `meanstd` standardizes per channel,
    (x - mean) / std, on the values as decoded.
 3. MONOCHROME1 (larger values darker): after a window or min-max, x -> 1 - x (the inversion
@@ -97,8 +98,18 @@ def _invert_range(image: DecodedImage, values: np.ndarray) -> tuple[float, float
 def _intensity(values: np.ndarray, image: DecodedImage, spec: InputSpec) -> np.ndarray:
     intensity = spec.intensity
     if isinstance(intensity, DicomWindow):
-        low = intensity.center - intensity.width / 2.0
-        mapped = _scaled(values, low, low + intensity.width)
+        if intensity.center is not None and intensity.width is not None:
+            center, width = intensity.center, intensity.width
+        elif image.window is not None:
+            center, width = image.window
+        else:
+            raise ImageIncompatible(
+                "the model's dicom_window names no center and width, so each file's own VOI "
+                "window applies, and this image has none (no WindowCenter/WindowWidth); give "
+                "center and width in the manifest's input.intensity"
+            )
+        low = center - width / 2.0
+        mapped = _scaled(values, low, low + width)
         return 1.0 - mapped if image.monochrome1 else mapped
     if isinstance(intensity, MinMax):
         mapped = _scaled(values, intensity.min, intensity.max)

@@ -144,6 +144,24 @@ def test_model_window_wins_over_the_file_window() -> None:
     np.testing.assert_allclose(out, 0.5)
 
 
+def test_dicom_window_without_center_and_width_uses_each_files_window() -> None:
+    # The file's window: center 100, width 200 -> [0, 200]; 50 -> 0.25, 150 -> 0.75.
+    values = np.array([[50.0, 150.0] * 4] * 8)
+    out = preprocess(image(values, window=(100.0, 200.0)), spec(intensity={"kind": "dicom_window"}))
+    np.testing.assert_allclose(out[0, 0], [0.25, 0.75] * 4, rtol=1e-6)
+
+
+def test_dicom_window_without_center_and_width_refuses_a_file_without_a_window() -> None:
+    with pytest.raises(ImageIncompatible, match="no WindowCenter/WindowWidth"):
+        preprocess(image(np.zeros((8, 8))), spec(intensity={"kind": "dicom_window"}))
+
+
+@pytest.mark.parametrize("given", [{"center": 40.0}, {"width": 400.0}])
+def test_dicom_window_with_only_one_of_center_and_width_is_refused(given: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="give both, or neither"):
+        spec(intensity={"kind": "dicom_window", **given})
+
+
 def test_minmax_clips_and_scales() -> None:
     values = np.array([[-5, 0, 25, 100, 500, 1000, 50, 10]] * 8)
     out = preprocess(image(values), spec(height=8, width=8, intensity=minmax(0, 100)))
