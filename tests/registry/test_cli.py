@@ -8,6 +8,7 @@ contracts without needing the server.
 
 from __future__ import annotations
 
+import ast
 import json
 import socket
 import subprocess
@@ -23,7 +24,7 @@ import pytest
 from pydantic import BaseModel
 from typer.testing import CliRunner, Result
 
-import registry.cli
+import registry.cli.common
 from registry.cli import app
 from registry.client import AssayClient
 
@@ -127,7 +128,7 @@ def server(monkeypatch: pytest.MonkeyPatch) -> FakeServer:
     def make_client(url: str, token: str | None) -> AssayClient:
         return AssayClient(url, token, transport=httpx.MockTransport(fake.handle))
 
-    monkeypatch.setattr(registry.cli, "_make_client", make_client)
+    monkeypatch.setattr(registry.cli.common, "make_client", make_client)
     return fake
 
 
@@ -787,17 +788,91 @@ def test_example_model_prints_the_paths_and_the_next_command(
 # --- start-up ------------------------------------------------------------------------------------
 
 
+CLI_PACKAGE = Path(registry.cli.__file__).parent
+CLI_MODULES = sorted(f"registry.cli.{path.stem}" for path in CLI_PACKAGE.glob("[!_]*.py"))
+
+
 def test_importing_the_cli_pulls_in_no_server_code() -> None:
     code = (
-        "import sys, registry.cli\n"
-        "heavy = {'fastapi', 'sqlmodel', 'sqlalchemy', 'torch', 'uvicorn', 'numpy', 'validators'}\n"
-        "print([m for m in sys.modules if m.split('.')[0] in heavy"
-        " or (m.startswith('registry.') and m != 'registry.cli')])\n"
+        "import json, sys, registry.cli\n"
+        "heavy = {'fastapi', 'sqlmodel', 'sqlalchemy', 'torch', 'uvicorn', 'numpy', 'validators',"
+        " 'rich', 'httpx', 'pydantic'}\n"
+        "print(json.dumps({\n"
+        "    'heavy': [m for m in sys.modules if m.split('.')[0] in heavy"
+        " or (m.startswith('registry.') and not m.startswith('registry.cli'))],\n"
+        "    'cli': sorted(m for m in sys.modules if m.startswith('registry.cli.')),\n"
+        "}))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
-    assert result.stdout.strip() == "[]"
+    loaded = json.loads(result.stdout)
+    assert loaded["heavy"] == []
+    # Every module of the package is loaded by `assay --help`, so the check above covers each.
+    assert loaded["cli"] == CLI_MODULES
+
+
+# Standard modules that cost next to nothing to import; anything else waits inside a function.
+_LIGHT_STANDARD_MODULES = frozenset(
+    {
+        "__future__",
+        "collections",
+        "contextlib",
+        "datetime",
+        "enum",
+        "json",
+        "pathlib",
+        "sys",
+        "typing",
+    }
+)
+
+
+def _module_level_imports(tree: ast.Module) -> Iterator[tuple[int, str]]:
+    """Gives (line, module) for each import that runs when the module is imported.
+
+    Function bodies run later and `if TYPE_CHECKING:` blocks never run, so both are skipped.
+    """
+    pending: list[ast.AST] = list(tree.body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            continue
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            pending.extend(node.orelse)
+            continue
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            yield node.lineno, node.module or ""
+        else:
+            pending.extend(ast.iter_child_nodes(node))
+
+
+def test_the_import_reader_sees_what_runs_at_import_and_only_that() -> None:
+    source = (
+        "import typer\n"
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    import rich\n"
+        "def command() -> None:\n    import httpx\n"
+        "class Scale:\n    import numpy\n"
+        "try:\n    import fastapi\nexcept ImportError:\n    pass\n"
+    )
+    found = sorted(module for _, module in _module_level_imports(ast.parse(source)))
+    assert found == ["fastapi", "numpy", "typer", "typing"]
+
+
+@pytest.mark.parametrize("path", sorted(CLI_PACKAGE.glob("*.py")), ids=lambda path: path.name)
+def test_every_cli_module_imports_only_typer_at_module_level(path: Path) -> None:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    heavy = [
+        f"{path.name}:{line} imports {module}"
+        for line, module in _module_level_imports(tree)
+        if module.split(".")[0] not in {*_LIGHT_STANDARD_MODULES, "typer"}
+        and module != "registry.cli"
+        and not module.startswith("registry.cli.")
+    ]
+    assert heavy == [], "import these inside the functions that use them"
 
 
 def test_assay_help_exits_0() -> None:
