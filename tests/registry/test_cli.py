@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+import typer
 from pydantic import BaseModel
 from typer.testing import CliRunner, Result
 
@@ -783,6 +784,39 @@ def test_example_model_prints_the_paths_and_the_next_command(
     assert f"--artifact {model} --manifest {manifest}" in result.stdout
     as_json = invoke("example-model", "--out", str(tmp_path), "--json")
     assert json.loads(as_json.stdout) == {"artifact": str(model), "manifest": str(manifest)}
+
+
+# --- refused documents ---------------------------------------------------------------------------
+
+
+def test_any_kind_of_refused_document_prints_its_problems_and_its_code(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from validators.problems import InputInvalid, Problem
+
+    class ProtocolInvalid(InputInvalid):
+        document = "the acquisition protocol"
+        code = "invalid_acquisition_protocol"
+
+    refusal = ProtocolInvalid(
+        [Problem(path="rows.2.kvp", message="expected a number"), Problem(path="", message="x")],
+        source="protocol.yaml",
+    )
+    with pytest.raises(typer.Exit) as exited:
+        registry.cli.common.fail_invalid(refusal, code=2, json_output=True)
+    assert exited.value.exit_code == 2
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {
+        "status": None,
+        "error": "invalid_acquisition_protocol",
+        "detail": "protocol.yaml is not a valid acquisition protocol: 2 problem(s)",
+        "problems": [
+            {"path": "rows.2.kvp", "message": "expected a number"},
+            {"path": "", "message": "x"},
+        ],
+    }
+    assert "protocol.yaml is not a valid acquisition protocol: 2 problem(s)" in err
+    assert "  rows.2.kvp: expected a number\n  x\n" in err
 
 
 # --- start-up ------------------------------------------------------------------------------------
