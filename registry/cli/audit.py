@@ -1,7 +1,7 @@
 """`assay audit`: the hash-chained audit trail.
 
-`list` reads it over HTTP; `verify`, `key` and `checkpoint` work on the local installation's
-database, so they do not trust a server to vouch for itself.
+`list` reads it over HTTP; `verify`, `key` and `checkpoint` work on the local installation (its
+database and its checkpoint signing key), not over HTTP.
 """
 
 from pathlib import Path
@@ -216,4 +216,5 @@ def audit_checkpoint(
 
 
 def _count(number: int, noun: str) -> str:
+    """Gives back "1 event" or "3 events"."""
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

@@ -1,6 +1,7 @@
 """Local administration of the installation: `assay serve`, `assay doctor`, `db`, `admin`.
 
-These run on the server's machine against ASSAY_HOME / ASSAY_DATABASE_URL, not over HTTP.
+These run on the server's machine against ASSAY_HOME / ASSAY_DATABASE_URL, not over HTTP. The
+top-level commands are plain functions, registered in `registry/cli/__init__.py`.
 """
 
 from typing import Annotated
@@ -19,8 +20,6 @@ from registry.cli.common import (
 )
 
 db_app = command_group("The installation's database (local).")
-
-
 admin_app = command_group("Installation bootstrap and recovery (local).")
 
 

@@ -1,6 +1,7 @@
 """`assay score` and `assay example-predictions`: evaluating a predictions file locally.
 
-No server is involved; the statistics libraries (the `server` extra) are.
+No server is involved; the statistics libraries (the `server` extra) are. Both commands are
+plain functions, registered in `registry/cli/__init__.py`.
 """
 
 from collections.abc import Iterator
@@ -72,6 +73,7 @@ def _scoring(json_output: bool) -> Iterator[None]:
 
 
 def _read_predictions(path: Path, role: str) -> Any:
+    """Gives back the predictions table; a refusal names the file and its role."""
     from validators.data.predictions import PredictionsInvalid, read_predictions
 
     try:

@@ -1,4 +1,7 @@
-"""`assay whoami` and `assay token`: who a token belongs to; issuing and revoking tokens (admin)."""
+"""`assay whoami` and `assay token`: who a token belongs to; issuing and revoking tokens (admin).
+
+`whoami` is a plain function, registered in `registry/cli/__init__.py`.
+"""
 
 from datetime import datetime
 from enum import StrEnum
@@ -59,6 +62,7 @@ def whoami(
 
 
 def _parse_expiry(value: str | None) -> datetime | None:
+    """Gives back --expires-at as an aware time (local when no zone is given), or None."""
     if value is None:
         return None
     try:

@@ -1,7 +1,7 @@
 """`assay submit`, `assay versions`, `assay version`, and what a submission needs.
 
 `manifest-schema` prints the manifest's JSON Schema and `example-model` writes a model ready to
-submit.
+submit. The top-level commands are plain functions, registered in `registry/cli/__init__.py`.
 """
 
 import json
@@ -41,6 +41,7 @@ version_app = command_group("Model versions.")
 
 
 def _human_size(size: int | None) -> str:
+    """Gives back a byte count as people read it: "512 B", "2.5 MB"; "-" when unknown."""
     if size is None:
         return "-"
     amount = float(size)
@@ -52,6 +53,7 @@ def _human_size(size: int | None) -> str:
 
 
 def _first(report: Mapping[str, Any], *keys: str) -> Any:
+    """Gives back the value of the first of `keys` the report holds, else None."""
     for key in keys:
         if report.get(key) is not None:
             return report[key]
@@ -77,6 +79,7 @@ def _summarize_operators(operators: Any) -> str | None:
 
 
 def _as_int(value: Any) -> int:
+    """Gives back `value` if it is an int, else 0 (for sorting counts of any shape)."""
     return value if isinstance(value, int) else 0
 
 
@@ -126,6 +129,7 @@ def _summarize_tensors(tensors: Any) -> str | None:
 
 
 def _version_fields(version: "Version") -> list[tuple[str, Any]]:
+    """Gives back the (key, value) lines `assay version show` and `assay submit` print."""
     return [
         ("id", version.id),
         ("model", version.model_id),
@@ -236,6 +240,7 @@ def versions(
 
 
 def _short_digest(digest: str) -> str:
+    """Gives back the digest cut to its algorithm and first 12 hex digits."""
     algorithm, _, hexdigest = digest.partition(":")
     return f"{algorithm}:{hexdigest[:12]}" if hexdigest else digest[:12]
 
