@@ -15,7 +15,7 @@ from tests.registry.scoring_example import blocks
 from tests.validators.test_evaluate import write_predictions
 from validators.results import EvaluationResult
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def run(*args: str) -> Result:
