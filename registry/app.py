@@ -18,12 +18,21 @@ from registry.audit_routes import router as audit_router
 from registry.catalog.routes import router as catalog_router
 from registry.checkpoints import periodic_checkpoints
 from registry.db import check_current, get_engine
-from registry.errors import AssayError, ErrorBody, Problem, error_body, error_responses
+from registry.errors import (
+    INPUT_INVALID_STATUS,
+    AssayError,
+    ErrorBody,
+    Problem,
+    error_body,
+    error_responses,
+    input_invalid_body,
+)
 from registry.limits import RequestGuard, allowed_methods
 from registry.principals.routes import router as principals_router
 from registry.settings import Settings, get_settings
 from registry.storage import ArtifactStore
 from registry.vendors.routes import router as vendors_router
+from validators.problems import InputInvalid
 
 API_PREFIX = "/api/v1"
 # Reachable without a token; a test walks every other route and expects 401.
@@ -83,6 +92,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _assay_error(_request: Request, exc: AssayError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return _error(exc.status, exc.body(), headers)
+
+    @app.exception_handler(InputInvalid)
+    async def _input_invalid(_request: Request, exc: InputInvalid) -> JSONResponse:
+        # A document the validators refused (manifest, policy, dataset manifest...), raised
+        # anywhere in a request; the request's session has already been rolled back.
+        return _error(INPUT_INVALID_STATUS, input_invalid_body(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -15,7 +15,7 @@ from tests.registry.scoring_example import blocks
 from tests.validators.test_evaluate import write_predictions
 from validators.results import EvaluationResult
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def run(*args: str) -> Result:
@@ -29,7 +29,7 @@ def predictions_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_scales_offered_are_the_vocabulary_scales() -> None:
     # The command line spells the scales out (it imports nothing of validators at start-up).
-    from registry.cli import ScoreScale
+    from registry.cli.scoring import ScoreScale
     from validators.vocabulary import SCORE_SCALES
 
     assert tuple(ScoreScale) == SCORE_SCALES

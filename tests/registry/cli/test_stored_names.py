@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 from typer.testing import CliRunner, Result
 
-import registry.cli
+import registry.cli.common
 from registry.client import AssayClient
 from tests.registry.conftest import VendorAccount
 
@@ -50,7 +50,7 @@ def cli_on_app(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     def make_client(url: str, token: str | None) -> AssayClient:
         return AssayClient("http://testserver", token, transport=httpx.MockTransport(forward))
 
-    monkeypatch.setattr(registry.cli, "_make_client", make_client)
+    monkeypatch.setattr(registry.cli.common, "make_client", make_client)
     yield
 
 
