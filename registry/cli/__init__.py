@@ -28,7 +28,16 @@ from typing import Annotated
 
 import typer
 
-from registry.cli import audit, local_admin, models, scoring, tokens, vendors, versions
+from registry.cli import (
+    audit,
+    datasets,
+    local_admin,
+    models,
+    scoring,
+    tokens,
+    vendors,
+    versions,
+)
 
 __all__ = ["app", "main"]
 
@@ -62,6 +71,7 @@ app.add_typer(versions.version_app, name="version")
 app.add_typer(audit.audit_app, name="audit")
 app.add_typer(local_admin.db_app, name="db")
 app.add_typer(local_admin.admin_app, name="admin")
+app.add_typer(datasets.dataset_app, name="dataset")
 
 
 def _version_callback(value: bool) -> None:

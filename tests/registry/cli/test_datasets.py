@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner, Result
 
-from registry.cli_dataset import dataset_app
+from registry.cli import app
 from tests.validators.data.images import write_dicom, write_manifest, write_png
 from validators.data.datasets import load_dataset
 
 
 def run(*args: str) -> Result:
-    return CliRunner().invoke(dataset_app, ["check", *args], env={"COLUMNS": "200"})
+    return CliRunner().invoke(app, ["dataset", "check", *args], env={"COLUMNS": "200"})
 
 
 def valid_dataset(root: Path) -> Path:
@@ -131,7 +131,7 @@ def test_module_imports_only_typer() -> None:
     import sys
 
     code = (
-        "import sys, registry.cli_dataset; "
+        "import sys, registry.cli.datasets; "
         "print(sorted(m for m in ('numpy', 'pydicom', 'PIL', 'validators') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,6 +1,6 @@
 """`assay dataset ...`: check a held-out dataset on this machine (no server involved).
 
-A standalone typer app, added to `assay` as the `dataset` group. As in the rest of the CLI, only
+The `dataset` command group of `assay`. As in the rest of the CLI, only
 typer is imported at module level (`assay --help` stays instant); the dataset library (numpy,
 pydicom, Pillow) is imported inside the command.
 
@@ -16,33 +16,12 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from registry.cli.common import EXIT_REFUSED, EXIT_USAGE, command_group, printable
+
 if TYPE_CHECKING:
     from validators.data.datasets import DatasetInvalid
 
-EXIT_OK = 0
-EXIT_REFUSED = 1
-EXIT_USAGE = 2
-
-dataset_app = typer.Typer(
-    help="Held-out datasets (local).", no_args_is_help=True, rich_markup_mode=None
-)
-
-
-@dataset_app.callback()
-def _group() -> None:
-    """Held-out datasets (local)."""
-    # A callback keeps `check` a subcommand: typer runs a one-command app as that command.
-
-
-def _printable(text: str) -> str:
-    """Gives back `text` with every non-printable character written as a Python escape.
-
-    Manifest values and file names are the hospital's, but a control character printed raw
-    could rewrite the reader's terminal, so it is shown as `\\x1b` or `\\u202e` instead.
-    """
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+dataset_app = command_group("Held-out datasets (local).")
 
 
 def _echo_json(document: Any) -> None:
@@ -52,7 +31,7 @@ def _echo_json(document: Any) -> None:
 def _usage(message: str, *, json_output: bool) -> NoReturn:
     if json_output:
         _echo_json({"status": None, "error": "usage", "detail": message, "problems": []})
-    typer.echo(f"error: {_printable(message)}", err=True)
+    typer.echo(f"error: {printable(message)}", err=True)
     raise typer.Exit(EXIT_USAGE)
 
 
@@ -69,21 +48,21 @@ def _print_summary(summary: dict[str, Any]) -> None:
         ("cases", cases),
         ("patients", summary["patients"]),
     ]
-    typer.echo(f"dataset {_printable(str(summary['root']))}: valid")
+    typer.echo(f"dataset {printable(str(summary['root']))}: valid")
     width = max(len(key) for key, _ in fields) + 1
     for key, value in fields:
-        typer.echo(f"  {key + ':':<{width}} {_printable(str(value))}")
+        typer.echo(f"  {key + ':':<{width}} {printable(str(value))}")
     typer.echo("positives:")
     for label, positive in summary["positives"].items():
-        typer.echo(f"  {_printable(label)}: {positive} of {cases} ({_percent(positive, cases)})")
+        typer.echo(f"  {printable(label)}: {positive} of {cases} ({_percent(positive, cases)})")
     attributes: dict[str, dict[str, int]] = summary["attributes"]
     if attributes:
         typer.echo("cases per attribute value:")
         for name, counts in attributes.items():
             given = sum(counts.values())
-            listed = ", ".join(f"{_printable(v)} {n}" for v, n in counts.items())
+            listed = ", ".join(f"{printable(v)} {n}" for v, n in counts.items())
             missing = f" (no value: {cases - given})" if given < cases else ""
-            typer.echo(f"  {_printable(name)}: {listed or '-'}{missing}")
+            typer.echo(f"  {printable(name)}: {listed or '-'}{missing}")
 
 
 def _refused(exc: "DatasetInvalid", *, json_output: bool) -> NoReturn:
@@ -92,10 +71,10 @@ def _refused(exc: "DatasetInvalid", *, json_output: bool) -> NoReturn:
     detail = f"{exc.source} has {len(problems)} problem(s)"
     if json_output:
         _echo_json({"status": None, "error": exc.code, "detail": detail, "problems": problems})
-    typer.echo(f"error: {_printable(detail)}", err=True)
+    typer.echo(f"error: {printable(detail)}", err=True)
     for problem in exc.problems:
         where = problem.path or "(dataset)"
-        typer.echo(f"  {_printable(where)}: {_printable(problem.message)}", err=True)
+        typer.echo(f"  {printable(where)}: {printable(problem.message)}", err=True)
     raise typer.Exit(EXIT_REFUSED)
 
 
