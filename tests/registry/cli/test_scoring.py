@@ -225,6 +225,19 @@ def test_baseline_without_a_criterion_warns(predictions_csv: Path) -> None:
     EvaluationResult.model_validate_json(result.stdout)  # stdout holds only the result
 
 
+# The bootstrap's calibration intercept and slope come from one Newton fit per replicate that
+# stops at a relative step of 1e-5 (validators' batched logistic fit: its error is then near
+# 1e-7, "far below the bootstrap's Monte Carlo error"). A last-bit difference in a BLAS sum can
+# stop a replicate one step earlier or later, so their interval bounds agree to that precision,
+# not to the 1e-9 that every other number of the example keeps.
+_REPLICATE_FITS = (
+    ".calibration_intercept.lower",
+    ".calibration_intercept.upper",
+    ".calibration_slope.lower",
+    ".calibration_slope.upper",
+)
+
+
 def _close(ours: Any, theirs: Any, path: str = "") -> None:
     """Assert two JSON values are equal, floats to 1e-9 (BLAS sums may differ in the last bits)."""
     if isinstance(ours, dict):
@@ -236,7 +249,8 @@ def _close(ours: Any, theirs: Any, path: str = "") -> None:
         for index, (a, b) in enumerate(zip(ours, theirs, strict=True)):
             _close(a, b, f"{path}.{index}")
     elif isinstance(ours, float) and isinstance(theirs, float | int):
-        assert ours == pytest.approx(theirs, rel=1e-9, abs=1e-12), path
+        rel = 1e-6 if path.endswith(_REPLICATE_FITS) else 1e-9
+        assert ours == pytest.approx(theirs, rel=rel, abs=1e-12), path
     else:
         assert ours == theirs, path
 
@@ -251,7 +265,12 @@ def test_the_complete_example_in_the_docs_is_what_the_code_prints(tmp_path: Path
     result = run(str(tmp_path / "example.csv"), "--policy", str(tmp_path / "policy.yaml"), "--json")
     assert result.exit_code == 0, result.output
     ours, theirs = json.loads(result.stdout), json.loads(documented)
+    # Each digest must match its own numbers (validation refuses a stale one); the numbers are
+    # then compared to their precision below, since a digest of floats differs with any last bit.
     EvaluationResult.model_validate(theirs)
+    EvaluationResult.model_validate(ours)
+    ours.pop("statistics_digest")
+    theirs.pop("statistics_digest")
     for key in (
         "created_at",
         "assay_version",
