@@ -72,8 +72,11 @@ def _child(rows: int, replicates: int, configuration: str) -> dict[str, Any]:
     """Time one Assay call in this (fresh) process; return its time and peak memory."""
     import scipy.special  # noqa: F401  (library import, as fairlearn's, is not timed)
 
-    from validators.bootstrap import EvaluationSettings
-    from validators.fairness import SubgroupAnalysisSpec, evaluate_binary_with_subgroups
+    from validators.evaluation import (
+        EvaluationSettings,
+        SubgroupAnalysisSpec,
+        evaluate_binary_with_subgroups,
+    )
 
     labels, scores, attributes = make_data(rows)
     intersections = (("sex", "site", "age"),) if configuration == "intersection" else ()
@@ -141,7 +144,8 @@ def _fairlearn(rows: int, replicates: int) -> dict[str, Any]:
     from sklearn.metrics import precision_score, recall_score, roc_auc_score
 
     labels, scores, attributes = make_data(rows)
-    from validators.fairness import DEFAULT_AGE_BANDS, age_band_labels
+    from validators.evaluation import age_band_labels
+    from validators.results import DEFAULT_AGE_BANDS
 
     features = pd.DataFrame(
         {

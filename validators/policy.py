@@ -43,22 +43,21 @@ from validators.problems import (
     pydantic_message,
     raise_located,
 )
-from validators.results import (
+from validators.results.estimates import (
     DEFAULT_AGE_BANDS,
     MISSING,
     BinaryMetricName,
-    BinaryMetrics,
-    CriterionResult,
-    Disparity,
     Estimate,
-    EvaluationResult,
+    canonical_attribute,
+)
+from validators.results.evaluation import CriterionResult, EvaluationResult, Verdict
+from validators.results.metrics import BinaryMetrics, MultilabelMetrics
+from validators.results.subgroups import (
+    Disparity,
     FairnessGap,
     FairnessGapName,
     GroupResult,
-    MultilabelMetrics,
     SubgroupTable,
-    Verdict,
-    canonical_attribute,
 )
 
 __all__ = [

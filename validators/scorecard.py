@@ -12,18 +12,10 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from validators.results import (
-    AVERAGED_METRIC_NAMES,
-    DEFAULT_SUBGROUP_METRICS,
-    BinaryMetrics,
-    CriterionResult,
-    Disparity,
-    Estimate,
-    EvaluationResult,
-    GroupResult,
-    MultilabelMetrics,
-    SubgroupTable,
-)
+from validators.results.estimates import DEFAULT_SUBGROUP_METRICS, Estimate
+from validators.results.evaluation import CriterionResult, EvaluationResult
+from validators.results.metrics import AVERAGED_METRIC_NAMES, BinaryMetrics, MultilabelMetrics
+from validators.results.subgroups import Disparity, GroupResult, SubgroupTable
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType

@@ -132,7 +132,7 @@ class Design:
 
 
 def _binary_metrics(design: Design, data: Dataset, seed: int, **kwargs: Any) -> Any:
-    from validators.metrics import binary_metrics
+    from validators.evaluation import binary_metrics
 
     return binary_metrics(
         data.labels,
@@ -307,8 +307,11 @@ class Clustered(Design):
                 self, data, bootstrap_seed, scores="logit", threshold=self.threshold
             )
             return {"auroc": m.auroc}
-        from validators.bootstrap import EvaluationSettings
-        from validators.fairness import SubgroupAnalysisSpec, evaluate_binary_with_subgroups
+        from validators.evaluation import (
+            EvaluationSettings,
+            SubgroupAnalysisSpec,
+            evaluate_binary_with_subgroups,
+        )
 
         assert data.attribute is not None and data.patients is not None
         overall, tables, disparities, _ = evaluate_binary_with_subgroups(
@@ -448,8 +451,7 @@ class EceMiscalibrated(EceCalibrated):
     shift: float = -0.4
 
     def true_risk(self, p: NDArray[np.float64]) -> NDArray[np.float64]:
-        from validators.calibration import logit
-        from validators.metrics import sigmoid
+        from validators.metrics import logit, sigmoid
 
         return sigmoid(logit(p) + self.shift)
 
@@ -488,7 +490,7 @@ class EceMiscalibrated(EceCalibrated):
         Uses P(y = 1 | p) in place of a drawn y (same expectation, less noise); the standard
         error comes from 10 independent batches.
         """
-        from validators.calibration import bin_edges, bin_index
+        from validators.metrics import bin_edges, bin_index
 
         rng = np.random.default_rng(seed)
         edges = bin_edges(np.empty(0), bins, "uniform")
@@ -542,8 +544,11 @@ class FairnessGap(Design):
         return (Check("equal-opportunity gap", "upper"),)
 
     def evaluate(self, data: Dataset, bootstrap_seed: int) -> dict[str, Estimate]:
-        from validators.bootstrap import EvaluationSettings
-        from validators.fairness import SubgroupAnalysisSpec, evaluate_subgroups
+        from validators.evaluation import (
+            EvaluationSettings,
+            SubgroupAnalysisSpec,
+            evaluate_subgroups,
+        )
 
         assert data.attribute is not None
         _, _, gaps = evaluate_subgroups(

@@ -26,10 +26,15 @@ from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 from scipy.sparse import csr_array, vstack
 
 from validators import suppression
-from validators.bootstrap import EvaluationSettings
-from validators.fairness import MISSING, SubgroupAnalysisSpec, evaluate_subgroups
-from validators.metrics import binary_metrics, multilabel_metrics
+from validators.evaluation import (
+    EvaluationSettings,
+    SubgroupAnalysisSpec,
+    binary_metrics,
+    evaluate_subgroups,
+    multilabel_metrics,
+)
 from validators.results import (
+    MISSING,
     BinaryMetrics,
     CriterionResult,
     EvaluationResult,
@@ -38,6 +43,7 @@ from validators.results import (
     Verdict,
 )
 from validators.suppression import committee_view, vendor_view
+from validators.suppression import view as suppression_view
 
 ObjectArray = NDArray[np.object_]
 Json = dict[str, Any]
@@ -693,7 +699,7 @@ def rare_positives_without_false_positives() -> EvaluationResult:
 
 def multilabel_small_sites() -> EvaluationResult:
     from validators.data.predictions import Predictions
-    from validators.evaluate import evaluate_predictions
+    from validators.evaluation import evaluate_predictions
     from validators.policy import parse_policy
 
     rng = np.random.default_rng(7)
@@ -791,7 +797,7 @@ def test_a_criterion_quoting_a_withheld_gap_is_withheld() -> None:
     # C (200 cases, no positive) takes part in the equal-opportunity gap but has no TPR, so the
     # gap's note names only A and B: a criterion quoting that note would tell that C has none.
     from validators.data.predictions import Predictions
-    from validators.evaluate import evaluate_predictions
+    from validators.evaluation import evaluate_predictions
     from validators.policy import parse_policy
 
     rng = np.random.default_rng(2)
@@ -902,8 +908,8 @@ def test_without_complements_the_attacker_recovers_counts(
         attributes,
         spec=SubgroupAnalysisSpec(intersections=settings.get("intersections", ())),
     )
-    monkeypatch.setattr(suppression, "_protect", lambda *args: None)
-    monkeypatch.setattr(suppression, "_secure", lambda *args: None)
+    monkeypatch.setattr(suppression_view, "_protect", lambda *args: None)
+    monkeypatch.setattr(suppression_view, "_secure", lambda *args: None)
     assert attack(vendor_json(committee)) != []
 
 
@@ -962,7 +968,7 @@ def test_without_the_range_check_the_integer_attack_confines_withheld_numbers(
 ) -> None:
     # The attack is strong enough to matter: exact linear algebra over the cells is not.
     committee = LAYOUTS[layout]()
-    monkeypatch.setattr(suppression, "_secure", lambda *args: None)
+    monkeypatch.setattr(suppression_view, "_secure", lambda *args: None)
     found = narrow_ranges(vendor_json(committee), exact=True)
     assert set(CONFINED_WITHOUT_RANGES[layout]) <= set(found), found
 
@@ -992,7 +998,7 @@ def test_a_released_size_that_confines_a_withheld_rate_is_withheld(
     groups = {g["label"]: g for g in vendor["subgroups"][0]["groups"]}
     assert groups["site=B"]["status"] == groups["site=C"]["status"] == "suppressed"
     assert groups["site=A"]["n_cases"] == 400 and classes_released(groups["site=A"]["metrics"])
-    monkeypatch.setattr(suppression, "_secure", lambda *args: None)
+    monkeypatch.setattr(suppression_view, "_secure", lambda *args: None)
     before = vendor_json(committee)
     assert "site=B: npv in [0.9014, 1]" in narrow_ranges(before, exact=True)
 
@@ -1016,7 +1022,7 @@ def test_a_released_fairness_gap_that_pins_withheld_sizes_is_withheld(
     assert narrow_ranges(vendor) == []
     groups = {g["label"]: g for g in vendor["subgroups"][0]["groups"]}
     assert groups["site=A"]["n_cases"] == 300 and classes_released(groups["site=A"]["metrics"])
-    monkeypatch.setattr(suppression, "_secure", lambda *args: None)
+    monkeypatch.setattr(suppression_view, "_secure", lambda *args: None)
     before = vendor_json(committee)
     assert all(g["value"]["status"] == "ok" for g in before["fairness"])
     assert {f"site={s}: n_cases in [10, 10]" for s in "CDE"} <= set(narrow_ranges(before))

@@ -30,8 +30,8 @@ from typing import Any, Literal, NamedTuple, TypeAlias
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from validators.intervals import check_level
-from validators.metrics import (
+from validators.metrics.losses import _probability_inputs
+from validators.metrics.validation import (
     NO_NEGATIVES,
     NO_POSITIVES,
     NO_WEIGHT,
@@ -39,32 +39,11 @@ from validators.metrics import (
     FloatArray,
     MetricBatch,
     MetricValue,
-    _probability_inputs,
     _Reasons,
-    brier_score_loss,
+    check_level,
 )
-from validators.results import CalibrationBin, CalibrationCurve, DecisionCurve, Estimate
-
-__all__ = [
-    "ECE_METRICS",
-    "BinStrategy",
-    "CalibrationFit",
-    "bin_edges",
-    "bin_index",
-    "brier_score_loss",
-    "calibration_slope_intercept",
-    "decision_curve",
-    "ece_batch",
-    "ece_estimate",
-    "ece_features",
-    "ece_null_scales",
-    "ece_upper_bound",
-    "expected_calibration_error",
-    "logistic_recalibration_batch",
-    "logit",
-    "recalibration_features",
-    "reliability_curve",
-]
+from validators.results.estimates import Estimate
+from validators.results.metrics import CalibrationBin, CalibrationCurve, DecisionCurve
 
 BinStrategy: TypeAlias = Literal["uniform", "quantile"]
 ECE_METRICS: dict[str, BinStrategy] = {"ece": "uniform", "ece_equal_mass": "quantile"}
