@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 from validators.blas import one_blas_thread
 from validators.data.predictions import Predictions
 from validators.evaluation.estimates import make_estimate
-from validators.evaluation.inputs import EvaluationInputError, _listed, settings_for
+from validators.evaluation.inputs import EvaluationInputError, _listed
 from validators.evaluation.population import BinaryPopulation, collect_replicates
 from validators.evaluation.settings import EvaluationSettings, method_name, probabilities_from
 from validators.metrics.validation import MetricValue
@@ -145,27 +145,18 @@ def _bootstrap_comparisons(
     new: NDArray[np.float64],
     old: NDArray[np.float64],
     *,
-    policy: Policy,
+    settings: EvaluationSettings,
     groups: NDArray[np.str_] | None,
 ) -> list[BaselineComparison]:
     """Return the paired bootstrap comparison of each metric, from one set of replicates."""
 
-    base = settings_for(policy, label or "label")
     # The comparison needs an interval whatever the policy's method: the paired bootstrap.
-    settings = EvaluationSettings.create(
-        threshold=base.threshold,
-        scores=base.scores,
-        target_specificity=base.target_specificity,
-        target_sensitivity=base.target_sensitivity,
-        n_bins=base.n_bins,
-        level=base.level,
-        ci="bootstrap",
-    )
+    settings = settings.for_label(label or "label").updated(ci="bootstrap")
     order = np.argsort(new, kind="stable")
     labels, new, old = labels[order], new[order], old[order]
     clusters = None if groups is None else groups[order]
     plan = BootstrapPlan.create(
-        labels.shape[0], replicates=policy.ci.replicates, seed=policy.ci.seed, groups=clusters
+        labels.shape[0], replicates=settings.replicates, seed=settings.seed, groups=clusters
     )
     populations = [
         BinaryPopulation(labels, scores, probabilities_from(scores, settings.scores), settings)
@@ -235,14 +226,17 @@ def compare_with_baseline(
     baseline: Predictions,
     policy: Policy,
     *,
+    settings: EvaluationSettings | None = None,
     groups: NDArray[np.str_] | None = None,
 ) -> list[BaselineComparison]:
     """Return the paired comparisons (new - baseline) the policy's non-inferiority criteria read.
 
     `baseline` must already be aligned (`align_baseline`). Method `auto` uses DeLong's paired
     test for AUROC when cases are independent (no patient grouping) and the paired bootstrap
-    (patients resampled together when `groups` is given) otherwise.
+    (patients resampled together when `groups` is given) otherwise. `settings` (by default the
+    policy's, `EvaluationSettings.from_policy`) give the operating points, level and bootstrap.
     """
+    settings = settings or EvaluationSettings.from_policy(policy)
     out: list[BaselineComparison] = []
     done: set[tuple[str, str | None]] = set()
     by_bootstrap: dict[str | None, list[str]] = {}
@@ -260,7 +254,7 @@ def compare_with_baseline(
             labels, new, old = _label_columns(predictions, baseline, criterion.label)
             out.append(
                 _delong_comparison(
-                    criterion.metric, criterion.label, labels, new, old, policy.ci.level
+                    criterion.metric, criterion.label, labels, new, old, settings.level
                 )
             )
         else:
@@ -269,6 +263,6 @@ def compare_with_baseline(
     for label, metrics in by_bootstrap.items():
         labels, new, old = _label_columns(predictions, baseline, label)
         out += _bootstrap_comparisons(
-            metrics, label, labels, new, old, policy=policy, groups=groups
+            metrics, label, labels, new, old, settings=settings, groups=groups
         )
     return out

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
 from numpy.typing import ArrayLike
 
 from validators.blas import one_blas_thread
 from validators.evaluation.population import BinaryPopulation, collect_replicates
-from validators.evaluation.settings import EvaluationSettings, probabilities_from
+from validators.evaluation.settings import EvaluationSettings, probabilities_from, settings_with
 from validators.metrics.validation import (
-    CiMethod,
-    ScoreScale,
     validate_binary,
 )
 from validators.resampling.intervals import one_per_case
@@ -28,35 +26,32 @@ def evaluate_binary(
     y_true: ArrayLike,
     y_score: ArrayLike,
     *,
-    threshold: float = 0.5,
-    scores: ScoreScale = "probability",
-    target_specificity: float = 0.9,
-    target_sensitivity: float = 0.9,
-    ci: CiMethod | Sequence[CiMethod] = "bootstrap",
-    replicates: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
+    settings: EvaluationSettings | None = None,
     groups: ArrayLike | None = None,
-    n_bins: int = 10,
+    **overrides: Any,
 ) -> BinaryMetrics:
-    """Return `BinaryMetrics` with intervals; see `validators.metrics.binary_metrics`."""
+    """Return every binary metric with its interval, and the ROC, calibration and decision curves.
+
+    `settings` (default `EvaluationSettings()`), with any keyword of `EvaluationSettings.create`
+    applied over it (`threshold=0.3, ci="wilson", replicates=200, seed=1`...), says how:
+    `threshold` applies on the scale of `scores` ("positive when score >= threshold"); logits
+    are turned into probabilities by a stable sigmoid for the probability metrics, and the net
+    benefit uses the threshold's probability. `ci` names the interval method: "bootstrap"
+    (percentile, `replicates` resamples, by patient when `groups` gives patient ids), "wilson"
+    (proportions; the rest by bootstrap), "delong" (AUROC; the rest by bootstrap), both
+    ("wilson", "delong"), or "none" (point estimates). Each estimate names its own method.
+    """
+    settings = settings_with(settings, overrides)
     labels, raw = validate_binary(y_true, y_score)
-    settings = EvaluationSettings.create(
-        threshold=threshold,
-        scores=scores,
-        target_specificity=target_specificity,
-        target_sensitivity=target_sensitivity,
-        n_bins=n_bins,
-        level=level,
-        ci=ci,
-    )
     probabilities = probabilities_from(raw, settings.scores)
     # Resample the cases in ascending score order: every gather in the kernels is then monotone.
     order = score_order(labels, raw)
     labels, raw, probabilities = labels[order], raw[order], probabilities[order]
     if groups is not None:
         groups = one_per_case(groups, labels.shape[0])[order]
-    plan = BootstrapPlan.create(labels.shape[0], replicates=replicates, seed=seed, groups=groups)
+    plan = BootstrapPlan.create(
+        labels.shape[0], replicates=settings.replicates, seed=settings.seed, groups=groups
+    )
     population = BinaryPopulation(labels, raw, probabilities, settings)
     point = population.evaluate_point()
     tables = collect_replicates(plan, [population]) if settings.needs_bootstrap else None
@@ -72,48 +67,5 @@ def evaluate_binary(
     return population.result(estimates, n_patients=n_patients)
 
 
-# --------------------------------------------------------------------------------------------
-# Everything at once, with intervals
-# --------------------------------------------------------------------------------------------
-
-
-def binary_metrics(
-    y_true: ArrayLike,
-    y_score: ArrayLike,
-    *,
-    threshold: float = 0.5,
-    scores: ScoreScale = "probability",
-    target_specificity: float = 0.9,
-    target_sensitivity: float = 0.9,
-    ci: CiMethod | Sequence[CiMethod] = "bootstrap",
-    replicates: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
-    groups: ArrayLike | None = None,
-    n_bins: int = 10,
-) -> BinaryMetrics:
-    """Return every binary metric with its interval, and the ROC, calibration and decision curves.
-
-    `threshold` applies on the scale of `scores` ("positive when score >= threshold"); logits
-    are turned into probabilities by a stable sigmoid for the probability metrics, and the net
-    benefit uses the threshold's probability. `ci` names the interval method: "bootstrap"
-    (percentile, `replicates` resamples, by patient when `groups` gives patient ids), "wilson"
-    (proportions; the rest by bootstrap), "delong" (AUROC; the rest by bootstrap), both
-    ("wilson", "delong"), or "none" (point estimates). Each estimate names its own method.
-    """
-    pass
-
-    return evaluate_binary(
-        y_true,
-        y_score,
-        threshold=threshold,
-        scores=scores,
-        target_specificity=target_specificity,
-        target_sensitivity=target_sensitivity,
-        ci=ci,
-        replicates=replicates,
-        level=level,
-        seed=seed,
-        groups=groups,
-        n_bins=n_bins,
-    )
+binary_metrics = evaluate_binary
+"""The name the docs use for `evaluate_binary` (every binary metric with its interval)."""

@@ -9,7 +9,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from validators.data.predictions import Predictions
-from validators.evaluation.settings import EvaluationSettings
 from validators.policy import (
     AVERAGES,
     Policy,
@@ -94,20 +93,6 @@ def _check_labels(predictions: Predictions, policy: Policy) -> None:
                 f"criterion {criterion.id!r} names the label {label!r}, which the predictions "
                 f"file does not have (labels: {', '.join(labels)}; or macro, micro)"
             )
-
-
-def settings_for(policy: Policy, label: str = "label") -> EvaluationSettings:
-    """Return the `EvaluationSettings` of one label under the policy."""
-
-    return EvaluationSettings.create(
-        threshold=policy.threshold_for(label),
-        scores=policy.scores,
-        target_specificity=policy.target_specificity,
-        target_sensitivity=policy.target_sensitivity,
-        n_bins=policy.calibration_bins,
-        level=policy.ci.level,
-        ci=list(policy.ci.methods),  # type: ignore[arg-type]
-    )
 
 
 def _check_probabilities(predictions: Predictions) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -10,17 +11,20 @@ from numpy.typing import ArrayLike
 from validators.blas import one_blas_thread
 from validators.evaluation.estimates import make_estimate
 from validators.evaluation.population import BinaryPopulation, PopulationBatch
-from validators.evaluation.settings import EvaluationSettings, method_name, probabilities_from
+from validators.evaluation.settings import (
+    EvaluationSettings,
+    method_name,
+    probabilities_from,
+    settings_with,
+)
 from validators.metrics.counts import ConfusionCountsBatch, count_metric_batch
 from validators.metrics.ranking import RankedCases, RankingBatch, ranking_batch
 from validators.metrics.validation import (
     NO_WEIGHT,
     BoolArray,
-    CiMethod,
     FloatArray,
     MetricBatch,
     MetricValue,
-    ScoreScale,
     _Reasons,
     validate_binary,
 )
@@ -64,18 +68,19 @@ def evaluate_multilabel(
     y_score: ArrayLike,
     labels: Sequence[str],
     *,
-    thresholds: float | Sequence[float] = 0.5,
-    scores: ScoreScale = "probability",
-    target_specificity: float = 0.9,
-    target_sensitivity: float = 0.9,
-    ci: CiMethod | Sequence[CiMethod] = "bootstrap",
-    replicates: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
+    settings: EvaluationSettings | None = None,
     groups: ArrayLike | None = None,
-    n_bins: int = 10,
+    **overrides: Any,
 ) -> MultilabelMetrics:
-    """Return `MultilabelMetrics`; see `validators.metrics.multilabel_metrics`."""
+    """Return per-label metrics (`y_true`, `y_score` of shape `[N, L]`) with macro and micro.
+
+    `settings` and `overrides` as in `evaluate_binary`; `threshold` may be one number for every
+    label or a mapping with one threshold per label. Every label is bootstrapped with the same
+    replicates; macro is the mean of the labels whose estimate is defined, its interval taken
+    over the same replicates; micro pools all labels' cases (each case keeps its weight in every
+    label).
+    """
+    settings = settings_with(settings, overrides)
     truth = np.asarray(y_true)
     score = np.asarray(y_score)
     names = [str(label) for label in labels]
@@ -86,14 +91,11 @@ def evaluate_multilabel(
         )
     if len(set(names)) != len(names):
         raise ValueError(f"labels must be distinct; got {names}")
-    per_label_thresholds = (
-        [float(thresholds)] * len(names)
-        if isinstance(thresholds, int | float)
-        else [float(t) for t in thresholds]
-    )
-    if len(per_label_thresholds) != len(names):
+    given = [label for label, _ in settings.label_thresholds]
+    if given and sorted(given) != sorted(names):
         raise ValueError(
-            f"expected one threshold per label ({len(names)}); got {len(per_label_thresholds)}"
+            f"expected one threshold per label ({', '.join(names)}); got thresholds for "
+            f"{', '.join(given)}"
         )
     columns: list[tuple[BoolArray, FloatArray]] = []
     for k, name in enumerate(names):
@@ -102,19 +104,14 @@ def evaluate_multilabel(
         except ValueError as error:
             raise ValueError(f"label {name!r}: {error}") from None
     populations = []
-    for (label_truth, label_score), cut in zip(columns, per_label_thresholds, strict=True):
-        settings = EvaluationSettings.create(
-            threshold=cut,
-            scores=scores,
-            target_specificity=target_specificity,
-            target_sensitivity=target_sensitivity,
-            n_bins=n_bins,
-            level=level,
-            ci=ci,
-        )
+    for name, (label_truth, label_score) in zip(names, columns, strict=True):
+        label_settings = settings.for_label(name)
         populations.append(
             BinaryPopulation(
-                label_truth, label_score, probabilities_from(label_score, scores), settings
+                label_truth,
+                label_score,
+                probabilities_from(label_score, settings.scores),
+                label_settings,
             )
         )
     n_cases = truth.shape[0]
@@ -123,8 +120,9 @@ def evaluate_multilabel(
         np.stack([c[1] for c in columns], axis=1).ravel(),
         columns=np.repeat(np.arange(n_cases), len(names)),
     )
-    plan = BootstrapPlan.create(n_cases, replicates=replicates, seed=seed, groups=groups)
-    settings = populations[0].settings
+    plan = BootstrapPlan.create(
+        n_cases, replicates=settings.replicates, seed=settings.seed, groups=groups
+    )
 
     points = [p.evaluate_point() for p in populations]
     point_micro = _micro(
@@ -231,42 +229,5 @@ def evaluate_multilabel(
     )
 
 
-def multilabel_metrics(
-    y_true: ArrayLike,
-    y_score: ArrayLike,
-    labels: Sequence[str],
-    *,
-    thresholds: float | Sequence[float] = 0.5,
-    scores: ScoreScale = "probability",
-    target_specificity: float = 0.9,
-    target_sensitivity: float = 0.9,
-    ci: CiMethod | Sequence[CiMethod] = "bootstrap",
-    replicates: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
-    groups: ArrayLike | None = None,
-    n_bins: int = 10,
-) -> MultilabelMetrics:
-    """Return per-label metrics (`y_true`, `y_score` of shape `[N, L]`) with macro and micro.
-
-    Every label is bootstrapped with the same replicates; macro is the mean of the labels whose
-    estimate is defined, its interval taken over the same replicates; micro pools all labels'
-    cases (each case keeps its weight in every label).
-    """
-    pass
-
-    return evaluate_multilabel(
-        y_true,
-        y_score,
-        labels,
-        thresholds=thresholds,
-        scores=scores,
-        target_specificity=target_specificity,
-        target_sensitivity=target_sensitivity,
-        ci=ci,
-        replicates=replicates,
-        level=level,
-        seed=seed,
-        groups=groups,
-        n_bins=n_bins,
-    )
+multilabel_metrics = evaluate_multilabel
+"""The name the docs use for `evaluate_multilabel` (per-label metrics with macro and micro)."""

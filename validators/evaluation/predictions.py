@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -42,9 +42,9 @@ from validators.evaluation.inputs import (
     _check_probabilities,
     _effective_policy,
     _quiet,
-    settings_for,
 )
 from validators.evaluation.multilabel import multilabel_metrics
+from validators.evaluation.settings import EvaluationSettings
 from validators.evaluation.subgroups import evaluate_subgroups
 from validators.policy import (
     BaselineComparison,
@@ -56,7 +56,7 @@ from validators.policy import (
 )
 from validators.results.estimates import BootstrapUnit, canonical_attribute
 from validators.results.evaluation import EvaluationResult, Provenance
-from validators.results.metrics import MultilabelMetrics
+from validators.results.metrics import BinaryMetrics, MultilabelMetrics
 from validators.results.subgroups import Disparity, FairnessGap, SubgroupTable
 from validators.suppression.view import vendor_view
 
@@ -141,24 +141,23 @@ def _grouping_columns(
 def _subgroups(
     predictions: Predictions,
     policy: Policy,
+    settings: EvaluationSettings,
     groups: NDArray[np.str_] | None,
 ) -> tuple[list[SubgroupTable], list[Disparity], list[FairnessGap]]:
-
+    """Return the subgroup tables, disparities and gaps the policy's subgroup spec asks for."""
     spec = subgroup_spec_for(policy)
     columns = _grouping_columns(predictions, spec)
     if not columns and not spec.attributes and not spec.intersections:
         return [], [], []
     if predictions.task == "multilabel":
-        return _multilabel_subgroups(predictions, policy, groups, spec, columns)
+        return _multilabel_subgroups(predictions, settings, groups, spec, columns)
     return evaluate_subgroups(
         predictions.y_true,
         predictions.y_score,
         columns,
         spec=spec,
-        settings=settings_for(policy),
+        settings=settings,
         patient_ids=groups,
-        replicates=policy.ci.replicates,
-        seed=policy.ci.seed,
     )
 
 
@@ -179,7 +178,7 @@ def _without_curves(metrics: MultilabelMetrics) -> MultilabelMetrics:
 
 def _multilabel_subgroups(
     predictions: Predictions,
-    policy: Policy,
+    settings: EvaluationSettings,
     groups: NDArray[np.str_] | None,
     spec: SubgroupAnalysisSpec,
     columns: Mapping[str, NDArray[np.object_]],
@@ -204,17 +203,14 @@ def _multilabel_subgroups(
             predictions.y_score[:, k],
             columns,
             spec=disparities_only,
-            settings=settings_for(policy, label),
+            settings=settings.for_label(label),
             patient_ids=groups,
-            replicates=policy.ci.replicates,
-            seed=policy.ci.seed,
         )
         if k == 0:
             tables = label_tables
         disparities += [d.model_copy(update={"label": label}) for d in label_disparities]
         gaps += [g.model_copy(update={"label": label}) for g in label_gaps]
     members = group_members(columns, predictions.n_cases, spec)
-    common = _metric_settings(policy)
     merged = []
     for table, indices in zip(tables, members, strict=True):
         rows = []
@@ -226,9 +222,8 @@ def _multilabel_subgroups(
                 predictions.y_true[index],
                 predictions.y_score[index],
                 list(predictions.labels),
-                thresholds=[policy.threshold_for(label) for label in predictions.labels],
+                settings=settings,
                 groups=None if groups is None else groups[index],
-                **common,
             )
             rows.append(group.model_copy(update={"metrics": _without_curves(metrics)}))
         merged.append(table.model_copy(update={"groups": rows}))
@@ -240,36 +235,20 @@ def _multilabel_subgroups(
 # --------------------------------------------------------------------------------------------
 
 
-def _metric_settings(policy: Policy) -> dict[str, Any]:
-    """Return the keyword arguments of `binary_metrics` / `multilabel_metrics` under a policy."""
-    return {
-        "scores": policy.scores,
-        "target_specificity": policy.target_specificity,
-        "target_sensitivity": policy.target_sensitivity,
-        "ci": list(policy.ci.methods),
-        "replicates": policy.ci.replicates,
-        "level": policy.ci.level,
-        "seed": policy.ci.seed,
-        "n_bins": policy.calibration_bins,
-    }
-
-
-def _overall(predictions: Predictions, policy: Policy, groups: NDArray[np.str_] | None) -> Any:
-
-    common: Mapping[str, Any] = {**_metric_settings(policy), "groups": groups}
+def _overall(
+    predictions: Predictions, settings: EvaluationSettings, groups: NDArray[np.str_] | None
+) -> BinaryMetrics | MultilabelMetrics:
+    """Return the overall metrics of the predictions (binary, or per label with averages)."""
     if predictions.task == "binary":
         return binary_metrics(
-            predictions.y_true,
-            predictions.y_score,
-            threshold=policy.threshold_for("label"),
-            **common,
+            predictions.y_true, predictions.y_score, settings=settings, groups=groups
         )
     return multilabel_metrics(
         predictions.y_true,
         predictions.y_score,
         list(predictions.labels),
-        thresholds=[policy.threshold_for(label) for label in predictions.labels],
-        **common,
+        settings=settings,
+        groups=groups,
     )
 
 
@@ -303,17 +282,22 @@ def evaluate_predictions(
     aligned = align_baseline(predictions, baseline) if baseline is not None else None
     groups = _bootstrap_groups(predictions, effective)
     unit: BootstrapUnit = "case" if groups is None else "patient"
-    replicates = effective.ci.replicates
+    # The policy is the evaluation's settings: the result echoes the policy, so the numbers
+    # are computed from exactly what it says (threshold and scores overrides included).
+    settings = EvaluationSettings.from_policy(effective)
+    replicates = settings.replicates
 
     progress(f"overall metrics ({predictions.n_cases:,} cases, {replicates:,} replicates)")
-    overall = _overall(predictions, effective, groups)
+    overall = _overall(predictions, settings, groups)
     subgroups: tuple[list[SubgroupTable], list[Disparity], list[FairnessGap]] = ([], [], [])
     progress("subgroups and fairness")
-    subgroups = _subgroups(predictions, effective, groups)
+    subgroups = _subgroups(predictions, effective, settings, groups)
     comparisons: list[BaselineComparison] | None = None
     if aligned is not None:
         progress("comparison with the baseline")
-        comparisons = compare_with_baseline(predictions, aligned, effective, groups=groups)
+        comparisons = compare_with_baseline(
+            predictions, aligned, effective, settings=settings, groups=groups
+        )
 
     methods = effective.ci.methods
     result = EvaluationResult(

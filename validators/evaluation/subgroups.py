@@ -40,6 +40,7 @@ from validators.evaluation.population import (
 from validators.evaluation.settings import (
     EvaluationSettings,
     probabilities_from,
+    settings_with,
 )
 from validators.evaluation.subgroup_replicates import (
     _collect,
@@ -81,16 +82,17 @@ def evaluate_subgroups(
     attributes: Mapping[str, NDArray[Any]],
     *,
     spec: SubgroupAnalysisSpec,
-    settings: EvaluationSettings,
+    settings: EvaluationSettings | None = None,
     patient_ids: NDArray[np.str_] | None = None,
-    replicates: int = 1000,
-    seed: int = 0,
+    **overrides: Any,
 ) -> tuple[list[SubgroupTable], list[Disparity], list[FairnessGap]]:
     """Return the subgroup tables, the disparities and the fairness gaps of a binary task.
 
     `attributes` maps column names to one value per case (None where missing); a column `age`
-    is banded at `spec.age_bands` into `age_band`. `replicates` and `seed` define the bootstrap
-    exactly as in `binary_metrics` (resampling patients when `patient_ids` is given): cases are
+    is banded at `spec.age_bands` into `age_band`. `settings`, with `overrides` applied as in
+    `evaluate_binary`, gives the operating point and the intervals; its `replicates` and `seed`
+    define the bootstrap exactly as in `evaluate_binary` (resampling patients when `patient_ids`
+    is given): cases are
     sorted by score the same way and replicate r draws the same cases, so the overall side of
     every disparity has the replicates of `binary_metrics`' overall result. With `settings.ci`
     "none" there is no bootstrap: point estimates only. Groups keep no curves (`roc_curve` etc.
@@ -101,10 +103,8 @@ def evaluate_subgroups(
         y_score,
         attributes,
         spec=spec,
-        settings=settings,
+        settings=settings_with(settings, overrides),
         patient_ids=patient_ids,
-        replicates=replicates,
-        seed=seed,
         overall=None,
     )
     return tables, disparities, gaps
@@ -116,11 +116,10 @@ def evaluate_binary_with_subgroups(
     attributes: Mapping[str, NDArray[Any]],
     *,
     spec: SubgroupAnalysisSpec,
-    settings: EvaluationSettings,
+    settings: EvaluationSettings | None = None,
     patient_ids: NDArray[np.str_] | None = None,
-    replicates: int = 1000,
-    seed: int = 0,
     overall_metrics: OverallMetrics = "all",
+    **overrides: Any,
 ) -> tuple[BinaryMetrics, list[SubgroupTable], list[Disparity], list[FairnessGap]]:
     """Return the overall metrics with `evaluate_subgroups`' results, from one set of replicates.
 
@@ -134,10 +133,8 @@ def evaluate_binary_with_subgroups(
         y_score,
         attributes,
         spec=spec,
-        settings=settings,
+        settings=settings_with(settings, overrides),
         patient_ids=patient_ids,
-        replicates=replicates,
-        seed=seed,
         overall=overall_metrics,
     )
     assert overall is not None
@@ -153,8 +150,6 @@ def _evaluate(
     spec: SubgroupAnalysisSpec,
     settings: EvaluationSettings,
     patient_ids: NDArray[np.str_] | None,
-    replicates: int,
-    seed: int,
     overall: OverallMetrics | None,
 ) -> tuple[BinaryMetrics | None, list[SubgroupTable], list[Disparity], list[FairnessGap]]:
     labels, raw = validate_binary(y_true, y_score)
@@ -165,8 +160,6 @@ def _evaluate(
             f"patient_ids has shape {np.asarray(patient_ids).shape}; expected one id per case "
             f"({n_total})"
         )
-    if replicates < 0:
-        raise ValueError(f"replicates must be 0 or more; got {replicates}")
 
     # Sort once by score, as `evaluate_binary` does: the replicates then match the overall
     # result's, and every gather in the kernels runs over increasing columns.
@@ -174,9 +167,11 @@ def _evaluate(
     labels, raw, probabilities = labels[order], raw[order], probabilities[order]
     patients = None if patient_ids is None else np.asarray(patient_ids)[order]
     clusters, n_clusters = (None, n_total) if patients is None else cluster_index(patients, n_total)
-    bootstrap = settings.needs_bootstrap and replicates > 0
+    bootstrap = settings.needs_bootstrap and settings.replicates > 0
     plan = (
-        BootstrapPlan.create(n_total, replicates=replicates, seed=seed, groups=patients)
+        BootstrapPlan.create(
+            n_total, replicates=settings.replicates, seed=settings.seed, groups=patients
+        )
         if bootstrap
         else None
     )

@@ -372,7 +372,7 @@ def test_multilabel_point_estimates_per_label_macro_and_micro() -> None:
     truth = rng.random((n, 3)) < [0.2, 0.4, 0.1]
     scores = np.clip(rng.random((n, 3)) * 0.7 + truth * 0.3, 0, 1)
     result = ev.multilabel_metrics(
-        truth, scores, ["a", "b", "c"], thresholds=[0.5, 0.4, 0.6], ci="none"
+        truth, scores, ["a", "b", "c"], threshold={"a": 0.5, "b": 0.4, "c": 0.6}, ci="none"
     )
     aurocs = [sk.roc_auc_score(truth[:, k], scores[:, k]) for k in range(3)]
     for k, label in enumerate(result.per_label):

@@ -192,7 +192,7 @@ def test_population_evaluate_equals_point_metrics_on_repeated_rows(scores_scale:
     probabilities = np.clip(probabilities, 0.001, 0.999)
     raw = np.log(probabilities / (1 - probabilities)) if scores_scale == "logit" else probabilities
     threshold = 0.0 if scores_scale == "logit" else 0.5
-    settings = ev.EvaluationSettings.create(threshold=threshold, scores=scores_scale)  # type: ignore[arg-type]
+    settings = ev.EvaluationSettings.create(threshold=threshold, scores=scores_scale)
     population = ev.BinaryPopulation(
         labels, raw, ev.probabilities_from(raw, settings.scores), settings
     )
