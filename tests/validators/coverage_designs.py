@@ -203,7 +203,7 @@ class Clustered(Design):
     - sensitivity of site S = Phi((mean[S, 1] - t) / s); overall (image-level, as the engine
       pools images) = sum_S w1_S sens_S; specificity = sum_S w0_S Phi((t - mean[S, 0]) / s);
     - AUROC = sum_{S, S'} w1_S w0_S' Phi((mean[S, 1] - mean[S', 0]) / (s sqrt 2));
-    - the disparity is site A's sensitivity minus the overall one (`validators.fairness`,
+    - the disparity is site A's sensitivity minus the overall one (`validators.evaluation`,
       difference to `overall`).
 
     `resample="patient"` evaluates with the patient bootstrap (`evaluate_binary_with_subgroups`,
@@ -515,7 +515,7 @@ class FairnessGap(Design):
     a positive in group g scores N(Phi^-1(sens_g), 1), a negative N(-1, 1), threshold 0. The
     equal-opportunity gap is max - min of the groups' true-positive rates: 0.92 - 0.65 = 0.27,
     with the best and worst groups 0.12 and 0.15 away from the middle one (no ties).
-    `evaluate_subgroups` (`validators.fairness`), case bootstrap."""
+    `evaluate_subgroups` (`validators.evaluation`), case bootstrap."""
 
     name: ClassVar[str] = "fairness_gap"
     seed: int = 106

@@ -19,6 +19,7 @@ from validators.evaluation.groups import (
     SubgroupAnalysisSpec,
     age_band_labels,
     group_label,
+    group_members,
 )
 from validators.evaluation.inputs import EvaluationInputError, Progress
 from validators.evaluation.multilabel import evaluate_multilabel, multilabel_metrics
@@ -50,6 +51,7 @@ __all__ = [
     "evaluate_predictions",
     "evaluate_subgroups",
     "group_label",
+    "group_members",
     "method_name",
     "multilabel_metrics",
     "probabilities_from",

@@ -308,7 +308,7 @@ class BinaryPopulation:
             ):
                 method = "none"
             if name in ECE_METRICS and method == "bootstrap" and replicates is not None:
-                # Debiased, with a one-sided upper bound (`validators.calibration.ece_estimate`).
+                # Debiased, with a one-sided upper bound (`validators.metrics.ece_estimate`).
                 out[name] = ece_estimate(
                     value,
                     self.labels,

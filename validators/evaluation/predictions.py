@@ -8,9 +8,9 @@ policy (`validators.policy.load_policy`). The steps:
    overrides applied and re-validated; its task must be the predictions' task;
 2. the overall metrics (`binary_metrics` / `multilabel_metrics`) with the policy's interval
    settings, resampling patients when a patient_id holds several images (`ci.unit: auto`);
-3. subgroups, disparities and fairness gaps (`validators.fairness`), from the same seed and
-   replicates, so the overall result and the groups see the same resamples (for a multilabel
-   task, per label: see `_multilabel_subgroups`);
+3. subgroups, disparities and fairness gaps (`validators.evaluation.subgroups`), from the same
+   seed and replicates, so the overall result and the groups see the same resamples (for a
+   multilabel task, per label: see `_multilabel_subgroups`);
 4. with a baseline: the paired comparisons the policy's non-inferiority criteria ask for;
 5. the verdict (`validators.policy.evaluate_policy`) on the committee view, then, for
    `view="vendor"`, small-cell suppression (`validators.suppression.vendor_view`).

@@ -217,8 +217,8 @@ def _ece_design_effect(
     `tau` is `ece_null_scales(y_prob, edges)`. Under independent cases a bin's resampled sum is
     about N(R_b, tau_b^2), so |R_b| varies by tau_b^2 V(R_b / tau_b) with V(t) = 1 + t^2 - G(t)^2;
     the ratio of the replicates' variance to that sum, at least 1, is the design effect that
-    widens tau_b when patients are resampled. (Not `validators.intervals._design_effect`, Kish's
-    design effect of a proportion from the intraclass correlation.)
+    widens tau_b when patients are resampled. (Not `validators.resampling.intervals._design_effect`,
+    Kish's design effect of a proportion from the intraclass correlation.)
     """
     defined = replicates[np.isfinite(replicates)]
     sums = np.bincount(bin_index(y_prob, edges), weights=y_prob - y_true, minlength=tau.shape[0])

@@ -167,7 +167,7 @@ def wilson_bounds(
     """Return Wilson's (lower, upper) bounds of proportions `proportion` observed on `n` cases.
 
     `critical` is the quantile (z = 1.96 for 95%; an infinite one gives [0, 1]). The arithmetic is
-    the scalar `validators.bootstrap.wilson_interval`'s, operation for operation, so that with
+    the scalar `validators.resampling.wilson_interval`'s, operation for operation, so that with
     the same p and n the bounds are equal to the last bit. n <= 0 gives NaN bounds.
     """
     p = np.asarray(proportion, dtype=np.float64)

@@ -38,7 +38,7 @@ BinaryMetricName = Literal[
 """The name of every `Estimate` of `BinaryMetrics`, in order (a test checks the two agree)."""
 BINARY_METRIC_NAMES: tuple[BinaryMetricName, ...] = get_args(BinaryMetricName)
 
-# Subgroup vocabulary, shared by the engine (validators.fairness), the policy and the views.
+# Subgroup vocabulary, shared by the engine (validators.evaluation), the policy and the views.
 AGE_COLUMN = "age"
 """The attribute column of ages in years, banded into `AGE_BAND`."""
 AGE_BAND = "age_band"

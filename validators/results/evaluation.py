@@ -102,7 +102,7 @@ class EvaluationResult(_Result):
     """The evaluation of one model on one dataset.
 
     `overall` holds the metrics on every case; `subgroups`, `disparities` and `fairness` come from
-    `validators.fairness`; `verdict` from `validators.policy` when a policy was given. `view` says
+    `validators.evaluation`; `verdict` from `validators.policy` when a policy was given. `view` says
     whether small cells were suppressed for a vendor (`vendor`) or shown flagged (`committee`).
 
     `statistics_digest` is the SHA-256 of the result's statistical content alone: everything

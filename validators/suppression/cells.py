@@ -443,8 +443,9 @@ def _released_gaps(
     """Return the fairness gaps the vendor view releases, given what is withheld now.
 
     A gap involves the groups it was taken over: those with a known value and at least the
-    minimum (the rule of `validators.fairness`), and any its note names; every gap involves
-    overall. Groups withheld in the input were dealt with when they were withheld.
+    minimum (the rule of `validators.results.fairness_participants`), and any its note names;
+    every gap involves overall. Groups withheld in the input were dealt with when they were
+    withheld.
     """
     if populations[0].hidden("classes"):
         return []

@@ -1,4 +1,4 @@
-"""Tests of the clustered Wilson, MOVER and Obuchowski intervals (validators.intervals).
+"""Tests of the clustered Wilson, MOVER and Obuchowski intervals (validators.resampling).
 
 The coverage simulations behind the choices are summarized in the module docstring; these tests
 pin the algebra: exact reductions to the textbook intervals (Wilson, Newcombe's hybrid score,
