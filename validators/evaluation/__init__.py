@@ -25,11 +25,7 @@ from validators.evaluation.inputs import EvaluationInputError, Progress
 from validators.evaluation.multilabel import evaluate_multilabel, multilabel_metrics
 from validators.evaluation.population import BinaryPopulation, PopulationBatch, collect_replicates
 from validators.evaluation.predictions import evaluate_predictions, subgroup_spec_for
-from validators.evaluation.settings import (
-    EvaluationSettings,
-    method_name,
-    probabilities_from,
-)
+from validators.evaluation.settings import EvaluationSettings, method_name, probabilities_from
 from validators.evaluation.subgroups import evaluate_binary_with_subgroups, evaluate_subgroups
 
 __all__ = [

@@ -14,11 +14,7 @@ from validators.evaluation.inputs import EvaluationInputError, _listed
 from validators.evaluation.population import BinaryPopulation, collect_replicates
 from validators.evaluation.settings import EvaluationSettings, method_name, probabilities_from
 from validators.metrics.validation import MetricValue
-from validators.policy import (
-    BaselineComparison,
-    NonInferiorityCriterion,
-    Policy,
-)
+from validators.policy import BaselineComparison, NonInferiorityCriterion, Policy
 from validators.resampling.delong import delong_interval, delong_paired_test
 from validators.resampling.percentile import percentile_interval
 from validators.resampling.plan import BootstrapPlan

@@ -9,9 +9,7 @@ from numpy.typing import ArrayLike
 from validators.blas import one_blas_thread
 from validators.evaluation.population import BinaryPopulation, collect_replicates
 from validators.evaluation.settings import EvaluationSettings, probabilities_from, settings_with
-from validators.metrics.validation import (
-    validate_binary,
-)
+from validators.metrics.validation import validate_binary
 from validators.resampling.intervals import one_per_case
 from validators.resampling.plan import BootstrapPlan, score_order
 from validators.results.metrics import BinaryMetrics

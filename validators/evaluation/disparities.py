@@ -18,25 +18,10 @@ from validators.evaluation.groups import (
     _Group,
     _Table,
 )
-from validators.evaluation.population import (
-    BinaryPopulation,
-    PopulationBatch,
-)
-from validators.evaluation.settings import (
-    PROPORTIONS,
-    EvaluationSettings,
-    method_name,
-)
-from validators.metrics.validation import (
-    FloatArray,
-    IntArray,
-    MetricValue,
-    safe_divide_array,
-)
-from validators.resampling.intervals import (
-    cluster_correlation,
-    clustered_wilson_interval,
-)
+from validators.evaluation.population import BinaryPopulation, PopulationBatch
+from validators.evaluation.settings import PROPORTIONS, EvaluationSettings, method_name
+from validators.metrics.validation import FloatArray, IntArray, MetricValue, safe_divide_array
+from validators.resampling.intervals import cluster_correlation, clustered_wilson_interval
 from validators.resampling.mover import (
     group_minus_overall,
     group_over_overall,
@@ -44,15 +29,8 @@ from validators.resampling.mover import (
     mover_ratio,
 )
 from validators.resampling.percentile import Interval, percentile_interval, wilson_interval
-from validators.results.estimates import (
-    BootstrapUnit,
-    Estimate,
-)
-from validators.results.subgroups import (
-    Disparity,
-    FairnessGap,
-    FairnessGapName,
-)
+from validators.results.estimates import BootstrapUnit, Estimate
+from validators.results.subgroups import Disparity, FairnessGap, FairnessGapName
 
 # --------------------------------------------------------------------------------------------
 # Estimates

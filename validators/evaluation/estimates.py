@@ -6,10 +6,7 @@ import math
 
 import numpy as np
 
-from validators.metrics.validation import (
-    MetricBatch,
-    MetricValue,
-)
+from validators.metrics.validation import MetricBatch, MetricValue
 from validators.resampling.percentile import Interval
 from validators.results.estimates import Estimate
 

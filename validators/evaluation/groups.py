@@ -11,10 +11,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from validators.metrics.validation import (
-    BoolArray,
-    IntArray,
-)
+from validators.metrics.validation import BoolArray, IntArray
 from validators.results.estimates import (
     AGE_BAND,
     AGE_COLUMN,

@@ -9,11 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from validators.data.predictions import Predictions
-from validators.policy import (
-    AVERAGES,
-    Policy,
-    parse_policy,
-)
+from validators.policy import AVERAGES, Policy, parse_policy
 
 Progress = Callable[[str], None]
 """Receives a short description of each step as it starts (for a spinner)."""

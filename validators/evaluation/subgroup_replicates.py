@@ -12,16 +12,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from validators.evaluation.groups import _FPR, _SELECTION, _TPR
-from validators.evaluation.population import (
-    RANKING_METRICS,
-    BinaryPopulation,
-)
+from validators.evaluation.population import RANKING_METRICS, BinaryPopulation
 from validators.metrics.counts import ConfusionCountsBatch
-from validators.metrics.validation import (
-    BoolArray,
-    FloatArray,
-    safe_divide_array,
-)
+from validators.metrics.validation import BoolArray, FloatArray, safe_divide_array
 from validators.resampling.batches import grouped_confusion_counts_batch
 from validators.resampling.plan import BootstrapPlan
 

@@ -32,16 +32,8 @@ from numpy.typing import NDArray
 from validators.blas import one_blas_thread
 from validators.evaluation.disparities import _Context, _disparities, _estimates, _gaps, _Side
 from validators.evaluation.groups import SubgroupAnalysisSpec, _Attribute, _columns, _tables
-from validators.evaluation.population import (
-    LEAN_METRICS,
-    BinaryPopulation,
-    PopulationBatch,
-)
-from validators.evaluation.settings import (
-    EvaluationSettings,
-    probabilities_from,
-    settings_with,
-)
+from validators.evaluation.population import LEAN_METRICS, BinaryPopulation, PopulationBatch
+from validators.evaluation.settings import EvaluationSettings, probabilities_from, settings_with
 from validators.evaluation.subgroup_replicates import (
     _collect,
     _Job,
@@ -60,13 +52,7 @@ from validators.resampling.intervals import cluster_index
 from validators.resampling.plan import BootstrapPlan, score_order
 from validators.results.estimates import BINARY_METRIC_NAMES
 from validators.results.metrics import BinaryMetrics
-from validators.results.subgroups import (
-    OVERALL,
-    Disparity,
-    FairnessGap,
-    GroupResult,
-    SubgroupTable,
-)
+from validators.results.subgroups import OVERALL, Disparity, FairnessGap, GroupResult, SubgroupTable
 
 # --------------------------------------------------------------------------------------------
 # The entry point

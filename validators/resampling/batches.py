@@ -9,10 +9,7 @@ from numpy.typing import NDArray
 
 from validators.metrics.counts import ConfusionCountsBatch
 from validators.metrics.ranking import RankedCases, ranking_batch
-from validators.metrics.validation import (
-    BoolArray,
-    MetricBatch,
-)
+from validators.metrics.validation import BoolArray, MetricBatch
 from validators.resampling.plan import _EXACT_FLOAT32
 
 # --------------------------------------------------------------------------------------------

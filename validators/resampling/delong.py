@@ -8,15 +8,8 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from validators.metrics.validation import (
-    BoolArray,
-    FloatArray,
-    validate_binary,
-)
-from validators.resampling.intervals import (
-    midranks,
-    z_quantile,
-)
+from validators.metrics.validation import BoolArray, FloatArray, validate_binary
+from validators.resampling.intervals import midranks, z_quantile
 
 
 def _delong(labels: BoolArray, scores: FloatArray) -> tuple[FloatArray, FloatArray] | str:

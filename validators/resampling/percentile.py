@@ -8,14 +8,8 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from validators.metrics.validation import (
-    FloatArray,
-    check_level,
-)
-from validators.resampling.intervals import (
-    wilson_bounds,
-    z_quantile,
-)
+from validators.metrics.validation import FloatArray, check_level
+from validators.resampling.intervals import wilson_bounds, z_quantile
 
 # --------------------------------------------------------------------------------------------
 # Intervals

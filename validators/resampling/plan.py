@@ -9,11 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from validators.metrics.validation import (
-    BoolArray,
-    FloatArray,
-    IntArray,
-)
+from validators.metrics.validation import BoolArray, FloatArray, IntArray
 from validators.resampling.intervals import cluster_index
 from validators.results.estimates import BootstrapUnit
 

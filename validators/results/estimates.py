@@ -6,12 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Literal, Self, get_args
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 BinaryMetricName = Literal[
     "prevalence",

@@ -9,12 +9,7 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal, Self
 
-from pydantic import (
-    Field,
-    ModelWrapValidatorHandler,
-    computed_field,
-    model_validator,
-)
+from pydantic import Field, ModelWrapValidatorHandler, computed_field, model_validator
 
 from validators.results.estimates import BootstrapUnit, _Result
 from validators.results.subgroups import Disparity, FairnessGap, MetricsOf, SubgroupTable

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, Self
 
-from pydantic import (
-    Field,
-    model_validator,
-)
+from pydantic import Field, model_validator
 
 from validators.results.estimates import Estimate, _check_lengths, _Result
 

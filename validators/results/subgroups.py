@@ -7,11 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from validators.results.estimates import (
-    MISSING,
-    Estimate,
-    _Result,
-)
+from validators.results.estimates import MISSING, Estimate, _Result
 from validators.results.metrics import BinaryMetrics, MultilabelMetrics
 
 MetricsOf = Annotated[BinaryMetrics | MultilabelMetrics, Field(discriminator="task")]

@@ -12,16 +12,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from validators.results.evaluation import EvaluationResult
-from validators.results.metrics import (
-    BinaryMetrics,
-    MultilabelMetrics,
-)
-from validators.results.subgroups import (
-    OVERALL,
-    FairnessGap,
-    GroupResult,
-    fairness_participants,
-)
+from validators.results.metrics import BinaryMetrics, MultilabelMetrics
+from validators.results.subgroups import OVERALL, FairnessGap, GroupResult, fairness_participants
 
 MAX_CELLS = 200_000
 """Most cells the cross-classification of one set of intersected attributes may have."""

@@ -6,16 +6,8 @@ from collections.abc import Iterable, Sequence
 
 from validators.results.estimates import Estimate
 from validators.results.evaluation import CriterionResult, EvaluationResult, Verdict
-from validators.results.metrics import (
-    AveragedMetrics,
-    BinaryMetrics,
-    LabelResult,
-)
-from validators.results.subgroups import (
-    OVERALL,
-    GroupResult,
-    SubgroupTable,
-)
+from validators.results.metrics import AveragedMetrics, BinaryMetrics, LabelResult
+from validators.results.subgroups import OVERALL, GroupResult, SubgroupTable
 from validators.suppression.cells import (
     Metrics,
     _blocks,
