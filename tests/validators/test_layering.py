@@ -40,6 +40,12 @@ FORBIDDEN = {
         "validators.evaluation",
         "validators.policy",
     ),
+    # The vendor view reads typed results only, so the engine can call it without a cycle.
+    "validators.suppression": (
+        "validators.resampling",
+        "validators.evaluation",
+        "validators.policy",
+    ),
     "validators": ("registry", "dashboards"),
 }
 
