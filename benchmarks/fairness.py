@@ -3,7 +3,7 @@
 The issue's reference job: 100,000 cases, three attributes (sex 2 levels, site 4, age in 4
 bands: 10 groups), AUROC, sensitivity, specificity and PPV overall and per group with 1,000
 bootstrap replicates, plus the paired disparities and fairness gaps that come with them
-(`validators.fairness.evaluate_binary_with_subgroups`, overall with the same four metrics).
+(`validators.evaluation.evaluate_binary_with_subgroups`, overall with the same four metrics).
 
 Each Assay configuration runs in a fresh process (`python -m benchmarks.fairness --child ...`)
 that builds the data, imports the library, then times one call and reports its own peak RSS
@@ -72,15 +72,18 @@ def _child(rows: int, replicates: int, configuration: str) -> dict[str, Any]:
     """Time one Assay call in this (fresh) process; return its time and peak memory."""
     import scipy.special  # noqa: F401  (library import, as fairlearn's, is not timed)
 
-    from validators.bootstrap import EvaluationSettings
-    from validators.fairness import SubgroupAnalysisSpec, evaluate_binary_with_subgroups
+    from validators.evaluation import (
+        EvaluationSettings,
+        SubgroupAnalysisSpec,
+        evaluate_binary_with_subgroups,
+    )
 
     labels, scores, attributes = make_data(rows)
     intersections = (("sex", "site", "age"),) if configuration == "intersection" else ()
     spec = SubgroupAnalysisSpec(
         metrics=METRICS, disparity_metrics=METRICS, intersections=intersections
     )
-    settings = EvaluationSettings.create(threshold=THRESHOLD)
+    settings = EvaluationSettings.create(threshold=THRESHOLD, replicates=replicates, seed=0)
     before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
     overall, tables, disparities, gaps = evaluate_binary_with_subgroups(
@@ -89,8 +92,6 @@ def _child(rows: int, replicates: int, configuration: str) -> dict[str, Any]:
         attributes,
         spec=spec,
         settings=settings,
-        replicates=replicates,
-        seed=0,
         overall_metrics="all" if configuration == "complete" else "spec",
     )
     wall = time.perf_counter() - started
@@ -141,7 +142,8 @@ def _fairlearn(rows: int, replicates: int) -> dict[str, Any]:
     from sklearn.metrics import precision_score, recall_score, roc_auc_score
 
     labels, scores, attributes = make_data(rows)
-    from validators.fairness import DEFAULT_AGE_BANDS, age_band_labels
+    from validators.evaluation import age_band_labels
+    from validators.results import DEFAULT_AGE_BANDS
 
     features = pd.DataFrame(
         {

@@ -403,7 +403,7 @@ def _fairness_section(entry: dict[str, Any]) -> list[str]:
         f"{entry['threshold']}, overall and per group, with {entry['replicates']:,} percentile "
         "bootstrap replicates, and with them the paired disparities (to overall and to the "
         "largest group) and the three fairness gaps. Assay's side is "
-        "`validators.fairness.evaluate_binary_with_subgroups`, each configuration in a fresh "
+        "`validators.evaluation.evaluate_binary_with_subgroups`, each configuration in a fresh "
         "process that times one call after building the data and importing the library; peak "
         "RSS is the process's `ru_maxrss` (interpreter and data included). fairlearn's side is "
         "`MetricFrame(metrics={auroc, sensitivity, specificity, ppv}, y_pred=scores, "

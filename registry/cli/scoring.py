@@ -136,7 +136,7 @@ def score(
     status = console(stderr=True).status("reading the predictions", spinner="dots")
     with _scoring(json_output), status, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        from validators.evaluate import evaluate_predictions
+        from validators.evaluation import evaluate_predictions
         from validators.policy import load_policy
 
         loaded_policy = load_policy(policy) if policy is not None else None

@@ -132,7 +132,7 @@ class Design:
 
 
 def _binary_metrics(design: Design, data: Dataset, seed: int, **kwargs: Any) -> Any:
-    from validators.metrics import binary_metrics
+    from validators.evaluation import binary_metrics
 
     return binary_metrics(
         data.labels,
@@ -203,7 +203,7 @@ class Clustered(Design):
     - sensitivity of site S = Phi((mean[S, 1] - t) / s); overall (image-level, as the engine
       pools images) = sum_S w1_S sens_S; specificity = sum_S w0_S Phi((t - mean[S, 0]) / s);
     - AUROC = sum_{S, S'} w1_S w0_S' Phi((mean[S, 1] - mean[S', 0]) / (s sqrt 2));
-    - the disparity is site A's sensitivity minus the overall one (`validators.fairness`,
+    - the disparity is site A's sensitivity minus the overall one (`validators.evaluation`,
       difference to `overall`).
 
     `resample="patient"` evaluates with the patient bootstrap (`evaluate_binary_with_subgroups`,
@@ -307,8 +307,11 @@ class Clustered(Design):
                 self, data, bootstrap_seed, scores="logit", threshold=self.threshold
             )
             return {"auroc": m.auroc}
-        from validators.bootstrap import EvaluationSettings
-        from validators.fairness import SubgroupAnalysisSpec, evaluate_binary_with_subgroups
+        from validators.evaluation import (
+            EvaluationSettings,
+            SubgroupAnalysisSpec,
+            evaluate_binary_with_subgroups,
+        )
 
         assert data.attribute is not None and data.patients is not None
         overall, tables, disparities, _ = evaluate_binary_with_subgroups(
@@ -448,8 +451,7 @@ class EceMiscalibrated(EceCalibrated):
     shift: float = -0.4
 
     def true_risk(self, p: NDArray[np.float64]) -> NDArray[np.float64]:
-        from validators.calibration import logit
-        from validators.metrics import sigmoid
+        from validators.metrics import logit, sigmoid
 
         return sigmoid(logit(p) + self.shift)
 
@@ -488,7 +490,7 @@ class EceMiscalibrated(EceCalibrated):
         Uses P(y = 1 | p) in place of a drawn y (same expectation, less noise); the standard
         error comes from 10 independent batches.
         """
-        from validators.calibration import bin_edges, bin_index
+        from validators.metrics import bin_edges, bin_index
 
         rng = np.random.default_rng(seed)
         edges = bin_edges(np.empty(0), bins, "uniform")
@@ -513,7 +515,7 @@ class FairnessGap(Design):
     a positive in group g scores N(Phi^-1(sens_g), 1), a negative N(-1, 1), threshold 0. The
     equal-opportunity gap is max - min of the groups' true-positive rates: 0.92 - 0.65 = 0.27,
     with the best and worst groups 0.12 and 0.15 away from the middle one (no ties).
-    `evaluate_subgroups` (`validators.fairness`), case bootstrap."""
+    `evaluate_subgroups` (`validators.evaluation`), case bootstrap."""
 
     name: ClassVar[str] = "fairness_gap"
     seed: int = 106
@@ -542,8 +544,11 @@ class FairnessGap(Design):
         return (Check("equal-opportunity gap", "upper"),)
 
     def evaluate(self, data: Dataset, bootstrap_seed: int) -> dict[str, Estimate]:
-        from validators.bootstrap import EvaluationSettings
-        from validators.fairness import SubgroupAnalysisSpec, evaluate_subgroups
+        from validators.evaluation import (
+            EvaluationSettings,
+            SubgroupAnalysisSpec,
+            evaluate_subgroups,
+        )
 
         assert data.attribute is not None
         _, _, gaps = evaluate_subgroups(

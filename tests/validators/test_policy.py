@@ -1,7 +1,7 @@
 """Tests of evaluation policies: parsing with located problems, and each criterion's verdict.
 
 Criteria are judged on hand-built results (`Estimate`s made directly), so each test states the
-numbers it judges; `tests/validators/test_evaluate.py` runs them on computed results.
+numbers it judges; `tests/validators/evaluation/test_predictions.py` runs them on computed results.
 """
 
 from __future__ import annotations
@@ -558,7 +558,7 @@ def test_a_calibration_criterion_on_the_lower_side_of_an_ece_is_refused(
 def test_the_upper_bound_only_metrics_are_those_calibration_reports_one_sided() -> None:
     # The vocabulary spells the list out (no numpy on the load path); it must not drift from the
     # metrics calibration.ece_estimate reports with a one-sided upper bound only.
-    from validators.calibration import ECE_METRICS
+    from validators.metrics.calibration import ECE_METRICS
     from validators.vocabulary import ONE_SIDED_UPPER_METRICS
 
     assert frozenset(ECE_METRICS) == ONE_SIDED_UPPER_METRICS
@@ -996,7 +996,7 @@ def test_verdict_round_trips_through_json() -> None:
 
 
 def test_a_sensitivity_of_fifteen_of_fifteen_does_not_prove_ninety_percent() -> None:
-    from validators.metrics import binary_metrics
+    from validators.evaluation import binary_metrics
 
     labels = [1] * 15 + [0] * 30
     scores = [0.9] * 15 + [0.1] * 30
@@ -1007,7 +1007,7 @@ def test_a_sensitivity_of_fifteen_of_fifteen_does_not_prove_ninety_percent() -> 
 
 
 def test_a_partial_macro_average_is_not_judged() -> None:
-    from validators.metrics import multilabel_metrics
+    from validators.evaluation import multilabel_metrics
 
     rng = np.random.default_rng(7)
     truth = rng.random((300, 2)) < 0.3

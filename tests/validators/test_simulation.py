@@ -88,7 +88,7 @@ def test_worker_processes_give_the_same_numbers() -> None:
 def test_clustered_overall_is_binary_metrics_with_patient_groups() -> None:
     """The clustered design reads the overall from `evaluate_binary_with_subgroups`, which must
     equal `binary_metrics(..., groups=patient_ids)` (as `evaluate_predictions` computes it)."""
-    from validators.metrics import binary_metrics
+    from validators.evaluation import binary_metrics
 
     design = replace(DESIGNS["clustered"], replicates=200)
     assert isinstance(design, Clustered)

@@ -61,7 +61,7 @@ def test_the_metrics_are_exactly_those_a_binary_result_holds() -> None:
 
 
 def test_the_engine_computes_every_metric_and_no_other() -> None:
-    from validators.metrics import binary_metrics
+    from validators.evaluation import binary_metrics
 
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 2, 200)
@@ -87,19 +87,19 @@ def test_the_count_families_are_the_metrics_of_the_count_kernel() -> None:
 
 
 def test_proportions_are_the_metrics_with_score_intervals() -> None:
-    from validators.bootstrap import PROPORTIONS
+    from validators.evaluation.settings import PROPORTIONS
 
     assert family("proportion") == set(PROPORTIONS)
 
 
 def test_the_ranking_family_is_the_metrics_of_the_ranking_kernel() -> None:
-    from validators.bootstrap import RANKING_METRICS
+    from validators.evaluation.population import RANKING_METRICS
 
     assert family("ranking") == set(RANKING_METRICS)
 
 
 def test_the_one_sided_metrics_are_the_ece_variants_calibration_reports() -> None:
-    from validators.calibration import ECE_METRICS
+    from validators.metrics.calibration import ECE_METRICS
 
     assert frozenset(ECE_METRICS) == ONE_SIDED_UPPER_METRICS
     assert family("calibration") >= ONE_SIDED_UPPER_METRICS
@@ -108,7 +108,7 @@ def test_the_one_sided_metrics_are_the_ece_variants_calibration_reports() -> Non
 def test_directions_say_which_model_is_better() -> None:
     # A calibrated, discriminating model against a noisy, overconfident one on the same cases:
     # every metric with a direction must prefer the first, the way its direction says.
-    from validators.metrics import binary_metrics
+    from validators.evaluation import binary_metrics
 
     rng = np.random.default_rng(0)
     logits = rng.normal(0.0, 2.0, 20_000)
@@ -192,7 +192,7 @@ def test_score_scales_agree_everywhere() -> None:
 
 
 def test_ci_methods_agree_everywhere() -> None:
-    from validators.bootstrap import EvaluationSettings
+    from validators.evaluation import EvaluationSettings
     from validators.metrics import CiMethod
     from validators.policy import CiSpec
 

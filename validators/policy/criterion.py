@@ -75,7 +75,7 @@ class BaselineComparison(BaseModel):
 
     `difference` is new - baseline; its interval comes from DeLong's paired test (AUROC) or from
     the same bootstrap replicates applied to both models (paired). Computed by
-    `validators.evaluate`, judged by the non-inferiority criterion.
+    `validators.evaluation`, judged by the non-inferiority criterion.
     """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)

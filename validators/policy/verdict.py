@@ -63,7 +63,7 @@ def evaluate_policy(
 
     A required criterion that fails or lacks data fails the verdict; advisory criteria are
     reported only. Judge the committee view (suppressed groups lack data). `baseline_comparisons`
-    (from `validators.evaluate`) are what non-inferiority criteria read; None means no baseline.
+    (from `validators.evaluation`) are what non-inferiority criteria read; None means no baseline.
     """
     if policy.task != result.task:
         raise ValueError(

@@ -12,7 +12,7 @@ from typer.testing import CliRunner, Result
 
 from registry.cli import app
 from tests.registry.scoring_example import blocks
-from tests.validators.test_evaluate import write_predictions
+from tests.validators.evaluation.test_predictions import write_predictions
 from validators.results import EvaluationResult
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -11,7 +11,7 @@ from sklearn.metrics import roc_auc_score
 
 from validators.data.predictions import read_predictions
 from validators.data.synthetic import write_example_predictions
-from validators.evaluate import evaluate_predictions
+from validators.evaluation import evaluate_predictions
 from validators.policy import load_policy
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -16,7 +16,7 @@ from validators.data.readers.npz import NpzReader
 from validators.data.readers.pillow import PillowReader
 
 if TYPE_CHECKING:
-    from validators.data.datasets import Case
+    from validators.data.rows import Case
 
 __all__ = [
     "READERS",

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from validators.metrics import binary_metrics, multilabel_metrics
+from validators.evaluation import binary_metrics, multilabel_metrics
 from validators.results import (
     MAX_CURVE_POINTS,
     BinaryMetrics,
@@ -265,7 +265,7 @@ def test_the_digest_is_identical_at_one_and_two_blas_threads(tmp_path: Any) -> N
     from threadpoolctl import threadpool_limits
 
     from validators.data.predictions import Predictions
-    from validators.evaluate import evaluate_predictions
+    from validators.evaluation import evaluate_predictions
     from validators.policy import parse_policy
 
     # Large enough that a two-thread BLAS splits its sums (the point ECE differed in the last

@@ -1,4 +1,4 @@
-"""Tests of the clustered Wilson, MOVER and Obuchowski intervals (validators.intervals).
+"""Tests of the clustered Wilson, MOVER and Obuchowski intervals (validators.resampling).
 
 The coverage simulations behind the choices are summarized in the module docstring; these tests
 pin the algebra: exact reductions to the textbook intervals (Wilson, Newcombe's hybrid score,
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from validators import intervals as iv
-from validators.bootstrap import delong_auc_variance, wilson_interval
+from validators import resampling as rs
+from validators.resampling import delong_auc_variance, wilson_interval
 
 FloatArray = NDArray[np.float64]
 
@@ -34,7 +34,7 @@ def test_singleton_clusters_give_exactly_wilson() -> None:
                 continue
             hits = np.zeros(n)
             hits[rng.choice(n, successes, replace=False)] = 1
-            result = iv.clustered_wilson_interval(hits, np.ones(n))
+            result = rs.clustered_wilson_interval(hits, np.ones(n))
             expected = wilson_interval(successes, n)
             assert (result.lower, result.upper) == (expected.lower, expected.upper)
             assert result.design_effect == 1.0
@@ -45,7 +45,7 @@ def test_singletons_with_empty_patients_match_statsmodels() -> None:
     proportion = pytest.importorskip("statsmodels.stats.proportion")
     hits = np.array([1, 0, 1, 1, 0, 0, 1, 1, 1, 0, 1, 0])
     trials = np.array([1, 1, 1, 1, 0, 1, 1, 1, 1, 0, 1, 1])  # two patients not in the denominator
-    result = iv.clustered_wilson_interval(hits * trials, trials)
+    result = rs.clustered_wilson_interval(hits * trials, trials)
     lower, upper = proportion.proportion_confint(7, 10, alpha=0.05, method="wilson")
     assert result.clusters == 10
     assert result.lower == pytest.approx(lower, abs=1e-12)
@@ -53,7 +53,7 @@ def test_singletons_with_empty_patients_match_statsmodels() -> None:
 
 
 def test_all_detected_is_not_a_zero_width_interval() -> None:
-    result = iv.clustered_wilson_interval(np.ones(15), np.ones(15))
+    result = rs.clustered_wilson_interval(np.ones(15), np.ones(15))
     assert result.estimate == 1.0
     assert result.upper == 1.0
     # Exact (Clopper-Pearson) lower bound is 0.025^(1/15) = 0.782; Wilson's is 15/(15 + z^2).
@@ -63,7 +63,7 @@ def test_all_detected_is_not_a_zero_width_interval() -> None:
 
 
 def test_none_detected_starts_at_zero() -> None:
-    result = iv.clustered_wilson_interval(np.zeros(10), np.ones(10))
+    result = rs.clustered_wilson_interval(np.zeros(10), np.ones(10))
     assert result.lower == 0.0
     assert result.upper is not None and result.upper == pytest.approx(0.2775, abs=1e-4)
 
@@ -78,25 +78,25 @@ def test_boundary_uses_the_number_of_patients() -> None:
     # 12 images from 4 patients, all detected: the design effect cannot be estimated, so the
     # interval is Wilson's on 4 patients, not on 12 images (with t on 3 degrees of freedom:
     # the images are clustered).
-    result = iv.clustered_wilson_interval([3, 3, 3, 3], [3, 3, 3, 3])
+    result = rs.clustered_wilson_interval([3, 3, 3, 3], [3, 3, 3, 3])
     assert not result.design_effect_estimated
     assert result.effective_n == 4
     assert result.design_effect == 3.0
-    lower, upper = iv.wilson_bounds(1.0, 4, _t(3))
+    lower, upper = rs.wilson_bounds(1.0, 4, _t(3))
     assert (result.lower, result.upper) == (float(lower), float(upper))
     z_bound = wilson_interval(4, 4).lower
     assert result.lower is not None and z_bound is not None and result.lower < z_bound
-    missed = iv.clustered_wilson_interval([0, 0, 0, 0, 0], [2, 1, 3, 2, 2])
+    missed = rs.clustered_wilson_interval([0, 0, 0, 0, 0], [2, 1, 3, 2, 2])
     assert missed.effective_n == 5
     assert missed.lower == 0.0
-    assert missed.upper == float(iv.wilson_bounds(0.0, 5, _t(4))[1])
+    assert missed.upper == float(rs.wilson_bounds(0.0, 5, _t(4))[1])
 
 
 def test_positively_correlated_clusters_widen_the_interval() -> None:
     # Patients detected all-or-nothing: perfectly correlated images.
     trials = np.array([4, 4, 4, 4, 4, 4, 4, 4, 4, 4])
     hits = np.array([4, 4, 0, 4, 4, 0, 4, 4, 4, 0])
-    result = iv.clustered_wilson_interval(hits, trials)
+    result = rs.clustered_wilson_interval(hits, trials)
     naive = wilson_interval(int(hits.sum()), int(trials.sum()))
     # The intraclass correlation is 1 (no variation within a patient): deff is the cluster
     # size, 1 + (4 - 1) * 1, and the 40 images count as 10.
@@ -104,7 +104,7 @@ def test_positively_correlated_clusters_widen_the_interval() -> None:
     assert result.effective_n == pytest.approx(10.0, abs=1e-12)
     assert result.lower is not None and naive.lower is not None and result.lower < naive.lower
     assert result.upper is not None and naive.upper is not None and result.upper > naive.upper
-    lower, upper = iv.wilson_bounds(0.7, 10.0, _t(9))
+    lower, upper = rs.wilson_bounds(0.7, 10.0, _t(9))
     assert (result.lower, result.upper) == pytest.approx((float(lower), float(upper)), abs=1e-12)
 
 
@@ -123,13 +123,13 @@ def test_the_design_effect_is_kish_with_the_anova_intraclass_correlation() -> No
     rho = (msb - msw) / (msb + (m0 - 1) * msw)
     assert 0 < rho < 1
     expected = 1 + ((trials**2).sum() / n - 1) * rho
-    result = iv.clustered_wilson_interval(hits, trials)
+    result = rs.clustered_wilson_interval(hits, trials)
     assert result.design_effect == pytest.approx(expected, rel=1e-12)
     assert result.effective_n == pytest.approx(n / expected, rel=1e-12)
 
 
 def test_negatively_correlated_clusters_never_narrower_than_independent() -> None:
-    result = iv.clustered_wilson_interval([1, 1, 1, 1, 1, 1], [2, 2, 2, 2, 2, 2])
+    result = rs.clustered_wilson_interval([1, 1, 1, 1, 1, 1], [2, 2, 2, 2, 2, 2])
     assert result.design_effect == 1.0
     assert result.effective_n == 12
     independent = wilson_interval(6, 12)
@@ -143,9 +143,9 @@ def test_batch_matches_one_at_a_time_and_handles_empty_populations() -> None:
     trials = rng.integers(0, 5, size=(6, 30)).astype(float)
     trials[4] = 0.0
     hits = rng.binomial(trials.astype(int), 0.8).astype(float)
-    batch = iv.clustered_wilson_batch(hits, trials)
+    batch = rs.clustered_wilson_batch(hits, trials)
     for g in range(6):
-        one = iv.clustered_wilson_interval(hits[g], trials[g])
+        one = rs.clustered_wilson_interval(hits[g], trials[g])
         if g == 4:
             assert one.reason == "no cases in the denominator"
             assert math.isnan(batch.lower[g]) and batch.clusters[g] == 0
@@ -159,24 +159,24 @@ def test_batch_matches_one_at_a_time_and_handles_empty_populations() -> None:
 
 def test_t_quantile_is_wider_and_one_patient_says_nothing() -> None:
     hits, trials = np.array([2, 1, 3, 0, 2]), np.array([3, 2, 3, 1, 2])
-    z = iv.clustered_wilson_interval(hits, trials, quantile="normal")
-    t = iv.clustered_wilson_interval(hits, trials)
+    z = rs.clustered_wilson_interval(hits, trials, quantile="normal")
+    t = rs.clustered_wilson_interval(hits, trials)
     assert t.effective_n == z.effective_n
     assert t.lower is not None and z.lower is not None and t.lower < z.lower
-    single = iv.clustered_wilson_interval([2], [3], quantile="t")
+    single = rs.clustered_wilson_interval([2], [3], quantile="t")
     assert (single.lower, single.upper) == (0.0, 1.0)
 
 
 def test_cluster_totals_and_input_checks() -> None:
-    hits, trials = iv.cluster_totals(
+    hits, trials = rs.cluster_totals(
         [True, False, True, False, False], [True, True, True, False, True], [0, 0, 2, 2, 1]
     )
     assert hits.tolist() == [1.0, 0.0, 1.0]
     assert trials.tolist() == [2.0, 1.0, 1.0]
     with pytest.raises(ValueError, match="denominator"):
-        iv.cluster_totals([True], [False], [0])
+        rs.cluster_totals([True], [False], [0])
     with pytest.raises(ValueError, match="between 0 and its trials"):
-        iv.clustered_wilson_interval([3], [2])
+        rs.clustered_wilson_interval([3], [2])
 
 
 # Newcombe (1998), Table II, method 10 (hybrid score): 56/70 - 48/80 and 9/10 - 3/10.
@@ -187,7 +187,7 @@ def test_cluster_totals_and_input_checks() -> None:
 def test_mover_with_zero_correlation_is_newcombes_hybrid_score(
     a: int, m: int, b: int, n: int, lower: float, upper: float
 ) -> None:
-    result = iv.mover_difference(*wilson(a, m), *wilson(b, n), 0.0)
+    result = rs.mover_difference(*wilson(a, m), *wilson(b, n), 0.0)
     assert float(result.estimate) == pytest.approx(a / m - b / n)
     assert round(float(result.lower), 4) == lower
     assert round(float(result.upper), 4) == upper
@@ -196,7 +196,7 @@ def test_mover_with_zero_correlation_is_newcombes_hybrid_score(
 def test_mover_matches_statsmodels_newcombe() -> None:
     proportion = pytest.importorskip("statsmodels.stats.proportion")
     for a, m, b, n in [(6, 7, 2, 7), (5, 56, 0, 29), (0, 10, 0, 20), (10, 10, 0, 20)]:
-        result = iv.mover_difference(*wilson(a, m), *wilson(b, n))
+        result = rs.mover_difference(*wilson(a, m), *wilson(b, n))
         expected = proportion.confint_proportions_2indep(a, m, b, n, method="newcomb")
         assert float(result.lower) == pytest.approx(expected[0], abs=1e-10)
         assert float(result.upper) == pytest.approx(expected[1], abs=1e-10)
@@ -204,12 +204,12 @@ def test_mover_matches_statsmodels_newcombe() -> None:
 
 def test_mover_positive_correlation_narrows_and_bad_correlations_are_tamed() -> None:
     args = (0.8, 0.7, 0.88, 0.75, 0.68, 0.81)
-    independent = iv.mover_difference(*args, 0.0)
-    correlated = iv.mover_difference(*args, 0.6)
+    independent = rs.mover_difference(*args, 0.0)
+    correlated = rs.mover_difference(*args, 0.6)
     assert correlated.lower > independent.lower and correlated.upper < independent.upper
-    assert float(iv.mover_difference(*args, np.nan).lower) == float(independent.lower)
-    assert float(iv.mover_difference(*args, 7.0).lower) == float(
-        iv.mover_difference(*args, 1.0).lower
+    assert float(rs.mover_difference(*args, np.nan).lower) == float(independent.lower)
+    assert float(rs.mover_difference(*args, 7.0).lower) == float(
+        rs.mover_difference(*args, 1.0).lower
     )
 
 
@@ -220,7 +220,7 @@ def test_mover_ratio_edges_are_never_nan() -> None:
         [0.3, 0.0, 0.3, 0.0, 0.4],
         [0.7, 0.2] + [0.7] * 3,
     )
-    result = iv.mover_ratio(p1, l1, u1, p2, l2, u2, 0.5)
+    result = rs.mover_ratio(p1, l1, u1, p2, l2, u2, 0.5)
     assert not np.isnan(result.lower).any() and not np.isnan(result.upper).any()
     assert result.lower[0] == 0.0 and 0.0 < result.upper[0] < math.inf  # 0 / p: [0, finite]
     assert result.upper[1] == math.inf and result.lower[1] > 0.0  # p / 0: unbounded above
@@ -228,15 +228,15 @@ def test_mover_ratio_edges_are_never_nan() -> None:
     assert math.isnan(result.estimate[3]) and result.estimate[1] == math.inf
     assert result.lower[4] < 1.0 < result.upper[4]
     # Symmetry on the log scale: swapping the two inverts the interval.
-    swapped = iv.mover_ratio(0.5, 0.3, 0.7, 0.25, 0.1, 0.5, 0.3)
-    straight = iv.mover_ratio(0.25, 0.1, 0.5, 0.5, 0.3, 0.7, 0.3)
+    swapped = rs.mover_ratio(0.5, 0.3, 0.7, 0.25, 0.1, 0.5, 0.3)
+    straight = rs.mover_ratio(0.25, 0.1, 0.5, 0.5, 0.3, 0.7, 0.3)
     assert float(swapped.lower) == pytest.approx(1.0 / float(straight.upper))
 
 
 def test_mover_ratio_at_p1_zero_is_the_limit_of_the_formula() -> None:
     eps = 1e-250  # the approach is slow, O(1 / log(1 / eps))
-    at_zero = iv.mover_ratio(0.0, 0.0, 0.2, 0.5, 0.3, 0.7, 0.4)
-    near = iv.mover_ratio(eps, eps * 1e-3, 0.2, 0.5, 0.3, 0.7, 0.4)
+    at_zero = rs.mover_ratio(0.0, 0.0, 0.2, 0.5, 0.3, 0.7, 0.4)
+    near = rs.mover_ratio(eps, eps * 1e-3, 0.2, 0.5, 0.3, 0.7, 0.4)
     assert float(at_zero.upper) == pytest.approx(float(near.upper), rel=1e-3)
 
 
@@ -245,28 +245,28 @@ def test_group_minus_overall_is_the_identity_through_the_rest() -> None:
     trials = rng.integers(1, 5, size=60).astype(float)
     hits = rng.binomial(trials.astype(int), 0.85).astype(float)
     group = rng.random(60) < 0.3
-    g = iv.clustered_wilson_batch(hits * group, trials * group)
-    rest = iv.clustered_wilson_batch(hits * ~group, trials * ~group)
+    g = rs.clustered_wilson_batch(hits * group, trials * group)
+    rest = rs.clustered_wilson_batch(hits * ~group, trials * ~group)
     overall = hits.sum() / trials.sum()
     share = trials[group].sum() / trials.sum()
     both = (g.estimate, g.lower, g.upper, rest.estimate, rest.lower, rest.upper, share)
-    difference = iv.group_minus_overall(*both)
+    difference = rs.group_minus_overall(*both)
     assert float(difference.estimate) == pytest.approx(float(g.estimate) - overall)
     assert difference.lower < difference.estimate < difference.upper
-    ratio = iv.group_over_overall(*both)
+    ratio = rs.group_over_overall(*both)
     assert float(ratio.estimate) == pytest.approx(float(g.estimate) / overall)
     assert ratio.lower < ratio.estimate < ratio.upper <= 1.0 / share
-    whole = iv.group_minus_overall(0.8, 0.7, 0.9, np.nan, np.nan, np.nan, 1.0)
+    whole = rs.group_minus_overall(0.8, 0.7, 0.9, np.nan, np.nan, np.nan, 1.0)
     assert (float(whole.lower), float(whole.upper)) == (0.0, 0.0)
 
 
 def test_cluster_correlation_is_zero_for_disjoint_patients_and_one_for_the_same() -> None:
     hits = np.array([2.0, 1.0, 0.0, 3.0, 0.0, 0.0, 0.0])
     trials = np.array([3.0, 2.0, 1.0, 3.0, 0.0, 0.0, 0.0])
-    assert iv.cluster_correlation(hits, trials, hits, trials) == pytest.approx(1.0)
+    assert rs.cluster_correlation(hits, trials, hits, trials) == pytest.approx(1.0)
     other_hits = np.array([0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 0.0])
     other_trials = np.array([0.0, 0.0, 0.0, 0.0, 2.0, 2.0, 1.0])
-    assert iv.cluster_correlation(hits, trials, other_hits, other_trials) == 0.0
+    assert rs.cluster_correlation(hits, trials, other_hits, other_trials) == 0.0
     # Patients in both: the covariance of their residuals, over the two standard errors.
     shared_hits, shared_trials = hits[:4][::-1].copy(), trials[:4][::-1].copy()
     pad = np.zeros(3)
@@ -276,7 +276,7 @@ def test_cluster_correlation_is_zero_for_disjoint_patients_and_one_for_the_same(
         - shared_hits.sum() / shared_trials.sum() * np.r_[shared_trials, pad]
     )
     expected = float(a @ b / np.sqrt((a @ a) * (b @ b)))
-    found = iv.cluster_correlation(hits, trials, np.r_[shared_hits, pad], np.r_[shared_trials, pad])
+    found = rs.cluster_correlation(hits, trials, np.r_[shared_hits, pad], np.r_[shared_trials, pad])
     assert found == pytest.approx(expected, rel=1e-12) and found != 0.0
 
 
@@ -310,7 +310,7 @@ def test_obuchowski_with_one_image_per_patient_is_delong() -> None:
     rng = np.random.default_rng(2)
     labels = rng.random(120) < 0.35
     scores = np.round(rng.normal(size=120) + labels, 1)  # rounded: ties
-    result = iv.obuchowski_auc_variance(labels, scores, np.arange(120)[::-1])
+    result = rs.obuchowski_auc_variance(labels, scores, np.arange(120)[::-1])
     expected = delong_auc_variance(labels, scores)
     assert not isinstance(result, str) and not isinstance(expected, str)
     assert result[0] == pytest.approx(expected[0], abs=1e-14)
@@ -327,12 +327,12 @@ def test_obuchowski_matches_the_brute_force_formula_on_clusters() -> None:
     )
     scores = np.round(patient_effect + 1.2 * labels + rng.normal(size=labels.shape[0]), 1)
     ids = np.array([f"p{c:03d}" for c in clusters])  # string patient ids
-    result = iv.obuchowski_auc_variance(labels, scores, ids)
+    result = rs.obuchowski_auc_variance(labels, scores, ids)
     assert not isinstance(result, str)
     auc, variance = brute_force_obuchowski(labels, scores, clusters)
     assert result[0] == pytest.approx(auc, abs=1e-14)
     assert result[1] == pytest.approx(variance, rel=1e-10)
-    interval = iv.obuchowski_interval(labels, scores, ids)
+    interval = rs.obuchowski_interval(labels, scores, ids)
     assert interval.lower is not None and interval.upper is not None
     assert interval.lower < auc < interval.upper
 
@@ -340,7 +340,7 @@ def test_obuchowski_matches_the_brute_force_formula_on_clusters() -> None:
 def test_obuchowski_needs_two_patients_each_way() -> None:
     labels = np.array([1, 1, 1, 0, 0, 0])
     scores = np.array([0.9, 0.8, 0.7, 0.1, 0.2, 0.3])
-    reason = iv.obuchowski_auc_variance(labels, scores, [0, 0, 0, 1, 2, 3])
+    reason = rs.obuchowski_auc_variance(labels, scores, [0, 0, 0, 1, 2, 3])
     assert isinstance(reason, str) and "2 patients" in reason
-    interval = iv.obuchowski_interval(labels, scores, [0, 0, 0, 1, 2, 3])
+    interval = rs.obuchowski_interval(labels, scores, [0, 0, 0, 1, 2, 3])
     assert interval.auc is None and interval.reason == reason

@@ -7,6 +7,7 @@ import pytest
 from numpy.typing import NDArray
 from sklearn import metrics as sk
 
+from validators import evaluation as ev
 from validators import metrics as m
 from validators.results import MAX_CURVE_POINTS
 
@@ -300,7 +301,7 @@ def test_column_vector_scores_are_accepted() -> None:
 
 def test_binary_metrics_point_estimates_equal_the_functions() -> None:
     labels, scores = make_data(seed=5, n=400)
-    result = m.binary_metrics(labels, scores, ci="none", threshold=0.4)
+    result = ev.binary_metrics(labels, scores, ci="none", threshold=0.4)
     predicted = scores >= 0.4
     assert result.auroc.estimate == pytest.approx(value(m.roc_auc_score(labels, scores)))
     assert result.sensitivity.estimate == pytest.approx(
@@ -322,8 +323,8 @@ def test_binary_metrics_point_estimates_equal_the_functions() -> None:
 def test_binary_metrics_on_logits_matches_probabilities() -> None:
     labels, probabilities = make_data(seed=6, n=300)
     logits = np.log(probabilities / (1 - probabilities))
-    on_probabilities = m.binary_metrics(labels, probabilities, threshold=0.3, ci="none")
-    on_logits = m.binary_metrics(
+    on_probabilities = ev.binary_metrics(labels, probabilities, threshold=0.3, ci="none")
+    on_logits = ev.binary_metrics(
         labels, logits, scores="logit", threshold=float(np.log(0.3 / 0.7)), ci="none"
     )
     for name in ("auroc", "sensitivity", "specificity", "brier", "log_loss", "ece", "net_benefit"):
@@ -336,7 +337,7 @@ def test_binary_metrics_on_logits_matches_probabilities() -> None:
 
 def test_binary_metrics_one_class_reports_undefined_never_zero() -> None:
     scores = np.linspace(0.05, 0.95, 30)
-    result = m.binary_metrics(np.zeros(30), scores, replicates=50)
+    result = ev.binary_metrics(np.zeros(30), scores, replicates=50)
     for name in ("auroc", "sensitivity", "average_precision", "calibration_slope", "lr_positive"):
         estimate = getattr(result, name)
         assert estimate.status == "undefined", name
@@ -347,12 +348,12 @@ def test_binary_metrics_one_class_reports_undefined_never_zero() -> None:
 
 def test_binary_metrics_interval_methods_are_named() -> None:
     labels, scores = make_data(seed=2, n=200)
-    result = m.binary_metrics(labels, scores, ci=("wilson", "delong"), replicates=50)
+    result = ev.binary_metrics(labels, scores, ci=("wilson", "delong"), replicates=50)
     assert result.sensitivity.method == "wilson"
     assert result.prevalence.method == "wilson"
     assert result.auroc.method == "delong"
     assert result.brier.method == "bootstrap_percentile_case"
-    by_patient = m.binary_metrics(labels, scores, replicates=50, groups=np.arange(200) // 2)
+    by_patient = ev.binary_metrics(labels, scores, replicates=50, groups=np.arange(200) // 2)
     assert by_patient.auroc.method == "bootstrap_percentile_patient"
     assert (by_patient.auroc.n, by_patient.auroc.n_cases, by_patient.n_patients) == (100, 200, 100)
 
@@ -360,9 +361,9 @@ def test_binary_metrics_interval_methods_are_named() -> None:
 def test_binary_metrics_refuses_unknown_interval_methods() -> None:
     labels, scores = make_data(seed=2, n=20)
     with pytest.raises(ValueError, match="ci must be"):
-        m.binary_metrics(labels, scores, ci="jackknife")  # type: ignore[arg-type]
+        ev.binary_metrics(labels, scores, ci="jackknife")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="cannot be combined"):
-        m.binary_metrics(labels, scores, ci=("none", "wilson"))
+        ev.binary_metrics(labels, scores, ci=("none", "wilson"))
 
 
 def test_multilabel_point_estimates_per_label_macro_and_micro() -> None:
@@ -370,8 +371,8 @@ def test_multilabel_point_estimates_per_label_macro_and_micro() -> None:
     n = 300
     truth = rng.random((n, 3)) < [0.2, 0.4, 0.1]
     scores = np.clip(rng.random((n, 3)) * 0.7 + truth * 0.3, 0, 1)
-    result = m.multilabel_metrics(
-        truth, scores, ["a", "b", "c"], thresholds=[0.5, 0.4, 0.6], ci="none"
+    result = ev.multilabel_metrics(
+        truth, scores, ["a", "b", "c"], threshold={"a": 0.5, "b": 0.4, "c": 0.6}, ci="none"
     )
     aurocs = [sk.roc_auc_score(truth[:, k], scores[:, k]) for k in range(3)]
     for k, label in enumerate(result.per_label):
@@ -393,7 +394,7 @@ def test_multilabel_macro_skips_undefined_labels_and_bootstraps_together() -> No
     rng = np.random.default_rng(4)
     truth = np.column_stack([rng.random(200) < 0.3, np.zeros(200, dtype=bool)])
     scores = rng.random((200, 2))
-    result = m.multilabel_metrics(truth, scores, ["x", "never"], replicates=100)
+    result = ev.multilabel_metrics(truth, scores, ["x", "never"], replicates=100)
     assert result.per_label[1].metrics.auroc.status == "undefined"
     assert result.macro.auroc.estimate == pytest.approx(result.per_label[0].metrics.auroc.estimate)
     assert result.macro.auroc.lower == pytest.approx(result.per_label[0].metrics.auroc.lower)
@@ -401,6 +402,6 @@ def test_multilabel_macro_skips_undefined_labels_and_bootstraps_together() -> No
 
 def test_multilabel_refuses_misshapen_input() -> None:
     with pytest.raises(ValueError, match=r"shape \[N, 2\]"):
-        m.multilabel_metrics(np.zeros((4, 3)), np.zeros((4, 3)), ["a", "b"])
+        ev.multilabel_metrics(np.zeros((4, 3)), np.zeros((4, 3)), ["a", "b"])
     with pytest.raises(ValueError, match="label 'b'"):
-        m.multilabel_metrics(np.zeros((2, 2)), np.array([[0.1, np.nan], [0.2, 0.3]]), ["a", "b"])
+        ev.multilabel_metrics(np.zeros((2, 2)), np.array([[0.1, np.nan], [0.2, 0.3]]), ["a", "b"])

@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 
 from validators.data.predictions import Predictions, read_predictions
-from validators.evaluate import (
+from validators.evaluation import (
     EvaluationInputError,
     align_baseline,
+    binary_metrics,
     compare_with_baseline,
     evaluate_predictions,
     subgroup_spec_for,
 )
-from validators.intervals import obuchowski_interval
-from validators.metrics import binary_metrics
 from validators.policy import Policy, PolicyInvalid, parse_policy
+from validators.resampling import obuchowski_interval
 from validators.results import BinaryMetrics, EvaluationResult, MultilabelMetrics
 
 REPLICATES = 200
@@ -573,7 +573,7 @@ def multilabel_with_groups(n: int = 900, seed: int = 11) -> Predictions:
 
 
 def test_multilabel_subgroups_per_label_with_disparities_and_gaps() -> None:
-    from validators.metrics import binary_metrics
+    from validators.evaluation import binary_metrics
 
     predictions = multilabel_with_groups()
     policy = parse_policy(

@@ -17,18 +17,19 @@ from fairlearn import metrics as fl
 from numpy.typing import NDArray
 from sklearn import metrics as sk
 
-from validators import intervals as iv
-from validators.bootstrap import BootstrapPlan, EvaluationSettings, score_order
-from validators.fairness import (
-    MISSING,
-    OVERALL,
+from validators import resampling as rs
+from validators.evaluation import (
+    EvaluationSettings,
     SubgroupAnalysisSpec,
     age_band_labels,
+    binary_metrics,
     evaluate_binary_with_subgroups,
     evaluate_subgroups,
 )
-from validators.metrics import binary_metrics
+from validators.resampling import BootstrapPlan, score_order
 from validators.results import (
+    MISSING,
+    OVERALL,
     BinaryMetrics,
     Disparity,
     EvaluationResult,
@@ -482,7 +483,7 @@ def test_results_are_reproducible_with_the_seed() -> None:
 
 
 def test_many_weight_blocks_give_the_same_results_as_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    import validators.bootstrap as b
+    import validators.resampling.plan as b
 
     labels, scores, attributes = make_cases(n=300, seed=12)
     one_block = run(labels, scores, attributes, replicates=50, seed=4)
@@ -807,11 +808,11 @@ def test_a_disparity_to_overall_is_the_group_against_the_rest_scaled_by_its_shar
         # and in the rest, clustered Wilson on each, MOVER with r = 0 (disjoint patients).
         inside = site == group_level
         group, rest = totals(inside), totals(~inside)
-        g = iv.clustered_wilson_interval(*group, level)
-        o = iv.clustered_wilson_interval(*rest, level)
+        g = rs.clustered_wilson_interval(*group, level)
+        o = rs.clustered_wilson_interval(*rest, level)
         share = group[1].sum() / (group[1].sum() + rest[1].sum())
-        r = iv.cluster_correlation(*group, *rest)
-        expected = iv.group_minus_overall(
+        r = rs.cluster_correlation(*group, *rest)
+        expected = rs.group_minus_overall(
             g.estimate, g.lower, g.upper, o.estimate, o.lower, o.upper, share, r
         )
         assert r == 0.0

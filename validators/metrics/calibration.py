@@ -30,8 +30,8 @@ from typing import Any, Literal, NamedTuple, TypeAlias
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from validators.intervals import check_level
-from validators.metrics import (
+from validators.metrics.losses import _probability_inputs
+from validators.metrics.validation import (
     NO_NEGATIVES,
     NO_POSITIVES,
     NO_WEIGHT,
@@ -39,32 +39,11 @@ from validators.metrics import (
     FloatArray,
     MetricBatch,
     MetricValue,
-    _probability_inputs,
     _Reasons,
-    brier_score_loss,
+    check_level,
 )
-from validators.results import CalibrationBin, CalibrationCurve, DecisionCurve, Estimate
-
-__all__ = [
-    "ECE_METRICS",
-    "BinStrategy",
-    "CalibrationFit",
-    "bin_edges",
-    "bin_index",
-    "brier_score_loss",
-    "calibration_slope_intercept",
-    "decision_curve",
-    "ece_batch",
-    "ece_estimate",
-    "ece_features",
-    "ece_null_scales",
-    "ece_upper_bound",
-    "expected_calibration_error",
-    "logistic_recalibration_batch",
-    "logit",
-    "recalibration_features",
-    "reliability_curve",
-]
+from validators.results.estimates import Estimate
+from validators.results.metrics import CalibrationBin, CalibrationCurve, DecisionCurve
 
 BinStrategy: TypeAlias = Literal["uniform", "quantile"]
 ECE_METRICS: dict[str, BinStrategy] = {"ece": "uniform", "ece_equal_mass": "quantile"}
@@ -238,8 +217,8 @@ def _ece_design_effect(
     `tau` is `ece_null_scales(y_prob, edges)`. Under independent cases a bin's resampled sum is
     about N(R_b, tau_b^2), so |R_b| varies by tau_b^2 V(R_b / tau_b) with V(t) = 1 + t^2 - G(t)^2;
     the ratio of the replicates' variance to that sum, at least 1, is the design effect that
-    widens tau_b when patients are resampled. (Not `validators.intervals._design_effect`, Kish's
-    design effect of a proportion from the intraclass correlation.)
+    widens tau_b when patients are resampled. (Not `validators.resampling.intervals._design_effect`,
+    Kish's design effect of a proportion from the intraclass correlation.)
     """
     defined = replicates[np.isfinite(replicates)]
     sums = np.bincount(bin_index(y_prob, edges), weights=y_prob - y_true, minlength=tau.shape[0])
