@@ -86,16 +86,32 @@ def test_the_count_families_are_the_metrics_of_the_count_kernel() -> None:
     assert family("proportion", "count") == set(COUNT_METRICS)
 
 
-def test_proportions_are_the_metrics_with_score_intervals() -> None:
-    from validators.evaluation.settings import PROPORTIONS
+def test_the_proportions_are_the_metrics_that_get_score_intervals() -> None:
+    # The engine derives its list from the vocabulary; what it does with it is the check here.
+    from validators.evaluation import EvaluationSettings
 
-    assert family("proportion") == set(PROPORTIONS)
+    settings = EvaluationSettings.create(ci="wilson")
+    for name, info in METRICS.items():
+        assert (settings.method_for(name) == "wilson") == (info.family == "proportion"), name
 
 
-def test_the_ranking_family_is_the_metrics_of_the_ranking_kernel() -> None:
-    from validators.evaluation.population import RANKING_METRICS
+def test_the_ranking_family_depends_on_the_order_of_the_scores_alone() -> None:
+    # A ranking metric cannot change under a strictly increasing map of the scores; every other
+    # metric with an estimate here moves (the map changes the probabilities themselves).
+    from validators.evaluation import binary_metrics
 
-    assert family("ranking") == set(RANKING_METRICS)
+    rng = np.random.default_rng(1)
+    scores = rng.random(2_000)
+    labels = (rng.random(scores.size) < scores).astype(int)
+    squeezed = scores**3
+    plain = binary_metrics(labels, scores, ci="none", threshold=0.5)
+    mapped = binary_metrics(labels, squeezed, ci="none", threshold=0.5**3)
+    for name, info in METRICS.items():
+        before, after = getattr(plain, name).estimate, getattr(mapped, name).estimate
+        if info.family == "ranking":
+            assert after == pytest.approx(before, abs=1e-12), name
+        elif info.family in ("loss", "calibration"):
+            assert after != pytest.approx(before, abs=1e-6), name
 
 
 def test_the_one_sided_metrics_are_the_ece_variants_calibration_reports() -> None:

@@ -6,10 +6,11 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
+
+from validators.vocabulary import Task
 
 REQUIRED = ("case_id", "patient_id")
 _LABEL_VALUES = {"0": False, "1": True, "0.0": False, "1.0": True, "false": False, "true": True}
@@ -27,7 +28,7 @@ class PredictionsInvalid(ValueError):
 class Predictions:
     """One predictions file: ground truth, scores and attributes, row-aligned."""
 
-    task: Literal["binary", "multilabel"]
+    task: Task
     labels: tuple[str, ...]
     case_ids: NDArray[np.str_]
     patient_ids: NDArray[np.str_]
@@ -209,7 +210,7 @@ def read_predictions(source: str | Path | io.TextIOBase) -> Predictions:
         for column in ("label", "score"):
             if column not in frame.columns:
                 raise PredictionsInvalid(f"column {column!r} is missing; {_SHAPE_HINT}.")
-        task: Literal["binary", "multilabel"] = "binary"
+        task: Task = "binary"
         labels: tuple[str, ...] = ("label",)
         y_true = _labels("label", columns["label"])
         y_score = _scores("score", columns["score"])

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from validators.data.predictions import Predictions
 from validators.policy import AVERAGES, Policy, parse_policy
+from validators.vocabulary import ScoreScale
 
 Progress = Callable[[str], None]
 """Receives a short description of each step as it starts (for a spinner)."""
@@ -41,7 +42,7 @@ def _effective_policy(
     policy: Policy | None,
     *,
     threshold: float | None,
-    scores: Literal["probability", "logit"] | None,
+    scores: ScoreScale | None,
 ) -> Policy:
     base = policy if policy is not None else Policy.default(task=predictions.task)
     if base.task != predictions.task:

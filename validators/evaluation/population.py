@@ -49,10 +49,9 @@ from validators.resampling.percentile import Interval, percentile_interval, wils
 from validators.resampling.plan import BootstrapPlan
 from validators.results.estimates import BINARY_METRIC_NAMES, BootstrapUnit, Estimate
 from validators.results.metrics import BinaryMetrics
+from validators.vocabulary import METRICS
 
-RANKING_METRICS = frozenset(
-    {"auroc", "average_precision", "sensitivity_at_specificity", "specificity_at_sensitivity"}
-)
+RANKING_METRICS = frozenset(name for name, info in METRICS.items() if info.family == "ranking")
 """Metrics from the one-sort ranking kernel (`validators.metrics.ranking_batch`)."""
 LEAN_METRICS = frozenset(COUNT_METRICS) | RANKING_METRICS | {"net_benefit"}
 """Metrics computed from the confusion counts and the ranking kernel alone

@@ -59,6 +59,7 @@ from validators.results.evaluation import EvaluationResult, Provenance
 from validators.results.metrics import BinaryMetrics, MultilabelMetrics
 from validators.results.subgroups import Disparity, FairnessGap, SubgroupTable
 from validators.suppression.view import vendor_view
+from validators.vocabulary import ScoreScale
 
 # --------------------------------------------------------------------------------------------
 # Subgroups
@@ -259,7 +260,7 @@ def evaluate_predictions(
     policy: Policy | None = None,
     baseline: Predictions | None = None,
     threshold: float | None = None,
-    scores: Literal["probability", "logit"] | None = None,
+    scores: ScoreScale | None = None,
     view: Literal["committee", "vendor"] = "committee",
     on_progress: Progress | None = None,
 ) -> EvaluationResult:

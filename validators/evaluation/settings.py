@@ -18,11 +18,12 @@ from validators.metrics.validation import (
     validate_probabilities,
 )
 from validators.results.estimates import BootstrapUnit
+from validators.vocabulary import CI_METHODS, METRICS, SCORE_SCALES
 
 if TYPE_CHECKING:
     from validators.policy import Policy
 
-PROPORTIONS = ("sensitivity", "specificity", "ppv", "npv", "prevalence")
+PROPORTIONS = tuple(name for name, info in METRICS.items() if info.family == "proportion")
 """Metrics that are one count over another: their intervals are score (Wilson) intervals."""
 
 
@@ -70,7 +71,7 @@ class EvaluationSettings:
 
     def __post_init__(self) -> None:
         """Refuse settings no evaluation can run with, saying what is expected."""
-        unknown = self.ci - {"bootstrap", "wilson", "delong", "none"}
+        unknown = self.ci - set(CI_METHODS)
         if unknown or not self.ci:
             raise ValueError(
                 f"ci must be 'bootstrap', 'wilson', 'delong' or 'none' (or wilson and delong "
@@ -78,7 +79,7 @@ class EvaluationSettings:
             )
         if "none" in self.ci and len(self.ci) > 1:
             raise ValueError("ci 'none' cannot be combined with another interval method")
-        if self.scores not in ("probability", "logit"):
+        if self.scores not in SCORE_SCALES:
             raise ValueError(f"scores must be 'probability' or 'logit'; got {self.scores!r}")
         for label, threshold in (("threshold", self.threshold), *self.label_thresholds):
             if not math.isfinite(threshold):

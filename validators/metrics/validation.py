@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from validators.vocabulary import CiMethodName
+from validators.vocabulary import ScoreScale as ScoreScale  # re-exported: the engine names it here
+
 FloatArray: TypeAlias = NDArray[np.float64]
 BoolArray: TypeAlias = NDArray[np.bool_]
 IntArray: TypeAlias = NDArray[np.intp]
-ScoreScale = Literal["probability", "logit"]
-CiMethod = Literal["bootstrap", "wilson", "delong", "none"]
+CiMethod = CiMethodName
 
 NO_POSITIVES = "no positive cases (TP + FN = 0)"
 NO_NEGATIVES = "no negative cases (TN + FP = 0)"

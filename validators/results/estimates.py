@@ -8,28 +8,9 @@ from typing import Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-BinaryMetricName = Literal[
-    "prevalence",
-    "auroc",
-    "average_precision",
-    "sensitivity",
-    "specificity",
-    "ppv",
-    "npv",
-    "f1",
-    "balanced_accuracy",
-    "lr_positive",
-    "lr_negative",
-    "sensitivity_at_specificity",
-    "specificity_at_sensitivity",
-    "brier",
-    "log_loss",
-    "ece",
-    "ece_equal_mass",
-    "calibration_slope",
-    "calibration_intercept",
-    "net_benefit",
-]
+from validators.vocabulary import MetricName
+
+BinaryMetricName = MetricName
 """The name of every `Estimate` of `BinaryMetrics`, in order (a test checks the two agree)."""
 BINARY_METRIC_NAMES: tuple[BinaryMetricName, ...] = get_args(BinaryMetricName)
 

@@ -13,6 +13,7 @@ from pydantic import Field, ModelWrapValidatorHandler, computed_field, model_val
 
 from validators.results.estimates import BootstrapUnit, _Result
 from validators.results.subgroups import Disparity, FairnessGap, MetricsOf, SubgroupTable
+from validators.vocabulary import Task
 
 
 def _package_version(name: str) -> str | None:
@@ -106,7 +107,7 @@ class EvaluationResult(_Result):
     its content is refused.
     """
 
-    task: Literal["binary", "multilabel"]
+    task: Task
     view: Literal["committee", "vendor"] = "committee"
     provenance: Provenance
     overall: MetricsOf

@@ -7,6 +7,7 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 
 from validators.results.estimates import Estimate, _check_lengths, _Result
+from validators.vocabulary import ScoreScale
 
 
 class RocCurve(_Result):
@@ -88,7 +89,7 @@ class BinaryMetrics(_Result):
     """
 
     task: Literal["binary"] = "binary"
-    scores: Literal["probability", "logit"]
+    scores: ScoreScale
     threshold: float
     target_specificity: float = Field(ge=0.0, le=1.0)
     target_sensitivity: float = Field(ge=0.0, le=1.0)
