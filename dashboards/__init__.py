@@ -1,0 +1,1 @@
+"""Pages for people: the committee's dashboards, and the terminal scorecard (`scorecard`)."""

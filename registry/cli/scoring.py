@@ -162,7 +162,7 @@ def score(
     if json_output:
         print_json(dump(result))
     else:
-        from validators.scorecard import render_scorecard
+        from dashboards.scorecard import render_scorecard
 
         out = console()
         # Piped output has no terminal width; tables then keep a readable width of their own.

@@ -697,7 +697,7 @@ def test_vendor_view_withholds_a_verdict_reason_about_withheld_groups(
 
 
 def test_scorecard_of_a_multilabel_result() -> None:
-    from validators.scorecard import scorecard_text
+    from dashboards.scorecard import scorecard_text
 
     result = evaluate_predictions(multilabel_predictions(), policy=Policy.default("multilabel"))
     text = scorecard_text(result)
@@ -707,7 +707,7 @@ def test_scorecard_of_a_multilabel_result() -> None:
 
 
 def test_scorecard_of_a_vendor_view(predictions: Predictions) -> None:
-    from validators.scorecard import scorecard_text
+    from dashboards.scorecard import scorecard_text
 
     text = scorecard_text(evaluate_predictions(predictions, policy=quick_policy(), view="vendor"))
     assert "vendor view" in text

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from dashboards.scorecard import scorecard_text
 from tests.validators.test_policy import binary, est, result
-from validators.scorecard import scorecard_text
 from validators.vocabulary import METRICS
 
 
