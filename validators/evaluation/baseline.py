@@ -14,7 +14,7 @@ from validators.evaluation.inputs import EvaluationInputError, _listed
 from validators.evaluation.population import BinaryPopulation, collect_replicates
 from validators.evaluation.settings import EvaluationSettings, method_name, probabilities_from
 from validators.metrics.validation import MetricValue
-from validators.policy import BaselineComparison, NonInferiorityCriterion, Policy
+from validators.policy import BaselineComparison, Policy
 from validators.resampling.delong import delong_interval, delong_paired_test
 from validators.resampling.percentile import percentile_interval
 from validators.resampling.plan import BootstrapPlan
@@ -237,24 +237,20 @@ def compare_with_baseline(
     done: set[tuple[str, str | None]] = set()
     by_bootstrap: dict[str | None, list[str]] = {}
     for criterion in policy.criteria:
-        if not isinstance(criterion, NonInferiorityCriterion):
+        wanted = criterion.needs().baseline
+        if wanted is None:
             continue
-        key = (criterion.metric, criterion.label)
-        if key in done:
+        metric, label, method = wanted
+        if (metric, label) in done:
             continue
-        done.add(key)
-        method = criterion.method
+        done.add((metric, label))
         if method == "auto":
-            method = "delong" if criterion.metric == "auroc" and groups is None else "bootstrap"
+            method = "delong" if metric == "auroc" and groups is None else "bootstrap"
         if method == "delong":
-            labels, new, old = _label_columns(predictions, baseline, criterion.label)
-            out.append(
-                _delong_comparison(
-                    criterion.metric, criterion.label, labels, new, old, settings.level
-                )
-            )
+            labels, new, old = _label_columns(predictions, baseline, label)
+            out.append(_delong_comparison(metric, label, labels, new, old, settings.level))
         else:
-            by_bootstrap.setdefault(criterion.label, []).append(criterion.metric)
+            by_bootstrap.setdefault(label, []).append(metric)
     # One bootstrap per label serves all its metrics: the same replicates, computed once.
     for label, metrics in by_bootstrap.items():
         labels, new, old = _label_columns(predictions, baseline, label)

@@ -48,9 +48,7 @@ from validators.evaluation.settings import EvaluationSettings
 from validators.evaluation.subgroups import evaluate_subgroups
 from validators.policy import (
     BaselineComparison,
-    DisparityCriterion,
     Policy,
-    SubgroupMetricCriterion,
     evaluate_policy,
     subgroup_tables_named,
 )
@@ -86,12 +84,13 @@ def subgroup_spec_for(policy: Policy) -> SubgroupAnalysisSpec:
     metrics = list(groups.metrics)
     disparity_metrics = list(groups.disparity_metrics)
     for criterion in policy.criteria:
-        if isinstance(criterion, SubgroupMetricCriterion) and criterion.metric not in metrics:
-            metrics.append(criterion.metric)
-        if isinstance(criterion, DisparityCriterion):
-            for names in (metrics, disparity_metrics):
-                if criterion.metric not in names:
-                    names.append(criterion.metric)
+        needs = criterion.needs()
+        for metric in needs.subgroup_metrics:
+            if metric not in metrics:
+                metrics.append(metric)
+        for metric in needs.disparity_metrics:
+            if metric not in disparity_metrics:
+                disparity_metrics.append(metric)
     return SubgroupAnalysisSpec(
         attributes=tuple(attributes),
         intersections=tuple(intersections),

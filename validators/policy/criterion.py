@@ -16,13 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from validators.problems import raise_located
 from validators.results import AVERAGED_METRIC_NAMES, CriterionResult, Estimate, EvaluationResult
-from validators.vocabulary import ONE_SIDED_UPPER_METRICS
+from validators.vocabulary import ONE_SIDED_UPPER_METRICS, MetricName
 
 __all__ = [
     "AttributeName",
     "BaselineComparison",
     "Bounds",
     "CriterionBase",
+    "CriterionNeeds",
     "EceUpperBoundOnly",
     "Identifier",
     "JudgingContext",
@@ -102,6 +103,24 @@ class JudgingContext:
     """Comparisons with a baseline model on the same cases; None when no baseline was given."""
 
 
+@dataclass(frozen=True)
+class CriterionNeeds:
+    """What a criterion reads beyond the overall metrics, so the engine computes it.
+
+    The engine asks every criterion (`CriterionBase.needs`) instead of testing its kind, so a
+    new kind that reads something the engine already computes is one class and nothing else.
+    """
+
+    tables: tuple[tuple[str, ...], ...] = ()
+    """Subgroup tables named (attribute names as written; one name is a one-attribute table)."""
+    subgroup_metrics: tuple[MetricName, ...] = ()
+    """Metrics that need an interval in every group."""
+    disparity_metrics: tuple[MetricName, ...] = ()
+    """Metrics whose disparities (group against reference) are judged."""
+    baseline: tuple[MetricName, str | None, Literal["auto", "delong", "bootstrap"]] | None = None
+    """(metric, label, method) of a paired comparison with a baseline model, or None."""
+
+
 class CriterionBase(StrictModel):
     """The fields every criterion has, and the one method each kind implements: `judge`."""
 
@@ -118,6 +137,17 @@ class CriterionBase(StrictModel):
     @abstractmethod
     def judge(self, result: EvaluationResult, context: JudgingContext) -> CriterionResult:
         """Return how this criterion comes out on `result`: pass, fail or insufficient data."""
+
+    def needs(self) -> CriterionNeeds:
+        """Return what this criterion reads beyond the overall metrics (by default: the subgroup
+        tables its `attributes` name, if it has that field)."""
+        selectors: Iterable[str | list[str]] = getattr(self, "attributes", ())
+        return CriterionNeeds(
+            tables=tuple(
+                (selector,) if isinstance(selector, str) else tuple(selector)
+                for selector in selectors
+            )
+        )
 
     def average_problem(self, label: str) -> tuple[str, str] | None:
         """Return (field, message) when this criterion may not read the `label` average.

@@ -86,6 +86,5 @@ def evaluate_policy(
 def subgroup_tables_named(policy: Policy) -> Iterator[tuple[str, ...]]:
     """Yield the subgroup tables the policy's criteria name (canonical attribute names)."""
     for criterion in policy.criteria:
-        for selector in getattr(criterion, "attributes", []):
-            names = [selector] if isinstance(selector, str) else selector
-            yield tuple(canonical_attribute(n) for n in names)
+        for table in criterion.needs().tables:
+            yield tuple(canonical_attribute(n) for n in table)

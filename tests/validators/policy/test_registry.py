@@ -163,3 +163,35 @@ def test_a_new_kind_is_one_new_module_and_nothing_else(tmp_path: Path) -> None:
     assert found["kinds"] == sorted([*criterion_kinds(), "always_met"])
     assert found["schema"] == found["kinds"]
     assert (found["outcome"], found["reason"]) == ("pass", "met on binary, groups of 11.")
+
+
+def _criterion(**fields: object) -> object:
+    policy = parse_policy_dict({"criteria": [{"id": "c", "description": "d", **fields}]})
+    return policy.criteria[0]
+
+
+def parse_policy_dict(extra: dict[str, object]) -> typing.Any:
+    from validators.policy import parse_policy
+
+    base: dict[str, object] = {"name": "p", "version": "1", "task": "binary"}
+    return parse_policy({**base, **extra})
+
+
+def test_each_kind_says_what_the_engine_must_compute_for_it() -> None:
+    # The engine asks criterion.needs() instead of testing classes: the subgroup tables named,
+    # the metrics needing group intervals or disparities, and a baseline comparison.
+    subgroup = _criterion(
+        kind="subgroup_metric", metric="sensitivity", op=">=", value=0.8, attributes=["sex"]
+    )
+    disparity = _criterion(
+        kind="disparity", metric="ppv", attributes=[["sex", "site"]], min=-0.1, max=0.1
+    )
+    worse = _criterion(kind="non_inferiority", metric="auroc", margin=0.02)
+    overall = _criterion(kind="metric", metric="auroc", on="lower", op=">=", value=0.8)
+    assert subgroup.needs().tables == (("sex",),)
+    assert subgroup.needs().subgroup_metrics == ("sensitivity",)
+    assert subgroup.needs().disparity_metrics == ()
+    assert disparity.needs().tables == (("sex", "site"),)
+    assert disparity.needs().subgroup_metrics == disparity.needs().disparity_metrics == ("ppv",)
+    assert worse.needs().baseline == ("auroc", None, "auto")
+    assert overall.needs() == type(overall.needs())()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 from pydantic import Field
@@ -9,6 +10,7 @@ from pydantic import Field
 from validators.policy.criterion import (
     Bounds,
     CriterionBase,
+    CriterionNeeds,
     JudgingContext,
     RangeSide,
     TableSelector,
@@ -60,6 +62,12 @@ class DisparityCriterion(Bounds, CriterionBase):
         "against the upper bound: the whole interval within the limits).",
     )
     small_groups: Literal["insufficient_data", "ignore"] = "insufficient_data"
+
+    def needs(self) -> CriterionNeeds:
+        """Return the named tables, the metric in every group and its disparities."""
+        return dataclasses.replace(
+            super().needs(), subgroup_metrics=(self.metric,), disparity_metrics=(self.metric,)
+        )
 
     def average_problem(self, label: str) -> tuple[str, str] | None:
         """Return the problem of naming an average: disparities and gaps are per label."""

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from validators.policy.criterion import (
     CriterionBase,
+    CriterionNeeds,
     JudgingContext,
     Side,
     raise_problems,
@@ -49,6 +50,10 @@ class NonInferiorityCriterion(CriterionBase):
         if self.method == "delong" and self.metric != "auroc":
             raise_problems([(("method",), "DeLong's test compares AUROCs only; use bootstrap")])
         return self
+
+    def needs(self) -> CriterionNeeds:
+        """Return the paired comparison with the baseline this criterion judges."""
+        return CriterionNeeds(baseline=(self.metric, self.label, self.method))
 
     def average_problem(self, label: str) -> tuple[str, str] | None:
         """Return the problem of naming an average: non-inferiority compares one label."""

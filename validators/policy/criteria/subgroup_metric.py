@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 from pydantic import Field
 
 from validators.policy.criterion import (
     CriterionBase,
+    CriterionNeeds,
     EceUpperBoundOnly,
     JudgingContext,
     Side,
@@ -62,6 +64,10 @@ class SubgroupMetricCriterion(EceUpperBoundOnly, CriterionBase):
         description="A group below the minimum size (or where the metric is undefined) makes "
         "the criterion lack data (insufficient_data, fail-closed) or is left out (ignore).",
     )
+
+    def needs(self) -> CriterionNeeds:
+        """Return the named tables, and the metric's interval in every group."""
+        return dataclasses.replace(super().needs(), subgroup_metrics=(self.metric,))
 
     def judge(self, result: EvaluationResult, context: JudgingContext) -> CriterionResult:
         """Return whether every judged group of the named tables meets the value."""
