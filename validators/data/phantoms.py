@@ -1,0 +1,667 @@
+"""Synthetic chest-radiograph phantoms: images, tags and a dataset manifest, with no patient data.
+
+`generate_phantoms` draws a cohort in memory (stored pixel values, labels, attributes and the
+acquisition of every image); `write_phantom_dataset` writes it as a dataset that
+`validators.data.datasets.load_dataset` accepts: DICOM files with real tags, 16-bit grayscale
+PNG files, or one NPZ in the MedMNIST key layout, each with `cases.csv` beside it.
+
+The image model (vectorized numpy, float32, one image at a time so memory stays flat):
+
+- anatomy in attenuation units (0 air, 1 dense bone): a body, two lungs, the mediastinum and the
+  heart shadow, the spine, posterior ribs as arcs across the thorax; a patient's images share
+  the anatomy (drawn from the patient's own random stream), positioned a little differently;
+- the positive class: a soft nodule (a Gaussian opacity) inside one lung, at the same place in
+  every image of that patient;
+- the acquisition: field of view (the anatomy's scale), detector contrast and gamma, a smooth
+  background (heel effect), quantum noise, the detector's bit depth and its rescale slope and
+  intercept, each set by the scanner manufacturer and changed by the view, the sex, the age and
+  the site as in `docs/datasets.md` (the table there mirrors `MANUFACTURERS` below).
+
+The defaults make one manufacturer ("Philips" here: the names are labels of made-up detector
+profiles, not claims about real products) lower in contrast and noisier, so that a model can be
+measurably worse on its images: the fairness table has something real to find.
+
+Same arguments, same bytes: every random draw comes from a stream seeded by (seed, purpose,
+index), the DICOM UIDs are derived from the seed, and no file carries a time stamp.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "MANUFACTURERS",
+    "SITES",
+    "Acquisition",
+    "DetectorProfile",
+    "PhantomCase",
+    "PhantomFormat",
+    "PhantomSet",
+    "generate_phantoms",
+    "iter_phantoms",
+    "write_phantom_dataset",
+]
+
+PhantomFormat = Literal["dicom", "png", "npz"]
+ProgressCallback = Callable[[int, int], None]
+
+# The rescaled (modality) values span 0..FULL_SCALE whatever the detector, as a DX image's do
+# after rescale; what differs between detectors is how they are stored.
+FULL_SCALE = 4095.0
+# Physical width of the reference field of view, in millimetres (a 43 cm detector).
+REFERENCE_FOV_MM = 430.0
+DIGITAL_XRAY_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
+# Every UID is derived from the seed under this prefix (pydicom's own root for generated UIDs).
+STUDY_DATE = "20250101"
+SYNTHETIC_INSTITUTION = "Assay synthetic phantom (no patient data)"
+
+
+@dataclass(frozen=True)
+class DetectorProfile:
+    """How one (made-up) scanner profile turns attenuation into stored pixel values."""
+
+    manufacturer: str
+    model: str
+    bits_stored: int
+    rescale_slope: float
+    rescale_intercept: float
+    contrast: float  # gain applied to the attenuation image before gamma
+    gamma: float  # detector response curve: >1 flattens the dark (lung) range
+    noise: float  # standard deviation of the quantum noise at mid-grey, in 0..1 units
+    fov_mm: float  # field of view: a wider one shows the anatomy smaller
+    kvp: float
+    exposure_mas: float
+    protocol: str
+
+
+MANUFACTURERS: tuple[DetectorProfile, ...] = (
+    DetectorProfile(
+        manufacturer="Siemens",
+        model="Phantom DX-S1",
+        bits_stored=12,
+        rescale_slope=1.0,
+        rescale_intercept=0.0,
+        contrast=1.0,
+        gamma=1.0,
+        noise=0.012,
+        fov_mm=430.0,
+        kvp=125.0,
+        exposure_mas=2.0,
+        protocol="Chest PA/AP standard",
+    ),
+    DetectorProfile(
+        manufacturer="GE",
+        model="Phantom DX-G2",
+        bits_stored=14,
+        rescale_slope=0.25,
+        rescale_intercept=0.0,
+        contrast=0.92,
+        gamma=0.85,
+        noise=0.018,
+        fov_mm=400.0,
+        kvp=120.0,
+        exposure_mas=2.5,
+        protocol="THORAX ROUTINE",
+    ),
+    DetectorProfile(
+        manufacturer="Philips",
+        model="Phantom DX-P3",
+        bits_stored=12,
+        rescale_slope=2.0,
+        rescale_intercept=-1024.0,
+        contrast=0.62,
+        gamma=1.35,
+        noise=0.04,
+        fov_mm=460.0,
+        kvp=110.0,
+        exposure_mas=3.2,
+        protocol="Chest",
+    ),
+)
+_PROFILES = {profile.manufacturer: profile for profile in MANUFACTURERS}
+
+# Each site has its own scanner mix (so site and manufacturer are correlated, as in a hospital
+# network), and its own exposure habit (a brightness offset in 0..1 units).
+SITES: dict[str, tuple[tuple[float, float, float], float]] = {
+    "north": ((0.7, 0.2, 0.1), 0.0),
+    "south": ((0.2, 0.6, 0.2), 0.02),
+    "east": ((0.15, 0.15, 0.7), -0.02),
+}
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """What the acquisition of one image was: its detector, view, and the derived tag values."""
+
+    profile: DetectorProfile
+    view: Literal["PA", "AP"]
+    pixel_spacing_mm: float
+    window_center: float
+    window_width: float
+
+
+@dataclass(frozen=True)
+class PhantomCase:
+    """One synthetic image with its label, attributes and acquisition."""
+
+    index: int
+    case_id: str
+    patient_id: str
+    patient_index: int
+    label: int
+    sex: Literal["F", "M"]
+    age: int
+    site: str
+    acquisition: Acquisition
+    pixels: NDArray[np.uint16]  # stored values (H, W), before rescale slope and intercept
+
+    @property
+    def rescaled(self) -> NDArray[np.float32]:
+        """Gives back the modality values: stored values times slope plus intercept."""
+        profile = self.acquisition.profile
+        out: NDArray[np.float32] = self.pixels.astype(np.float32) * np.float32(
+            profile.rescale_slope
+        ) + np.float32(profile.rescale_intercept)
+        return out
+
+    def attributes(self) -> dict[str, str]:
+        """Gives back the manifest's attribute columns of this case, as text."""
+        return {
+            "sex": self.sex,
+            "age": str(self.age),
+            "site": self.site,
+            "manufacturer": self.acquisition.profile.manufacturer,
+            "view": self.acquisition.view,
+        }
+
+
+@dataclass(frozen=True)
+class PhantomSet:
+    """A whole cohort in memory: stored pixels (N, H, W) uint16 and the cases in order."""
+
+    images: NDArray[np.uint16]
+    cases: tuple[PhantomCase, ...]
+
+    @property
+    def labels(self) -> NDArray[np.int64]:
+        """Gives back the binary labels (N,) in case order."""
+        return np.array([case.label for case in self.cases], dtype=np.int64)
+
+    def column(self, name: str) -> NDArray[np.str_]:
+        """Gives back one attribute column (sex, age, site, manufacturer, view) in case order."""
+        return np.array([case.attributes()[name] for case in self.cases])
+
+
+@dataclass(frozen=True)
+class _Patient:
+    index: int
+    patient_id: str
+    sex: Literal["F", "M"]
+    age: int
+    site: str
+    positive: bool
+    # Anatomy, in normalized coordinates (the image spans -1..1 at the reference field of view).
+    body_width: float
+    lung_width: float
+    lung_height: float
+    lung_gap: float
+    heart_width: float
+    rib_spacing: float
+    bone_density: float
+    lesion_side: float  # -1 or +1
+    lesion_u: float  # position inside the lung, as a fraction of its half-axes
+    lesion_v: float
+    lesion_radius: float
+    lesion_strength: float
+
+
+def _rng(seed: int, purpose: int, index: int) -> np.random.Generator:
+    """Gives back the random stream of one (purpose, index), independent of every other."""
+    return np.random.default_rng(np.random.SeedSequence([seed, purpose, index]))
+
+
+def _assign_patients(cases: int, patients: int, seed: int) -> NDArray[np.int64]:
+    """Gives back each case's patient index: every patient has one image or more, in order."""
+    rng = _rng(seed, 0, 0)
+    extra = rng.choice(patients, size=cases - patients, replace=True)
+    counts = np.ones(patients, dtype=np.int64) + np.bincount(extra, minlength=patients)
+    return np.repeat(np.arange(patients, dtype=np.int64), counts)
+
+
+def _choose_positive_patients(
+    counts: NDArray[np.int64], prevalence: float, seed: int
+) -> NDArray[np.bool_]:
+    """Gives back which patients carry a lesion, so the share of positive images is closest."""
+    target = round(prevalence * int(counts.sum()))
+    order = _rng(seed, 0, 1).permutation(len(counts))
+    positive = np.zeros(len(counts), dtype=bool)
+    total = 0
+    for patient in order:
+        # Greedy over a random order: a patient's images are all positive or all negative.
+        if total + counts[patient] <= target or (
+            total < target and target - total > (total + counts[patient]) - target
+        ):
+            positive[patient] = True
+            total += int(counts[patient])
+        if total >= target:
+            break
+    return positive
+
+
+def _draw_patient(index: int, positive: bool, seed: int) -> _Patient:
+    rng = _rng(seed, 1, index)
+    sex: Literal["F", "M"] = "F" if rng.random() < 0.5 else "M"
+    age = int(np.clip(rng.normal(58.0, 16.0), 18, 95))
+    site = str(rng.choice(list(SITES), p=[0.45, 0.35, 0.2]))
+    scale = 0.94 if sex == "F" else 1.0
+    return _Patient(
+        index=index,
+        patient_id=f"phantom-patient-{index + 1:05d}",
+        sex=sex,
+        age=age,
+        site=site,
+        positive=positive,
+        body_width=float(rng.uniform(0.84, 0.95) * scale),
+        lung_width=float(rng.uniform(0.25, 0.30) * scale),
+        lung_height=float(rng.uniform(0.58, 0.68) * scale),
+        lung_gap=float(rng.uniform(0.32, 0.37) * scale),
+        heart_width=float(rng.uniform(0.22, 0.30)),
+        rib_spacing=float(rng.uniform(0.16, 0.19) * scale),
+        # Bone density falls after 50: older patients' ribs show less.
+        bone_density=float(np.clip(1.0 - 0.008 * max(age - 50, 0) + rng.normal(0, 0.05), 0.5, 1.1)),
+        lesion_side=float(rng.choice([-1.0, 1.0])),
+        lesion_u=float(rng.uniform(-0.45, 0.45)),
+        lesion_v=float(rng.uniform(-0.4, 0.5)),
+        lesion_radius=float(rng.uniform(0.04, 0.08)),
+        lesion_strength=float(rng.uniform(0.12, 0.24)),
+    )
+
+
+def _smooth_mask(
+    x: NDArray[np.float32], y: NDArray[np.float32], cx: float, cy: float, rx: float, ry: float,
+    edge: float = 0.08,
+) -> NDArray[np.float32]:
+    """Gives back an ellipse's mask, 1 inside and 0 outside, with a soft edge of width `edge`."""
+    r = np.sqrt(((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2)
+    t = np.clip((1.0 - r) / edge, 0.0, 1.0)
+    out: NDArray[np.float32] = (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+    return out
+
+
+def _attenuation(
+    patient: _Patient, view: str, size: int, fov_scale: float, rng: np.random.Generator
+) -> NDArray[np.float32]:
+    """Gives back the patient's attenuation image (H, W) in 0..1 for one acquisition."""
+    # Positioning differs a little between images: shift and a small rotation.
+    # Python floats (not numpy float64 scalars) keep the float32 arithmetic in float32.
+    shift_x, shift_y = (float(value) for value in rng.normal(0.0, 0.025, size=2))
+    angle = float(rng.normal(0.0, 0.03))
+    axis = (np.arange(size, dtype=np.float32) + 0.5) / size * 2.0 - 1.0
+    gx, gy = np.meshgrid(axis * fov_scale, axis * fov_scale)
+    cos, sin = np.float32(np.cos(angle)), np.float32(np.sin(angle))
+    x = cos * (gx - shift_x) - sin * (gy - shift_y)
+    y = sin * (gx - shift_x) + cos * (gy - shift_y)
+    # AP (portable, beam from the front) magnifies the heart, which lies far from the detector.
+    heart_scale = 1.18 if view == "AP" else 1.0
+
+    # The torso is a superellipse (square shoulders), wider than it is deep on the image.
+    torso = np.clip(
+        1.0 - ((x / patient.body_width) ** 4 + ((y - 0.25) / 1.25) ** 4), 0.0, None
+    )
+    body = np.clip(torso / 0.25, 0.0, 1.0)
+    thorax = _smooth_mask(x, y, 0.0, -0.1, patient.lung_gap + patient.lung_width + 0.08, 0.78)
+    # Lungs narrow towards the apex: scale x by the height within the lung.
+    lung_y = -0.1
+    taper = 1.0 + 0.35 * np.clip((lung_y - y) / patient.lung_height, 0.0, 1.0)
+    lungs = np.maximum(
+        _smooth_mask(
+            (x + patient.lung_gap) * taper, y, 0.0, lung_y, patient.lung_width,
+            patient.lung_height,
+        ),
+        _smooth_mask(
+            (x - patient.lung_gap) * taper, y, 0.0, lung_y, patient.lung_width,
+            patient.lung_height,
+        ),
+    )
+    # On a PA image the heart lies on the image's right (the patient's left).
+    heart = _smooth_mask(
+        x, y, 0.08, 0.22, patient.heart_width * heart_scale, 0.2 * heart_scale, edge=0.25
+    )
+    mediastinum = _smooth_mask(x, y, 0.0, -0.2, 0.12, 0.6, edge=0.3)
+    spine = np.clip(1.0 - np.abs(x) / 0.06, 0.0, 1.0) * body
+    # Posterior ribs: arcs that fall laterally, a smooth bump once per rib spacing.
+    phase = (y - 0.5 * x * x) / patient.rib_spacing
+    ribs = np.exp(-(((phase - np.floor(phase)) - 0.5) ** 2) / 0.015) * thorax * (y < 0.5)
+
+    soft = np.maximum(heart, mediastinum)
+    attenuation = 0.03 + 0.45 * body
+    attenuation -= 0.34 * lungs * (1.0 - soft)
+    attenuation += 0.12 * soft * body
+    attenuation += 0.10 * patient.bone_density * (ribs + 0.4 * spine)
+    if patient.sex == "F":
+        # Breast soft tissue over the lower lateral lung fields.
+        attenuation += 0.06 * _smooth_mask(np.abs(x), y, 0.45, 0.35, 0.3, 0.25, edge=0.4)
+    if patient.positive:
+        cx = patient.lesion_side * (patient.lung_gap + patient.lesion_u * patient.lung_width)
+        cy = -0.1 + patient.lesion_v * patient.lung_height
+        cx, cy = cx + rng.normal(0.0, 0.01), cy + rng.normal(0.0, 0.01)
+        radius = patient.lesion_radius
+        nodule = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2.0 * radius * radius))
+        attenuation += patient.lesion_strength * nodule
+    out: NDArray[np.float32] = np.clip(attenuation, 0.0, 1.0).astype(np.float32)
+    return out
+
+
+def _acquire(
+    attenuation: NDArray[np.float32],
+    profile: DetectorProfile,
+    *,
+    view: str,
+    site_offset: float,
+    rng: np.random.Generator,
+) -> NDArray[np.float32]:
+    """Gives back the detector's image in 0..1: contrast, gamma, background, noise."""
+    size = attenuation.shape[0]
+    # Portable AP images: lower contrast and more scatter noise.
+    contrast = profile.contrast * (0.9 if view == "AP" else 1.0)
+    noise = profile.noise * (1.3 if view == "AP" else 1.0)
+    image = contrast * np.power(attenuation, np.float32(profile.gamma)) + site_offset
+    # Heel effect: a smooth gradient across the field, of a random direction and strength.
+    axis = np.linspace(-1.0, 1.0, size, dtype=np.float32)
+    tilt = rng.normal(0.0, 0.03, size=2).astype(np.float32)
+    image = image + tilt[0] * axis[None, :] + tilt[1] * axis[:, None] + np.float32(0.08)
+    # Quantum noise grows with the signal's square root.
+    image += np.float32(noise) * np.sqrt(np.clip(image, 0.0, None) + np.float32(0.05)) * (
+        rng.standard_normal((size, size), dtype=np.float32)
+    )
+    out: NDArray[np.float32] = np.clip(image, 0.0, 1.0)
+    return out
+
+
+def _store(
+    image: NDArray[np.float32], profile: DetectorProfile
+) -> NDArray[np.uint16]:
+    """Gives back the stored values whose rescale gives image x FULL_SCALE."""
+    stored = (image * np.float32(FULL_SCALE) - np.float32(profile.rescale_intercept)) / np.float32(
+        profile.rescale_slope
+    )
+    top = (1 << profile.bits_stored) - 1
+    out: NDArray[np.uint16] = np.clip(np.rint(stored), 0, top).astype(np.uint16)
+    return out
+
+
+def _window(rescaled: NDArray[np.float32]) -> tuple[float, float]:
+    """Gives back the (center, width) a modality would store: the 1st to 99th percentile."""
+    # A strided sample is enough for percentiles, and keeps this cheap at 2048 pixels square.
+    sample = rescaled[::4, ::4]
+    low, high = np.percentile(sample, [1.0, 99.0])
+    width = max(float(high - low), 1.0)
+    return round(float(low) + width / 2.0, 1), round(width, 1)
+
+
+def iter_phantoms(
+    *,
+    cases: int = 200,
+    size: int = 256,
+    prevalence: float = 0.3,
+    seed: int = 0,
+    patients: int | None = None,
+) -> Iterator[PhantomCase]:
+    """Gives back the cohort's cases one at a time, in order (memory stays one image)."""
+    if cases < 1:
+        raise ValueError(f"cases must be at least 1, got {cases}; ask for one image or more")
+    if not 16 <= size <= 4096:
+        raise ValueError(f"size must be 16 to 4096 pixels, got {size}; pick a size in that range")
+    if not 0.0 <= prevalence <= 1.0:
+        raise ValueError(f"prevalence must be within 0 and 1, got {prevalence}")
+    if seed < 0:
+        raise ValueError(f"seed must be 0 or more, got {seed}")
+    # About 1.5 images per patient by default, as in a cohort with follow-up images.
+    patients = max(1, round(cases / 1.5)) if patients is None else patients
+    if not 1 <= patients <= cases:
+        raise ValueError(
+            f"patients must be 1 to the number of cases ({cases}), got {patients}; "
+            "every patient has at least one image"
+        )
+    owner = _assign_patients(cases, patients, seed)
+    positive = _choose_positive_patients(np.bincount(owner, minlength=patients), prevalence, seed)
+    drawn: dict[int, _Patient] = {}
+    for index in range(cases):
+        patient_index = int(owner[index])
+        patient = drawn.get(patient_index)
+        if patient is None:
+            # Patients are contiguous in case order: the previous one is no longer needed.
+            drawn.clear()
+            patient = drawn[patient_index] = _draw_patient(
+                patient_index, bool(positive[patient_index]), seed
+            )
+        rng = _rng(seed, 2, index)
+        mix, site_offset = SITES[patient.site]
+        profile = MANUFACTURERS[int(rng.choice(len(MANUFACTURERS), p=mix))]
+        # Older patients are more often imaged at the bedside (AP).
+        view: Literal["PA", "AP"] = "AP" if rng.random() < 0.1 + 0.004 * patient.age else "PA"
+        fov_scale = profile.fov_mm / REFERENCE_FOV_MM
+        attenuation = _attenuation(patient, view, size, fov_scale, rng)
+        image = _acquire(attenuation, profile, view=view, site_offset=site_offset, rng=rng)
+        pixels = _store(image, profile)
+        rescaled = pixels.astype(np.float32) * np.float32(profile.rescale_slope) + np.float32(
+            profile.rescale_intercept
+        )
+        center, width = _window(rescaled)
+        yield PhantomCase(
+            index=index,
+            case_id=f"phantom-{index + 1:05d}",
+            patient_id=patient.patient_id,
+            patient_index=patient_index,
+            label=int(patient.positive),
+            sex=patient.sex,
+            age=patient.age,
+            site=patient.site,
+            acquisition=Acquisition(
+                profile=profile,
+                view=view,
+                pixel_spacing_mm=round(profile.fov_mm / size, 6),
+                window_center=center,
+                window_width=width,
+            ),
+            pixels=pixels,
+        )
+
+
+def generate_phantoms(
+    *,
+    cases: int = 200,
+    size: int = 256,
+    prevalence: float = 0.3,
+    seed: int = 0,
+    patients: int | None = None,
+) -> PhantomSet:
+    """Gives back a whole cohort in memory: stored pixels (N, H, W) uint16 and the cases."""
+    images = np.empty((cases, size, size), dtype=np.uint16) if cases >= 1 else None
+    collected = []
+    for case in iter_phantoms(
+        cases=cases, size=size, prevalence=prevalence, seed=seed, patients=patients
+    ):
+        assert images is not None  # iter_phantoms refused cases < 1 already
+        images[case.index] = case.pixels
+        collected.append(case)
+    assert images is not None
+    return PhantomSet(images=images, cases=tuple(collected))
+
+
+# --- writers -----------------------------------------------------------------------------------
+
+
+def _dicom_bytes(case: PhantomCase, seed: int) -> bytes:
+    """Gives back one DICOM Part 10 file (Digital X-Ray, for presentation) for the case."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    profile, acquisition = case.acquisition.profile, case.acquisition
+
+    def uid(kind: str, key: str) -> str:
+        # The same seed and case give the same UIDs: a rerun writes the same bytes.
+        return str(generate_uid(entropy_srcs=["assay-phantom", str(seed), kind, key]))
+
+    study_uid = uid("study", f"{case.patient_id}/{case.index}")
+    sop_uid = uid("sop", case.case_id)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = DIGITAL_XRAY_FOR_PRESENTATION
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = uid("implementation", "assay")
+    meta.ImplementationVersionName = "ASSAY_PHANTOM"
+
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.ImageType = ["DERIVED", "SECONDARY"]
+    ds.SOPClassUID = DIGITAL_XRAY_FOR_PRESENTATION
+    ds.SOPInstanceUID = sop_uid
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = STUDY_DATE
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = "120000"
+    ds.AccessionNumber = f"PH{case.index + 1:08d}"
+    ds.Modality = "DX"
+    ds.PresentationIntentType = "FOR PRESENTATION"
+    ds.Manufacturer = profile.manufacturer
+    ds.InstitutionName = SYNTHETIC_INSTITUTION
+    ds.StationName = f"PHANTOM-{case.site.upper()}"
+    ds.StudyDescription = "Synthetic chest radiograph phantom"
+    ds.SeriesDescription = f"Chest {acquisition.view}"
+    ds.ManufacturerModelName = profile.model
+    ds.PatientName = f"Phantom^{case.patient_index + 1:04d}"
+    ds.PatientID = case.patient_id
+    ds.PatientBirthDate = ""
+    ds.PatientSex = case.sex
+    ds.PatientAge = f"{case.age:03d}Y"
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = "Synthetic phantom: generated, never acquired from a person"
+    ds.BodyPartExamined = "CHEST"
+    ds.KVP = profile.kvp
+    ds.ExposureInmAs = profile.exposure_mas
+    ds.ProtocolName = profile.protocol
+    ds.ViewPosition = acquisition.view
+    ds.PatientOrientation = ["L", "F"] if acquisition.view == "PA" else ["R", "F"]
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = uid("series", f"{case.patient_id}/{case.index}")
+    ds.StudyID = f"{case.index + 1}"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = 1
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = case.pixels.shape
+    ds.PixelSpacing = [acquisition.pixel_spacing_mm, acquisition.pixel_spacing_mm]
+    ds.ImagerPixelSpacing = [acquisition.pixel_spacing_mm, acquisition.pixel_spacing_mm]
+    ds.BitsAllocated = 16
+    ds.BitsStored = profile.bits_stored
+    ds.HighBit = profile.bits_stored - 1
+    ds.PixelRepresentation = 0
+    ds.RescaleIntercept = profile.rescale_intercept
+    ds.RescaleSlope = profile.rescale_slope
+    ds.RescaleType = "US"
+    ds.WindowCenter = acquisition.window_center
+    ds.WindowWidth = acquisition.window_width
+    ds.VOILUTFunction = "LINEAR"
+    ds.LossyImageCompression = "00"
+    ds.PixelData = np.ascontiguousarray(case.pixels, dtype="<u2").tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _png_bytes(case: PhantomCase) -> bytes:
+    """Gives back a 16-bit grayscale PNG: the stored values scaled to the full 16-bit range."""
+    from PIL import Image
+
+    # An export to PNG drops the rescale, so the detector's range is stretched to 16 bits, as
+    # PACS exports do; the bit depth then no longer tells the detectors apart, the image does.
+    shift = 16 - case.acquisition.profile.bits_stored
+    values = (case.pixels.astype(np.uint32) << shift).astype(np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(values).save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def _uint8_windowed(case: PhantomCase) -> NDArray[np.uint8]:
+    """Gives back the image windowed with its own window into 0..255, as MedMNIST stores it."""
+    center, width = case.acquisition.window_center, case.acquisition.window_width
+    scaled = (case.rescaled - (center - width / 2.0)) / width
+    out: NDArray[np.uint8] = np.clip(np.rint(scaled * 255.0), 0, 255).astype(np.uint8)
+    return out
+
+
+def _write_deterministic_npz(path: Path, arrays: dict[str, NDArray[np.generic]]) -> None:
+    """Writes an NPZ whose bytes depend on the arrays only (np.savez stamps the current time)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+            archive.writestr(info, buffer.getvalue())
+
+
+MANIFEST_ATTRIBUTES = ("sex", "age", "site", "manufacturer", "view")
+
+
+def write_phantom_dataset(
+    out: Path,
+    *,
+    format: PhantomFormat = "dicom",
+    cases: int = 200,
+    size: int = 256,
+    prevalence: float = 0.3,
+    seed: int = 0,
+    patients: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> Path:
+    """Gives back `out` after writing a phantom dataset into it: images and `cases.csv`.
+
+    DICOM and PNG: one file per case under `images/`, and `cases.csv` with case_id, patient_id,
+    path, label and the attribute columns. NPZ: `phantoms.npz` (`test_images` uint8 (N, H, W),
+    `test_labels` (N, 1)) and `cases.csv` without a path column, row i describing image i.
+    `out` is created if needed; files already there with the same names are overwritten (the
+    command line refuses a non-empty directory before calling this). `progress(done, total)`
+    is called after each image.
+    """
+    if format not in ("dicom", "png", "npz"):
+        raise ValueError(f"format must be dicom, png or npz, got {format!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, str]] = []
+    npz_images: list[NDArray[np.uint8]] = []
+    if format != "npz":
+        (out / "images").mkdir(exist_ok=True)
+    for case in iter_phantoms(
+        cases=cases, size=size, prevalence=prevalence, seed=seed, patients=patients
+    ):
+        row = {"case_id": case.case_id, "patient_id": case.patient_id}
+        if format == "npz":
+            npz_images.append(_uint8_windowed(case))
+        else:
+            relative = f"images/{case.case_id}.{'dcm' if format == 'dicom' else 'png'}"
+            data = _dicom_bytes(case, seed) if format == "dicom" else _png_bytes(case)
+            (out / relative).write_bytes(data)
+            row["path"] = relative
+        rows.append({**row, "label": str(case.label), **case.attributes()})
+        if progress is not None:
+            progress(case.index + 1, cases)
+    if format == "npz":
+        labels = np.array([[int(row["label"])] for row in rows], dtype=np.uint8)
+        _write_deterministic_npz(
+            out / "phantoms.npz", {"test_images": np.stack(npz_images), "test_labels": labels}
+        )
+    with open(out / "cases.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return out
