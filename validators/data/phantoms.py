@@ -31,9 +31,9 @@ import csv
 import io
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -59,8 +59,8 @@ ProgressCallback = Callable[[int, int], None]
 FULL_SCALE = 4095.0
 # Physical width of the reference field of view, in millimetres (a 43 cm detector).
 REFERENCE_FOV_MM = 430.0
-DIGITAL_XRAY_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
-# Every UID is derived from the seed under this prefix (pydicom's own root for generated UIDs).
+DIGITAL_XRAY_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage
+# A fixed date: a time stamp would make two runs with the same seed differ in bytes.
 STUDY_DATE = "20250101"
 SYNTHETIC_INSTITUTION = "Assay synthetic phantom (no patient data)"
 
@@ -162,7 +162,8 @@ class PhantomCase:
     age: int
     site: str
     acquisition: Acquisition
-    pixels: NDArray[np.uint16]  # stored values (H, W), before rescale slope and intercept
+    # Stored values (H, W), before rescale slope and intercept; compared with numpy, not by ==.
+    pixels: NDArray[np.uint16] = field(compare=False, repr=False)
 
     @property
     def rescaled(self) -> NDArray[np.float32]:
@@ -287,7 +288,12 @@ def _draw_patient(index: int, positive: bool, seed: int) -> _Patient:
 
 
 def _smooth_mask(
-    x: NDArray[np.float32], y: NDArray[np.float32], cx: float, cy: float, rx: float, ry: float,
+    x: NDArray[np.floating[Any]],
+    y: NDArray[np.floating[Any]],
+    cx: float,
+    cy: float,
+    rx: float,
+    ry: float,
     edge: float = 0.08,
 ) -> NDArray[np.float32]:
     """Gives back an ellipse's mask, 1 inside and 0 outside, with a soft edge of width `edge`."""
@@ -314,9 +320,7 @@ def _attenuation(
     heart_scale = 1.18 if view == "AP" else 1.0
 
     # The torso is a superellipse (square shoulders), wider than it is deep on the image.
-    torso = np.clip(
-        1.0 - ((x / patient.body_width) ** 4 + ((y - 0.25) / 1.25) ** 4), 0.0, None
-    )
+    torso = np.clip(1.0 - ((x / patient.body_width) ** 4 + ((y - 0.25) / 1.25) ** 4), 0.0, None)
     body = np.clip(torso / 0.25, 0.0, 1.0)
     thorax = _smooth_mask(x, y, 0.0, -0.1, patient.lung_gap + patient.lung_width + 0.08, 0.78)
     # Lungs narrow towards the apex: scale x by the height within the lung.
@@ -324,11 +328,19 @@ def _attenuation(
     taper = 1.0 + 0.35 * np.clip((lung_y - y) / patient.lung_height, 0.0, 1.0)
     lungs = np.maximum(
         _smooth_mask(
-            (x + patient.lung_gap) * taper, y, 0.0, lung_y, patient.lung_width,
+            (x + patient.lung_gap) * taper,
+            y,
+            0.0,
+            lung_y,
+            patient.lung_width,
             patient.lung_height,
         ),
         _smooth_mask(
-            (x - patient.lung_gap) * taper, y, 0.0, lung_y, patient.lung_width,
+            (x - patient.lung_gap) * taper,
+            y,
+            0.0,
+            lung_y,
+            patient.lung_width,
             patient.lung_height,
         ),
     )
@@ -350,10 +362,13 @@ def _attenuation(
     if patient.sex == "F":
         # Breast soft tissue over the lower lateral lung fields.
         attenuation += 0.06 * _smooth_mask(np.abs(x), y, 0.45, 0.35, 0.3, 0.25, edge=0.4)
+    # Drawn whatever the label, so that the rest of the image's stream (its noise) does not
+    # depend on the label: a positive image and its lesion-free twin differ by the lesion alone.
+    jitter_x, jitter_y = (float(value) for value in rng.normal(0.0, 0.01, size=2))
     if patient.positive:
         cx = patient.lesion_side * (patient.lung_gap + patient.lesion_u * patient.lung_width)
         cy = -0.1 + patient.lesion_v * patient.lung_height
-        cx, cy = cx + rng.normal(0.0, 0.01), cy + rng.normal(0.0, 0.01)
+        cx, cy = cx + jitter_x, cy + jitter_y
         radius = patient.lesion_radius
         nodule = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2.0 * radius * radius))
         attenuation += patient.lesion_strength * nodule
@@ -380,16 +395,16 @@ def _acquire(
     tilt = rng.normal(0.0, 0.03, size=2).astype(np.float32)
     image = image + tilt[0] * axis[None, :] + tilt[1] * axis[:, None] + np.float32(0.08)
     # Quantum noise grows with the signal's square root.
-    image += np.float32(noise) * np.sqrt(np.clip(image, 0.0, None) + np.float32(0.05)) * (
-        rng.standard_normal((size, size), dtype=np.float32)
+    image += (
+        np.float32(noise)
+        * np.sqrt(np.clip(image, 0.0, None) + np.float32(0.05))
+        * (rng.standard_normal((size, size), dtype=np.float32))
     )
     out: NDArray[np.float32] = np.clip(image, 0.0, 1.0)
     return out
 
 
-def _store(
-    image: NDArray[np.float32], profile: DetectorProfile
-) -> NDArray[np.uint16]:
+def _store(image: NDArray[np.float32], profile: DetectorProfile) -> NDArray[np.uint16]:
     """Gives back the stored values whose rescale gives image x FULL_SCALE."""
     stored = (image * np.float32(FULL_SCALE) - np.float32(profile.rescale_intercept)) / np.float32(
         profile.rescale_slope
@@ -504,18 +519,18 @@ def generate_phantoms(
 def _dicom_bytes(case: PhantomCase, seed: int) -> bytes:
     """Gives back one DICOM Part 10 file (Digital X-Ray, for presentation) for the case."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
     profile, acquisition = case.acquisition.profile, case.acquisition
 
-    def uid(kind: str, key: str) -> str:
+    def uid(kind: str, key: str) -> UID:
         # The same seed and case give the same UIDs: a rerun writes the same bytes.
-        return str(generate_uid(entropy_srcs=["assay-phantom", str(seed), kind, key]))
+        return generate_uid(entropy_srcs=["assay-phantom", str(seed), kind, key])
 
     study_uid = uid("study", f"{case.patient_id}/{case.index}")
     sop_uid = uid("sop", case.case_id)
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = DIGITAL_XRAY_FOR_PRESENTATION
+    meta.MediaStorageSOPClassUID = UID(DIGITAL_XRAY_FOR_PRESENTATION)
     meta.MediaStorageSOPInstanceUID = sop_uid
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = uid("implementation", "assay")
