@@ -267,3 +267,25 @@ def test_dicom_bytes_round_trip_through_a_buffer(tmp_path: Path) -> None:
     data = (root / read_manifest(root)[0]["path"]).read_bytes()
     assert data[128:132] == b"DICM"
     assert pydicom.dcmread(io.BytesIO(data)).SOPClassUID == "1.2.840.10008.5.1.4.1.1.1.1"
+
+
+@pytest.mark.parametrize("format", FORMATS)
+def test_load_dataset_accepts_every_format_written(tmp_path: Path, format: PhantomFormat) -> None:
+    from validators.data.datasets import load_dataset
+
+    root = write_phantom_dataset(tmp_path, format=format, cases=10, size=32, seed=2)
+    dataset = load_dataset(root, attributes=("sex", "age", "site", "manufacturer", "view"))
+    cohort = generate_phantoms(cases=10, size=32, seed=2)
+    assert dataset.format == format
+    assert [c.case_id for c in dataset.cases] == [c.case_id for c in cohort.cases]
+    assert [c.labels["label"] for c in dataset.cases] == cohort.labels.tolist()
+    assert dataset.n_patients == len({c.patient_id for c in cohort.cases})
+    for case, phantom in zip(dataset.cases, cohort.cases, strict=True):
+        assert {k: case.attributes[k] for k in phantom.attributes()} == phantom.attributes()
+    if format == "dicom":
+        # The acquisition tags are read into the attribute table, for the fairness tables.
+        first = dataset.cases[0].attributes
+        profile = cohort.cases[0].acquisition.profile
+        assert first["manufacturer_model"] == profile.model
+        assert first["body_part"] == "CHEST"
+        assert first["protocol"] == profile.protocol
