@@ -60,6 +60,7 @@ __all__ = [
     "ProgressCallback",
     "StderrProgress",
     "cache_key",
+    "default_workers",
     "open_cache",
 ]
 
@@ -317,7 +318,8 @@ def _run_blocks(tasks: list[_BlockTask], pool_size: int) -> Iterator[_BlockResul
                 future.cancel()
 
 
-def _default_workers() -> int:
+def default_workers() -> int:
+    """Gives back how many cores this process may use (its CPU affinity), at least 1."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -466,7 +468,7 @@ def open_cache(
     it); it is part of the cache key. Raises DatasetInvalid naming every case that could not be
     decoded (with its manifest line), CacheError when the directory cannot hold the cache.
     """
-    workers = _default_workers() if workers is None else max(1, workers)
+    workers = default_workers() if workers is None else max(1, workers)
     cache_dir = Path(cache_dir)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
