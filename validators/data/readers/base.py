@@ -25,7 +25,7 @@ class ImageUnreadable(ValueError):
     def __init__(self, path: Path | str, reason: str) -> None:
         self.path = Path(path)
         self.reason = reason
-        super().__init__(f"{self.path.name}: {reason}")
+        super().__init__(f"{self.path.name} {reason}")
 
 
 @dataclass(frozen=True)

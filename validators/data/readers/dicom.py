@@ -10,6 +10,7 @@ frame for the hospital would be a guess).
 from __future__ import annotations
 
 import struct
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -113,6 +114,12 @@ def _check_decodable(path: Path, uid: Any) -> None:
 
 def _check_geometry(path: Path, ds: DicomDataset) -> None:
     """Raises ImageUnreadable for no pixel data, zero size, several frames or odd samples."""
+    if "Rows" not in ds or "Columns" not in ds:
+        raise ImageUnreadable(
+            path,
+            "has no image size (Rows, Columns): its header is cut short or it holds no image; "
+            "copy the file again from the source",
+        )
     rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
     if rows == 0 or columns == 0:
         raise ImageUnreadable(
@@ -160,6 +167,7 @@ def _check_length(path: Path, ds: DicomDataset, offset: int, size: int) -> None:
         (length,) = struct.unpack(endian + "I", head[8:12])
         start = offset + 12
     if length == 0xFFFFFFFF:
+        _check_encapsulated_end(path, start, size)
         return
     if size - start < length:
         raise ImageUnreadable(
@@ -167,6 +175,27 @@ def _check_length(path: Path, ds: DicomDataset, offset: int, size: int) -> None:
             f"is truncated: its pixel data declares {length} bytes but the file holds "
             f"{max(size - start, 0)}; copy the file again from the source",
         )
+
+
+_SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"  # (FFFE,E0DD), length 0
+_TAIL_BYTES = 64 * 1024
+_TRUNCATED = (
+    "is truncated: the file ends inside its pixel data; copy the file again from the source"
+)
+
+
+def _check_encapsulated_end(path: Path, start: int, size: int) -> None:
+    """Raises ImageUnreadable when compressed pixel data has no end (the file was cut short).
+
+    Encapsulated pixel data ends with a sequence delimiter, normally the file's last 8 bytes;
+    a little trailing padding is allowed, so the last 64 KiB after `start` (where the pixel
+    data's items begin; earlier sequences end with the same delimiter) are searched.
+    """
+    with path.open("rb") as handle:
+        handle.seek(max(size - _TAIL_BYTES, start))
+        tail = handle.read()
+    if _SEQUENCE_DELIMITER not in tail:
+        raise ImageUnreadable(path, _TRUNCATED)
 
 
 class DicomReader:
@@ -213,7 +242,9 @@ class DicomReader:
         from pydicom.pixels.processing import apply_modality_lut
 
         try:
-            ds = dcmread(path)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                ds = dcmread(path)
         except InvalidDicomError as exc:
             raise ImageUnreadable(path, f"is not a DICOM file ({exc}); check the path") from exc
         except OSError as exc:
@@ -224,6 +255,8 @@ class DicomReader:
                 f"has a damaged DICOM file structure ({type(exc).__name__}: {exc}); "
                 "copy the file again from the source",
             ) from exc
+        if any("End of file reached" in str(w.message) for w in caught):
+            raise ImageUnreadable(path, _TRUNCATED)  # pydicom only warns, and drops the element
         if "PixelData" not in ds:
             raise ImageUnreadable(path, "has no pixel data; a case needs an image")
         _check_geometry(path, ds)

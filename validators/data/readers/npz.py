@@ -142,7 +142,7 @@ class NpzReader:
         if layout.images_dtype not in _IMAGE_DTYPES or len(shape) not in (3, 4):
             raise ImageUnreadable(
                 path,
-                f"{IMAGES_KEY} is {layout.images_dtype} of shape {shape}; expected uint8 or "
+                f"holds {IMAGES_KEY} as {layout.images_dtype} of shape {shape}; expected uint8 or "
                 "uint16 of shape (N, H, W) or (N, H, W, C)",
             )
         if not 0 <= index < shape[0]:

@@ -33,12 +33,12 @@ _MODE_NAMES = {
     "1": "1-bit black and white",
     "P": "palette (indexed color)",
     "PA": "palette with alpha",
-    "LA": "grayscale with alpha (2 channels)",
-    "La": "grayscale with alpha (2 channels)",
-    "RGBA": "RGB with alpha (4 channels)",
-    "RGBa": "RGB with alpha (4 channels)",
-    "RGBX": "RGB with padding (4 channels)",
-    "CMYK": "CMYK (4 channels)",
+    "LA": "grayscale with alpha, 2 channels",
+    "La": "grayscale with alpha, 2 channels",
+    "RGBA": "RGB with alpha, 4 channels",
+    "RGBa": "RGB with alpha, 4 channels",
+    "RGBX": "RGB with padding, 4 channels",
+    "CMYK": "CMYK, 4 channels",
     "YCbCr": "YCbCr",
     "F": "32-bit float",
 }
@@ -87,7 +87,7 @@ class PillowReader:
             what = _MODE_NAMES.get(image.mode, image.mode)
             raise ImageUnreadable(
                 path,
-                f"is a {what} image (Pillow mode {image.mode}) but only 8- or 16-bit "
+                f"is an image in Pillow mode {image.mode} ({what}), but only 8- or 16-bit "
                 "grayscale and 8-bit RGB are read; save it as grayscale or RGB without alpha "
                 "or palette (for example `convert in.png -alpha off -type Grayscale out.png`)",
             )
