@@ -63,7 +63,7 @@ class _ProgressLine:
         self.quiet = quiet
         self.terminal = sys.stderr.isatty()
         self.started = time.perf_counter()
-        self.shown = 0.0
+        self.shown = self.started  # the first line after 0.2 s, not for image 1
 
     def __call__(self, done: int, total: int) -> None:
         if self.quiet:

@@ -303,12 +303,25 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
+def _one_blas_thread() -> None:
+    """Limits this pool worker's BLAS to one thread (the pool already uses every core).
+
+    A BLAS thread per core in every worker would oversubscribe the cores: the resize is a
+    matrix product.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def _run_blocks(tasks: list[_BlockTask], pool_size: int) -> Iterator[_BlockResult]:
     """Gives back each block's result as it completes: in a process pool, or here for one."""
     if pool_size <= 1:
         yield from map(_fill_block, tasks)
         return
-    with ProcessPoolExecutor(max_workers=pool_size, mp_context=_mp_context()) as pool:
+    with ProcessPoolExecutor(
+        max_workers=pool_size, mp_context=_mp_context(), initializer=_one_blas_thread
+    ) as pool:
         futures = [pool.submit(_fill_block, task) for task in tasks]
         try:
             for future in as_completed(futures):
