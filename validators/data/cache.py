@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import IO, Any, TextIO
 
@@ -96,12 +97,16 @@ class CachedTensors:
     def __len__(self) -> int:
         return len(self.case_ids)
 
+    @cached_property
+    def _rows(self) -> dict[str, int]:
+        """Gives back each case id's row (built once: a lookup per case stays O(1))."""
+        return {case_id: row for row, case_id in enumerate(self.case_ids)}
+
     def tensor(self, case_id: str) -> NDArray[np.float32]:
         """Gives back one case's tensor (C, H, W) by its case id."""
-        try:
-            row = self.case_ids.index(case_id)
-        except ValueError:
-            raise KeyError(f"case {case_id!r} is not in this dataset's cache") from None
+        row = self._rows.get(case_id)
+        if row is None:
+            raise KeyError(f"case {case_id!r} is not in this dataset's cache")
         out: NDArray[np.float32] = self.tensors[row]
         return out
 

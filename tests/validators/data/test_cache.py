@@ -16,6 +16,7 @@ import pytest
 
 from validators.data.cache import (
     CachedTensors,
+    CacheError,
     StderrProgress,
     cache_key,
     open_cache,
@@ -292,3 +293,12 @@ def test_png_and_npz_datasets_are_cached_too(tmp_path: Path, format: str) -> Non
         }
     )
     assert_matches_decoding(open_cache(dataset, spec, tmp_path / "cache", workers=2), dataset, spec)
+
+
+def test_a_cache_directory_that_cannot_exist_is_a_clear_error(
+    dataset: Dataset, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(CacheError, match="choose a writable directory"):
+        open_cache(dataset, SPEC, blocker / "cache", workers=1)
