@@ -56,6 +56,14 @@ def counting_decode(dataset: Dataset, case: Case, spec: InputSpec) -> np.ndarray
     return load_case_tensor(dataset, case, spec)
 
 
+def pid_recording_decode(dataset: Dataset, case: Case, spec: InputSpec) -> np.ndarray:
+    """Decodes as the default does, and leaves a file naming the process that decoded the case."""
+    marks = dataset.root.parent / "decoded-by"
+    marks.mkdir(exist_ok=True)
+    (marks / f"{case.case_id}.{os.getpid()}").touch()
+    return load_case_tensor(dataset, case, spec)
+
+
 def wrong_shape_decode(dataset: Dataset, case: Case, spec: InputSpec) -> np.ndarray:
     """Gives back a tensor one pixel too narrow: a decoder that ignores the spec."""
     return np.zeros((spec.channels, spec.height, spec.width - 1), dtype=np.float32)
@@ -302,3 +310,13 @@ def test_a_cache_directory_that_cannot_exist_is_a_clear_error(
     blocker.write_text("")
     with pytest.raises(CacheError, match="choose a writable directory"):
         open_cache(dataset, SPEC, blocker / "cache", workers=1)
+
+
+def test_the_pool_decodes_in_worker_processes(tmp_path: Path) -> None:
+    root = write_phantom_dataset(tmp_path / "data", format="png", cases=8, size=32, seed=4)
+    dataset = load_dataset(root)
+    cached = open_cache(dataset, SPEC, tmp_path / "cache", workers=2, decode=pid_recording_decode)
+    marks = [p.name.split(".") for p in (tmp_path / "decoded-by").iterdir()]
+    assert sorted(case_id for case_id, _ in marks) == sorted(cached.case_ids)
+    assert str(os.getpid()) not in {pid for _, pid in marks}
+    assert_matches_decoding(cached, dataset, SPEC)
