@@ -425,15 +425,10 @@ def _window(rescaled: NDArray[np.float32]) -> tuple[float, float]:
     return round(float(low) + width / 2.0, 1), round(width, 1)
 
 
-def iter_phantoms(
-    *,
-    cases: int = 200,
-    size: int = 256,
-    prevalence: float = 0.3,
-    seed: int = 0,
-    patients: int | None = None,
-) -> Iterator[PhantomCase]:
-    """Gives back the cohort's cases one at a time, in order (memory stays one image)."""
+def _checked_patients(
+    cases: int, size: int, prevalence: float, seed: int, patients: int | None
+) -> int:
+    """Gives back the number of patients, after refusing arguments that cannot make a cohort."""
     if cases < 1:
         raise ValueError(f"cases must be at least 1, got {cases}; ask for one image or more")
     if not 16 <= size <= 4096:
@@ -449,6 +444,28 @@ def iter_phantoms(
             f"patients must be 1 to the number of cases ({cases}), got {patients}; "
             "every patient has at least one image"
         )
+    return patients
+
+
+def iter_phantoms(
+    *,
+    cases: int = 200,
+    size: int = 256,
+    prevalence: float = 0.3,
+    seed: int = 0,
+    patients: int | None = None,
+) -> Iterator[PhantomCase]:
+    """Gives back the cohort's cases one at a time, in order (memory stays one image).
+
+    The arguments are checked at once (ValueError), not when the first case is drawn.
+    """
+    patients = _checked_patients(cases, size, prevalence, seed, patients)
+    return _draw_cases(cases, size, prevalence, seed, patients)
+
+
+def _draw_cases(
+    cases: int, size: int, prevalence: float, seed: int, patients: int
+) -> Iterator[PhantomCase]:
     owner = _assign_patients(cases, patients, seed)
     positive = _choose_positive_patients(np.bincount(owner, minlength=patients), prevalence, seed)
     drawn: dict[int, _Patient] = {}
@@ -503,15 +520,14 @@ def generate_phantoms(
     patients: int | None = None,
 ) -> PhantomSet:
     """Gives back a whole cohort in memory: stored pixels (N, H, W) uint16 and the cases."""
-    images = np.empty((cases, size, size), dtype=np.uint16) if cases >= 1 else None
-    collected = []
-    for case in iter_phantoms(
+    drawn = iter_phantoms(
         cases=cases, size=size, prevalence=prevalence, seed=seed, patients=patients
-    ):
-        assert images is not None  # iter_phantoms refused cases < 1 already
+    )
+    images = np.empty((cases, size, size), dtype=np.uint16)
+    collected = []
+    for case in drawn:
         images[case.index] = case.pixels
         collected.append(case)
-    assert images is not None
     return PhantomSet(images=images, cases=tuple(collected))
 
 
@@ -653,15 +669,16 @@ def write_phantom_dataset(
     """
     if format not in ("dicom", "png", "npz"):
         raise ValueError(f"format must be dicom, png or npz, got {format!r}")
+    drawn = iter_phantoms(
+        cases=cases, size=size, prevalence=prevalence, seed=seed, patients=patients
+    )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, str]] = []
     npz_images: list[NDArray[np.uint8]] = []
     if format != "npz":
         (out / "images").mkdir(exist_ok=True)
-    for case in iter_phantoms(
-        cases=cases, size=size, prevalence=prevalence, seed=seed, patients=patients
-    ):
+    for case in drawn:
         row = {"case_id": case.case_id, "patient_id": case.patient_id}
         if format == "npz":
             npz_images.append(_uint8_windowed(case))

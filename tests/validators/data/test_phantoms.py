@@ -148,7 +148,9 @@ def test_bad_arguments_are_refused_with_what_to_do(
     arguments: dict[str, float], fragment: str
 ) -> None:
     with pytest.raises(ValueError, match=fragment):
-        next(iter_phantoms(**arguments))  # type: ignore[arg-type]
+        iter_phantoms(**arguments)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=fragment):
+        generate_phantoms(**arguments)  # type: ignore[arg-type]
 
 
 # --- the writers -------------------------------------------------------------------------------
@@ -289,3 +291,9 @@ def test_load_dataset_accepts_every_format_written(tmp_path: Path, format: Phant
         assert first["manufacturer_model"] == profile.model
         assert first["body_part"] == "CHEST"
         assert first["protocol"] == profile.protocol
+
+
+def test_bad_arguments_write_nothing(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="prevalence"):
+        write_phantom_dataset(tmp_path / "out", cases=3, prevalence=-0.1)
+    assert not (tmp_path / "out").exists()
