@@ -39,6 +39,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -331,6 +332,11 @@ def _run_blocks(tasks: list[_BlockTask], pool_size: int) -> Iterator[_BlockResul
         try:
             for future in as_completed(futures):
                 yield future.result()
+        except BrokenProcessPool as exc:
+            raise RuntimeError(
+                "a decoding worker process died (killed, or out of memory?) before the cache was "
+                "complete; nothing was cached: retry with fewer workers (workers=) or more memory"
+            ) from exc
         finally:
             for future in futures:
                 future.cancel()
@@ -380,6 +386,7 @@ def _build(
     workers: int,
     progress: ProgressCallback | None,
 ) -> None:
+    """Decodes every case into a temporary file, then renames it and its header into place."""
     shape = (dataset.n_cases, spec.channels, spec.height, spec.width)
     rows_per_block = max(1, min(MAX_ROWS_PER_BLOCK, math.ceil(shape[0] / (workers * 4))))
     blocks = _block_ranges(shape[0], rows_per_block)

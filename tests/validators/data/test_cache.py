@@ -320,3 +320,16 @@ def test_the_pool_decodes_in_worker_processes(tmp_path: Path) -> None:
     assert sorted(case_id for case_id, _ in marks) == sorted(cached.case_ids)
     assert str(os.getpid()) not in {pid for _, pid in marks}
     assert_matches_decoding(cached, dataset, SPEC)
+
+
+def dying_decode(dataset: Dataset, case: Case, spec: InputSpec) -> np.ndarray:
+    """Kills the worker process, as the kernel's out-of-memory killer would."""
+    os._exit(9)
+
+
+def test_a_worker_that_dies_is_a_clear_error_and_leaves_no_cache(
+    dataset: Dataset, tmp_path: Path
+) -> None:
+    with pytest.raises(RuntimeError, match="a decoding worker process died"):
+        open_cache(dataset, SPEC, tmp_path, workers=2, decode=dying_decode)
+    assert [p.suffix for p in tmp_path.iterdir()] == [".lock"]
