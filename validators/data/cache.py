@@ -13,15 +13,17 @@ Guarantees, and how:
   header must match the header, and every block's checksum must match (hashed on threads; a
   few hundred MB/s per core). A truncated, edited or half-written cache is reported (logged,
   and named in `CachedTensors.rebuilt_because`) and rebuilt.
-- Never a torn file: the array is written to a temporary name in the cache directory, fsynced,
-  and renamed over the final name (atomic on POSIX); the header is renamed last and is the
-  commit mark, so a reader that finds a header and a file that disagree rebuilds.
+- Never a torn file: the array is written to a temporary name in the cache directory and
+  renamed over the final name (atomic on POSIX); the header is renamed last and is the commit
+  mark, so a reader that finds a header and a file that disagree rebuilds. Nothing is fsynced:
+  after a crash the checksums catch whatever did not reach the disk, and the cache is rebuilt.
 - Two processes filling the same cache: the builder holds an exclusive `fcntl` lock on
   `<key>.lock`; the second waits, then finds the first one's valid cache and decodes nothing.
   (POSIX only, as the registry itself.)
-- Every core: the rows are cut into blocks, and a process pool (forkserver, so a server's
-  threads are never forked) decodes blocks in parallel, each worker writing its rows straight
-  into the memory map of the temporary file and returning the block's checksum.
+- Every core: the rows are cut into blocks, and a process pool (fork from a single-threaded
+  process, else forkserver, so a server's threads are never forked) decodes blocks in
+  parallel, each worker writing its rows straight into the memory map of the temporary file
+  and returning the block's checksum.
 - Decode failures are dataset problems: every failing case is reported at once with its
   manifest line (DatasetInvalid), and nothing is left in the cache directory.
 """
@@ -36,6 +38,7 @@ import multiprocessing
 import os
 import secrets
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
@@ -296,17 +299,28 @@ def _fill_block(task: _BlockTask) -> _BlockResult:
             )
             continue
         target[row] = tensor
-    target.flush()
+    # No flush (msync): the mapping is shared, so the rows are in the page cache every process
+    # reads; forcing them to disk per block would only slow the build (see _build on crashes).
     digest = _hash_rows(target, task.start, task.stop)
     del target
     return _BlockResult(task.start, task.stop, digest, problems)
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
-    # forkserver: workers are forked from a clean single-threaded server, never from a process
-    # with threads (the registry's worker), which fork would copy with their locks held.
+    """Gives back how to start the pool: fork when this process has one thread, else forkserver.
+
+    fork starts workers at once with every module already imported, but copies other threads'
+    locks in whatever state they are (a server's worker threads): then forkserver forks from a
+    clean single-threaded server process that has imported this module once.
+    """
     methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context("spawn")
 
 
 def _one_blas_thread() -> None:
@@ -348,14 +362,6 @@ def default_workers() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _allocate(path: Path, shape: tuple[int, int, int, int]) -> int:
@@ -433,8 +439,6 @@ def _build(
                 for line, message in failures
             ]
             raise DatasetInvalid(problems, source=f"the dataset {dataset.root}")
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
         header = {
             **expected,
             "data_offset": offset,
@@ -442,16 +446,15 @@ def _build(
             "rows_per_block": rows_per_block,
             "block_sha256": [digests[start] for start, _ in blocks],
         }
-        with open(header_tmp, "w", encoding="utf-8") as handle:
-            json.dump(header, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
+        header_tmp.write_text(json.dumps(header, indent=1), encoding="utf-8")
         # The header is the commit mark: take the old one away first, then the array, then the
         # new header. A reader in between sees no header or a mismatch, and waits on the lock.
+        # Nothing is fsynced: a cache is worth a rebuild, not a disk flush of every build. After
+        # a crash the renamed files may hold zeros or old bytes, which the checksums catch on
+        # the next open, so a crash can lose the cache but never pass off a torn one.
         header_path.unlink(missing_ok=True)
         os.replace(tmp, npy)
         os.replace(header_tmp, header_path)
-        _fsync_directory(npy.parent)
     finally:
         tmp.unlink(missing_ok=True)
         header_tmp.unlink(missing_ok=True)

@@ -333,3 +333,25 @@ def test_a_worker_that_dies_is_a_clear_error_and_leaves_no_cache(
     with pytest.raises(RuntimeError, match="a decoding worker process died"):
         open_cache(dataset, SPEC, tmp_path, workers=2, decode=dying_decode)
     assert [p.suffix for p in tmp_path.iterdir()] == [".lock"]
+
+
+def test_a_process_with_threads_builds_through_the_forkserver(
+    dataset: Dataset, tmp_path: Path
+) -> None:
+    """A server's worker threads must never be forked: the pool then starts from a forkserver."""
+    import threading
+
+    from validators.data.cache import _mp_context
+
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert _mp_context().get_start_method() == "forkserver"
+        cached = open_cache(dataset, SPEC, tmp_path, workers=2)
+    finally:
+        release.set()
+        other.join()
+    assert _mp_context().get_start_method() == "fork"
+    assert cached.decoded == CASES
+    assert_matches_decoding(cached, dataset, SPEC)
