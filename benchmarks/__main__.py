@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                 postgres_url=http_reads.postgres_url_from_environment(),
             ),
             decode_cache.NAME: lambda: decode_cache.run(
-                workdir=workdir, images=100 if quick else 400, repeats=1 if quick else 3
+                workdir=workdir, images=100 if quick else 400, repeats=1 if quick else 7
             ),
             decode_cache.PHANTOMS_NAME: lambda: decode_cache.run_phantoms(
                 workdir=workdir, images=50 if quick else 200, repeats=1 if quick else 3
