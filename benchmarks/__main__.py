@@ -13,7 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import fairness, http_reads, large_artifact, startup, submission_latency
+from benchmarks import (
+    decode_cache,
+    fairness,
+    http_reads,
+    large_artifact,
+    startup,
+    submission_latency,
+)
 from benchmarks._common import REPO_ROOT, BenchmarkError, machine, now_iso, progress
 from benchmarks.report import render
 
@@ -23,6 +30,8 @@ NAMES = (
     startup.NAME,
     fairness.NAME,
     http_reads.NAME,
+    decode_cache.NAME,
+    decode_cache.PHANTOMS_NAME,
 )
 
 
@@ -108,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
                 workdir=workdir,
                 duration_s=2 if quick else 5,
                 postgres_url=http_reads.postgres_url_from_environment(),
+            ),
+            decode_cache.NAME: lambda: decode_cache.run(
+                workdir=workdir, images=100 if quick else 400, repeats=1 if quick else 7
+            ),
+            decode_cache.PHANTOMS_NAME: lambda: decode_cache.run_phantoms(
+                workdir=workdir, images=50 if quick else 200, repeats=1 if quick else 3
             ),
         }
         fresh: dict[str, Any] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks import decode_cache
 from benchmarks._common import MIB
 
 
@@ -468,6 +469,7 @@ def render(results: dict[str, Any]) -> str:
         "## Summary",
         "",
         *_summary(benchmarks),
+        *decode_cache.summary_rows(benchmarks),
         "",
     ]
     if "large-artifact" in benchmarks:
@@ -480,4 +482,8 @@ def render(results: dict[str, Any]) -> str:
         lines += _fairness_section(benchmarks["fairness"])
     if "http-reads" in benchmarks:
         lines += _reads_section(benchmarks["http-reads"])
+    if decode_cache.NAME in benchmarks:
+        lines += decode_cache.section(benchmarks[decode_cache.NAME])
+    if decode_cache.PHANTOMS_NAME in benchmarks:
+        lines += decode_cache.phantoms_section(benchmarks[decode_cache.PHANTOMS_NAME])
     return "\n".join(lines).rstrip() + "\n"
