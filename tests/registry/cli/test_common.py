@@ -281,6 +281,9 @@ _LIGHT_STANDARD_MODULES = frozenset(
         "json",
         "pathlib",
         "sys",
+        # Loaded by the interpreter itself before any of our code runs: importing them is free.
+        "os",
+        "time",
         "typing",
     }
 )

@@ -126,18 +126,6 @@ def test_control_characters_are_escaped(tmp_path: Path) -> None:
     assert "\x1b" not in result.stderr and "a\\x1b[2J.png" in result.stderr
 
 
-def test_module_imports_only_typer() -> None:
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, registry.cli.datasets; "
-        "print(sorted(m for m in ('numpy', 'pydicom', 'PIL', 'validators') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
-
-
 def test_decode_finds_damage_inside_pixel_data(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     whole = write_png(tmp_path / "w.png", rng.integers(0, 255, (64, 64), dtype=np.uint8))

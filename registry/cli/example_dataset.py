@@ -1,8 +1,8 @@
 """`assay example-dataset`: write a synthetic phantom dataset (DICOM, PNG or NPZ) to try Assay.
 
-Standalone for now (the `assay` command is being split into a package); the lead registers
-`example_dataset` on the main app. Like the rest of the command line, only typer is imported at
-module level so `assay --help` stays instant; numpy, pydicom and Pillow load inside the command.
+A top-level command of `assay` (registered in `registry/cli/__init__.py`). Like the rest of the
+command line, only typer is imported at module level so `assay --help` stays instant; numpy,
+pydicom and Pillow load inside the command.
 
 The dataset is written to a temporary sibling of `--out` and renamed into place only once every
 file is written, so an interrupted or failed run leaves nothing half-written behind.
@@ -12,7 +12,6 @@ Exit codes: 0 written; 1 refused (the directory is not empty, or cannot be writt
 
 import json
 import os
-import shutil
 import sys
 import time
 from enum import StrEnum
@@ -21,11 +20,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-EXIT_OK = 0
-EXIT_REFUSED = 1
-EXIT_USAGE = 2
-
-app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_show_locals=False)
+from registry.cli.common import EXIT_REFUSED
 
 
 class DatasetFormat(StrEnum):
@@ -81,7 +76,6 @@ class _ProgressLine:
             typer.echo(line, err=True)
 
 
-@app.command("example-dataset")
 def example_dataset(
     out: Annotated[
         Path,
@@ -111,6 +105,8 @@ def example_dataset(
     refusal = _refusal(out)
     if refusal is not None:
         _fail(refusal, json_output=json_output)
+
+    import shutil
 
     from validators.data.phantoms import write_phantom_dataset
 
