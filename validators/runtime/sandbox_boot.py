@@ -160,6 +160,11 @@ def _set_up_mounts(config: dict[str, Any], uid: int) -> dict[str, Any]:
         _mount(f"/proc/self/fd/{handle}", str(root), None, _MS_BIND | _MS_REC)
         _mount(None, str(root), None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID)
     _copy_inputs(input_handles, SCRATCH / INPUT_DIR_NAME, uid)
+    # The other world-writable places would let the child leave files for, or read files of,
+    # other processes on the host: each gets a private, small tmpfs.
+    for shared, mode in ((Path("/dev/shm"), "1777"), (Path("/var/tmp"), "0755")):
+        if shared.is_dir() and not _under(shared, roots):
+            _mount("tmpfs", str(shared), "tmpfs", _MS_NOSUID | _MS_NODEV, f"size=16m,mode={mode}")
     hidden: list[str] = []
     for path in hide:
         if not path.exists():
