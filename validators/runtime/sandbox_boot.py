@@ -126,6 +126,15 @@ def _runtime_roots(config: dict[str, Any]) -> list[Path]:
     return [r for r in roots if not any(o != r and o in r.parents for o in roots)]
 
 
+def _unreachable_runtime(config: dict[str, Any]) -> Path | None:
+    """Return a directory above the runtime that `nobody` cannot traverse, or None."""
+    for root in _runtime_roots(config):
+        blocked = _blocking_ancestor(root)
+        if blocked is not None:
+            return blocked
+    return None
+
+
 def _set_up_mounts(config: dict[str, Any], uid: int) -> dict[str, Any]:
     """Apply steps 1-4 of the module docstring; return what was applied."""
     hide = [Path(p) for p in config["hide"]]
@@ -306,6 +315,17 @@ def main(argv: list[str]) -> int:
                 raise SetupFailed("mounts", f"could not set up the private mounts: {exc}") from exc
             config["workdir"] = str(SCRATCH)
         else:
+            if config["switch_user"] and _unreachable_runtime(config):
+                # Without a mount namespace nothing can make the runtime reachable for nobody.
+                if not config["allow_weaker"]:
+                    raise SetupFailed(
+                        "a switch to an unprivileged user",
+                        f"the Python runtime under {_unreachable_runtime(config)} cannot be "
+                        "reached by `nobody` and there is no mount namespace to bind it",
+                    )
+                config["switch_user"] = False
+                uid = os.getuid()
+                mounts["weaker"] = ["a switch to an unprivileged user"]
             handles = {str(name): int(fd) for name, fd in config["inputs"].items()}
             _copy_inputs(handles, Path(config["workdir"]) / INPUT_DIR_NAME, uid)
     except (SetupFailed, OSError) as failure:

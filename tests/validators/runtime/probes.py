@@ -67,6 +67,27 @@ def allocate(gib: str) -> None:
         _report(allocated=0, error=_error(exc))
 
 
+def grow(total_mib: str) -> None:
+    """Touch memory 32 MiB at a time up to `total_mib` MiB, then hold it."""
+    blocks = []
+    for _ in range(int(total_mib) // 32):
+        blocks.append(bytearray(32 * 1024 * 1024))
+        time.sleep(0.02)
+    _report(held=sum(len(block) for block in blocks))
+    time.sleep(600)
+
+
+def limits() -> None:
+    """Report this process's address-space limit and the device-memory cap it was given."""
+    import resource
+
+    _report(
+        address_space=resource.getrlimit(resource.RLIMIT_AS)[0],
+        device_memory=os.environ.get("ASSAY_SANDBOX_DEVICE_MEMORY_BYTES"),
+        cuda_visible=os.environ.get("CUDA_VISIBLE_DEVICES"),
+    )
+
+
 def spin() -> None:
     """Loop forever on the CPU."""
     while True:
@@ -169,6 +190,8 @@ PROBES: dict[str, Callable[..., None]] = {
     "read": read,
     "environment": environment,
     "allocate": allocate,
+    "grow": grow,
+    "limits": limits,
     "spin": spin,
     "hang": hang,
     "fork": fork,
