@@ -138,7 +138,7 @@ def _unreachable_runtime(config: dict[str, Any]) -> Path | None:
 def _set_up_mounts(config: dict[str, Any], uid: int) -> dict[str, Any]:
     """Apply steps 1-4 of the module docstring; return what was applied."""
     hide = [Path(p) for p in config["hide"]]
-    roots = [r for r in _runtime_roots(config) if not _under(r, hide)]
+    roots = _runtime_roots(config)
     _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
     covers: dict[Path, list[Path]] = {}
     for root in roots:
@@ -180,7 +180,19 @@ def _set_up_mounts(config: dict[str, Any], uid: int) -> dict[str, Any]:
             # Under /tmp, or absent on this host: either way the child cannot see it.
             hidden.append(str(path))
             continue
-        if path.is_dir():
+        inside = [root for root in roots if root != path and path in root.parents]
+        if path in roots:
+            raise SetupFailed(
+                "hidden paths",
+                f"{path} is to be hidden but holds the Python runtime or the `validators` "
+                "package the child needs; move the data out of it",
+            )
+        if path.is_dir() and inside:
+            # A hidden folder above the runtime (a database beside the checkout): hide all of it
+            # but the runtime, bound back read-only.
+            _bind_back(inside, path, "size=1m,mode=0755")
+            _mount(None, str(path), None, _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
+        elif path.is_dir():
             _mount("tmpfs", str(path), "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV, "size=4k")
         else:
             _mount("/dev/null", str(path), None, _MS_BIND)

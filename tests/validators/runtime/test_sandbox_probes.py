@@ -239,3 +239,10 @@ def test_the_pipes_carry_a_framed_protocol() -> None:
         child.stdin.close()
         assert child.read_exactly(4) == b"\0\0\0\0"
         assert child.wait().ok
+
+
+def test_hiding_the_runtime_itself_is_refused_with_what_to_do() -> None:
+    limits = sandbox.SandboxLimits(wall_seconds=60)
+    with pytest.raises(sandbox.SandboxUnavailable, match="move the data out of it") as caught:
+        sandbox.start(PROBES, ["identity"], limits=limits, hide=(REPO,))
+    assert caught.value.measure == "hidden paths"
