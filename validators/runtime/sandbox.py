@@ -20,6 +20,7 @@ Standard library only: the service imports this module at start-up.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -160,51 +161,67 @@ def start(
                 f"sandbox input name {name!r} is not a plain file name; use letters, digits, "
                 "'.', '_' and '-' only, not starting with '.'"
             )
-    input_fds = {name: os.open(path, os.O_RDONLY | os.O_CLOEXEC) for name, path in inputs.items()}
-    workdir = None if command else Path(tempfile.mkdtemp(prefix="assay-sandbox-"))
-    if workdir is not None and root:
-        os.chown(workdir, NOBODY, NOBODY)
-    config_read, config_write = os.pipe()
-    status_read, status_write = os.pipe()
-    config = {
-        "module": module,
-        "args": list(args),
-        "hide": [str(p) for p in hidden],
-        "keep": [str(_package_root())],
-        "inputs": input_fds,
-        "mount_namespace": bool(command),
-        "parent_mount_namespace": os.readlink("/proc/self/ns/mnt"),
-        "switch_user": root,
-        "allow_weaker": allow_weaker,
-        "workdir": str(workdir) if workdir else "/tmp",
-        "tmpfs_bytes": limits.tmpfs_bytes,
-        "tmpfs_inodes": limits.tmpfs_inodes,
-        "limits": _rlimits(limits, device),
-    }
-    boot = [sys.executable, "-s", "-P", "-m", BOOT_MODULE, str(config_read), str(status_write)]
+    input_fds: dict[str, int] = {}
+    handed_over: list[int] = []
+    workdir: Path | None = None
     try:
-        process = subprocess.Popen(
-            [*command, *boot],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=child_environment(device=device, limits=limits),
-            cwd="/",
-            start_new_session=True,
-            close_fds=True,
-            pass_fds=(config_read, status_write, *input_fds.values(), *pass_fds),
-        )
+        for name, path in inputs.items():
+            input_fds[name] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        if not command:
+            workdir = Path(tempfile.mkdtemp(prefix="assay-sandbox-"))
+            if root:
+                os.chown(workdir, NOBODY, NOBODY)
+        config_read, config_write = os.pipe()
+        status_read, status_write = os.pipe()
+        handed_over = [config_read, status_write, *input_fds.values()]
+        config = {
+            "module": module,
+            "args": list(args),
+            "hide": [str(p) for p in hidden],
+            "keep": [str(_package_root())],
+            "inputs": input_fds,
+            "mount_namespace": bool(command),
+            "parent_mount_namespace": os.readlink("/proc/self/ns/mnt"),
+            "switch_user": root,
+            "allow_weaker": allow_weaker,
+            "workdir": str(workdir) if workdir else "/tmp",
+            "tmpfs_bytes": limits.tmpfs_bytes,
+            "tmpfs_inodes": limits.tmpfs_inodes,
+            "limits": _rlimits(limits, device),
+        }
+        boot = [sys.executable, "-s", "-P", "-m", BOOT_MODULE, str(config_read), str(status_write)]
+        try:
+            process = subprocess.Popen(
+                [*command, *boot],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=child_environment(device=device, limits=limits),
+                cwd="/",
+                start_new_session=True,
+                close_fds=True,
+                pass_fds=(*handed_over, *pass_fds),
+            )
+        except BaseException:
+            os.close(config_write)
+            os.close(status_read)
+            raise
+    except BaseException:
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
     finally:
-        for fd in (config_read, status_write, *input_fds.values()):
+        # The child holds its own copies now; ours would keep the pipes from ever ending.
+        for fd in {*handed_over, *input_fds.values()}:
             os.close(fd)
-    with os.fdopen(config_write, "wb") as stream:
-        stream.write(json.dumps(config).encode())
     sandboxed = Sandboxed(process, status_read, limits, started, device, workdir)
     try:
+        # A bootstrap that died before reading its configuration is reported by _await_ready.
+        with contextlib.suppress(BrokenPipeError), os.fdopen(config_write, "wb") as stream:
+            stream.write(json.dumps(config).encode())
         sandboxed._await_ready(
             namespaces=("net", "mount", "pid", *(() if root else ("user",))) if command else (),
             weaker=tuple(weaker),
-            allow_weaker=allow_weaker,
         )
     except BaseException:
         sandboxed.close()

@@ -26,7 +26,7 @@ Standard library only; nothing here imports numpy or the service.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import json
 import os
 import resource
@@ -61,9 +61,14 @@ class SetupFailed(Exception):
         self.detail = detail
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL:
-    """Return the C library with errno kept, for mount(2) and prctl(2)."""
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    """Return the C library with errno kept, for mount(2) and prctl(2).
+
+    The interpreter's own symbols include libc's; `ctypes.util.find_library` would start
+    `ldconfig` and a compiler as child processes.
+    """
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str = "") -> None:

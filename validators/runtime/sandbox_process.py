@@ -138,9 +138,7 @@ class Sandboxed:
         """Return the resident-memory cap the parent polls for: on CUDA only."""
         return self._limits.memory_bytes if self._device == "cuda" else None
 
-    def _await_ready(
-        self, *, namespaces: tuple[str, ...], weaker: tuple[str, ...], allow_weaker: bool
-    ) -> None:
+    def _await_ready(self, *, namespaces: tuple[str, ...], weaker: tuple[str, ...]) -> None:
         """Wait for the bootstrap's set-up report and record the isolation; raise if it failed."""
         mounts: dict[str, Any] = {}
         with self._changed:
