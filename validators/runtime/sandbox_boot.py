@@ -173,6 +173,7 @@ def _set_up_mounts(config: dict[str, Any], uid: int) -> dict[str, Any]:
         root.mkdir(parents=True, exist_ok=True)
         _mount(f"/proc/self/fd/{handle}", str(root), None, _MS_BIND | _MS_REC)
         _mount(None, str(root), None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID)
+        os.close(handle)
     _copy_inputs(input_handles, SCRATCH / INPUT_DIR_NAME, uid)
     # The other world-writable places would let the child leave files for, or read files of,
     # other processes on the host: each gets a private, small tmpfs.

@@ -36,7 +36,18 @@ class Sandboxed:
 
     Leaving the context kills the child's whole process group if it still runs. Reads through
     `read` end at the wall-clock limit; a watchdog kills the group then, so plain reads on `stdout`
-    see end-of-file no later than that either.
+    see end-of-file no later than that either (with the PID namespace: without it, a grandchild
+    that left the process group may hold `stdout` open, and only `read` stays bounded). Use
+    either `read`/`read_exactly` or the buffered `stdout`, not both on one stream: `read` reads
+    the descriptor directly and would miss what `stdout` has buffered.
+
+    Typical use, with the caller's own framing::
+
+        with sandbox.start("validators.runtime.runner", [...], limits=limits) as child:
+            child.stdin.write(frame); child.stdin.flush()
+            reply = child.read_exactly(size)
+            ended = child.wait()        # SandboxExit: returncode, killed_by, reason
+            measures = child.isolation  # record with the result
     """
 
     def __init__(

@@ -145,6 +145,22 @@ def write_outside(path: str) -> None:
         _report(written=False, error=_error(exc))
 
 
+def escape() -> None:
+    """Leave a sleeping grandchild in a session of its own, then exit."""
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        time.sleep(600)
+        os._exit(0)
+    _report(left_behind=pid)
+
+
+def read_fd(fd: str) -> None:
+    """Report what can be read from the inherited descriptor `fd`."""
+    with os.fdopen(int(fd), "rb") as stream:
+        _report(text=stream.read().decode())
+
+
 def segfault() -> None:
     """Read address 0."""
     ctypes.string_at(0)
@@ -198,6 +214,8 @@ PROBES: dict[str, Callable[..., None]] = {
     "write": write,
     "write_outside": write_outside,
     "segfault": segfault,
+    "escape": escape,
+    "read_fd": read_fd,
     "identity": identity,
     "echo": echo,
 }

@@ -243,3 +243,42 @@ def test_hiding_the_runtime_itself_is_refused_with_what_to_do() -> None:
     with pytest.raises(sandbox.SandboxUnavailable, match="move the data out of it") as caught:
         sandbox.start(PROBES, ["identity"], limits=limits, hide=(REPO,))
     assert caught.value.measure == "hidden paths"
+
+
+def _namespace_members(namespace: str) -> list[int]:
+    """Return the host PIDs of the processes in the PID namespace `namespace`."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and os.readlink(entry / "ns" / "pid") == namespace:
+                members.append(int(entry.name))
+    return members
+
+
+def test_a_grandchild_in_its_own_session_dies_with_the_namespace() -> None:
+    limits = sandbox.SandboxLimits(wall_seconds=60)
+    with sandbox.start(PROBES, ["escape"], limits=limits) as child:
+        children = Path(f"/proc/{child.pid}/task/{child.pid}/children").read_text().split()
+        namespace = os.readlink(f"/proc/{children[0]}/ns/pid")
+        assert namespace != os.readlink("/proc/self/ns/pid")
+        child.stdin.close()
+        report = json.loads(child.read_exactly(1) + child.stdout.read())
+        assert report["left_behind"] > 2
+        assert child.wait().ok
+    assert _namespace_members(namespace) == []
+
+
+def test_descriptors_named_in_pass_fds_reach_the_module() -> None:
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"shared tensors")
+    os.close(write_end)
+    limits = sandbox.SandboxLimits(wall_seconds=60)
+    try:
+        with sandbox.start(
+            PROBES, ["read_fd", str(read_end)], limits=limits, pass_fds=(read_end,)
+        ) as child:
+            child.stdin.close()
+            assert json.loads(child.stdout.read()) == {"text": "shared tensors"}
+            assert child.wait().ok
+    finally:
+        os.close(read_end)
