@@ -196,7 +196,7 @@ def start(
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env=child_environment(device=device, limits=limits),
+                env=child_environment(device=device, limits=limits, workdir=str(workdir or "/tmp")),
                 cwd="/",
                 start_new_session=True,
                 close_fds=True,
@@ -312,9 +312,13 @@ def _feed(stream: IO[bytes], data: bytes) -> None:
 
 
 def child_environment(
-    *, device: Device = "cpu", limits: SandboxLimits | None = None
+    *, device: Device = "cpu", limits: SandboxLimits | None = None, workdir: str = "/tmp"
 ) -> dict[str, str]:
-    """Return a minimal environment: where to find Python packages, no secrets, one thread."""
+    """Return a minimal environment: where to find Python packages, no secrets, one thread.
+
+    Temporary and cache files (TMPDIR, matplotlib's, which monai imports) go to the child's
+    private working directory `workdir`.
+    """
     python_path = os.pathsep.join(
         p for p in (str(_package_root()), os.environ.get("PYTHONPATH", "")) if p
     )
@@ -327,7 +331,8 @@ def child_environment(
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",
         "HOME": "/nonexistent",
-        "TMPDIR": "/tmp",
+        "TMPDIR": workdir,
+        "MPLCONFIGDIR": f"{workdir}/.matplotlib",
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
