@@ -134,9 +134,15 @@ def start(
 
     `inputs` are copied into the child's working directory as `inputs/NAME` before it starts
     (the child cannot read the originals: they are root's, or hidden). `hide` adds to the paths
-    always hidden (ASSAY_HOME). Raises SandboxUnavailable when a measure cannot be set up and
-    `allow_weaker` is False, SandboxTimeout when set-up outlasts `limits.wall_seconds`, and
-    OSError when an input file cannot be opened.
+    always hidden (ASSAY_HOME). `pass_fds` are descriptors the module inherits under the same
+    numbers (a shared-memory tensor buffer, say). With `device="cuda"` no address-space limit is
+    set: `limits.memory_bytes` caps resident memory by polling, and `limits.device_memory_bytes`
+    reaches the child as ASSAY_SANDBOX_DEVICE_MEMORY_BYTES for the runner to apply.
+
+    Raises SandboxUnavailable when a measure cannot be set up and `allow_weaker` is False (or
+    the child's set-up failed), SandboxTimeout when set-up outlasts `limits.wall_seconds`,
+    ValueError for an input name that is not a plain file name, and OSError when an input file
+    cannot be opened.
     """
     started = time.monotonic()
     weaker: list[str] = []

@@ -204,6 +204,9 @@ def test_run_module_records_the_isolation() -> None:
     child = sandbox.run_module("validators.runtime.sandbox", [], b"", timeout_s=60)
     assert child.isolation is not None
     assert child.isolation.rlimits["cpu_seconds"] == 65
+    recorded = json.loads(json.dumps(child.isolation.as_dict()))
+    assert recorded["rlimits"]["cpu_seconds"] == 65
+    assert recorded["device"] == "cpu" and isinstance(recorded["weaker"], list)
 
 
 def _run_probe_line(
