@@ -8,11 +8,13 @@ util-linux `unshare`. It reads its JSON configuration from CONFIG_FD, and then, 
 2. keeps the Python runtime and the `validators` package reachable for the unprivileged user
    (a directory it cannot traverse, such as a 0700 `/root` above a pyenv Python, is covered by
    an empty tmpfs into which only the needed directories are bound back, read-only);
-3. mounts a size-capped tmpfs on `/tmp` (the working directory) and copies the input files in;
+3. mounts a size-capped tmpfs on `/tmp` (the working directory) and copies the input files in,
+   and small private ones on `/dev/shm` and `/var/tmp`;
 4. covers every hidden path (ASSAY_HOME, dataset roots, the database directory...) with an empty
    read-only tmpfs;
 5. forks the target: it sets the resource limits, drops to `nobody` (setgroups, setgid, setuid,
-   no-new-privileges) and runs the module with `runpy`, seeing only what was left.
+   no-new-privileges; started without root, it moves into a user namespace of its own instead)
+   and runs the module with `runpy`, seeing only what was left.
 
 PID 1 stays behind as a minimal init: it reaps orphans, and when the target ends it reports the
 target's exit status on STATUS_FD and exits, which makes the kernel kill every process left in the
