@@ -12,6 +12,7 @@ from typing import Any, Literal, Self
 from pydantic import Field, ModelWrapValidatorHandler, computed_field, model_validator
 
 from validators.results.estimates import BootstrapUnit, _Result
+from validators.results.speed import RuntimeInfo, SpeedResult
 from validators.results.subgroups import Disparity, FairnessGap, MetricsOf, SubgroupTable
 from validators.vocabulary import Task
 
@@ -93,6 +94,9 @@ class Verdict(_Result):
 STATISTICAL_PROVENANCE = ("seed", "replicates", "level", "ci_method", "bootstrap_unit")
 """The provenance fields that decide the numbers (the others say when and with what software)."""
 
+MEASUREMENT_BLOCKS = frozenset({"speed", "runtime"})
+"""Blocks that measure hardware and software, not statistics: outside the statistics digest."""
+
 
 class EvaluationResult(_Result):
     """The evaluation of one model on one dataset.
@@ -116,6 +120,8 @@ class EvaluationResult(_Result):
     fairness: list[FairnessGap] = Field(default_factory=list)
     verdict: Verdict | None = None
     policy: dict[str, object] | None = None
+    speed: SpeedResult | None = None
+    runtime: RuntimeInfo | None = None
 
     @model_validator(mode="wrap")
     @classmethod
@@ -152,8 +158,15 @@ def statistics_digest_of(result: EvaluationResult) -> str:
     replicates, level, interval method and unit stay: they decide the numbers), written as
     canonical JSON (keys sorted, no spaces, floats in Python's shortest round-trip form, which
     is the same on every platform). Equal digests mean equal numbers to the last bit.
+
+    The `speed` and `runtime` blocks are left out (`MEASUREMENT_BLOCKS`): timings and the
+    machine's fingerprint differ on every run and every host, while the statistics do not, and
+    results written before these blocks existed keep their digest. A speed criterion's observed
+    figure is still covered, through the verdict.
     """
-    content = result.model_dump(mode="json", exclude={"statistics_digest"})
+    content = result.model_dump(
+        mode="json", exclude={"statistics_digest", *MEASUREMENT_BLOCKS}
+    )
     provenance = content.pop("provenance")
     content["provenance"] = {key: provenance[key] for key in STATISTICAL_PROVENANCE}
     text = json.dumps(

@@ -1,0 +1,418 @@
+"""The runner's child: load one model from bytes and turn tensors into scores, inside the sandbox.
+
+Started by `validators.runtime.runner` as `python -m validators.runtime.runner_child`. It reads
+frames (`validators.runtime.frames`) on stdin and answers on its real stdout:
+
+- `load` (payload: the model file's bytes; head: format, device, threads, and for safetensors
+  the allowlisted architecture and its arguments) -> `{"ok": true, "runtime": {...}}`;
+- `infer` (payload: a float32 [n, C, H, W] batch) -> `{"ok": true, "shape": [...]}` and the
+  float32 scores;
+- `speed` (payload: a float32 sample batch; head: the protocol) -> `{"ok": true, "speed": {...}}`;
+- `end` -> the child exits.
+
+Any failure is answered `{"ok": false, "status": "failed" | "error", "reason": ...}`: `error`
+when the runtime itself cannot be imported or started (the infrastructure), `failed` when the
+model cannot be loaded or run (the model). The child never sees a path, a case id or a label.
+A reader thread takes the next frame off the pipe while the current batch is inferred.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+from typing import Any, BinaryIO, Protocol
+
+from validators.runtime.frames import Frame, FrameError, read_frame, write_frame
+
+__all__ = ["LoadedModel", "OnnxModel", "TorchModel", "load_model", "main"]
+
+_MAX_INPUT_PAYLOAD = 4 * 1024 * 1024 * 1024 - 1
+_REASON_CHARS = 500
+
+
+class ModelFault(Exception):
+    """The model (not the machine) is at fault: it cannot be loaded or run."""
+
+
+class InfrastructureFault(Exception):
+    """The runtime cannot be imported or started here: not the model's fault."""
+
+
+class LoadedModel(Protocol):
+    """A model ready to score batches, and how it runs."""
+
+    def infer(self, batch: Any) -> Any:
+        """Return the scores (a float32 array) of one float32 [n, C, H, W] batch."""
+
+    def time_one(self, batch: Any) -> float:
+        """Return the seconds one inference of `batch` takes, synchronized with the device."""
+
+    def runtime_info(self) -> dict[str, Any]:
+        """Return the runtime's description (the fields of `RuntimeInfo` the child knows)."""
+
+    def peak_memory(self) -> tuple[int | None, str]:
+        """Return the peak memory in bytes so far and its kind ("device" or "resident")."""
+
+    def reset_peak_memory(self) -> None:
+        """Start a new peak-memory measurement (device memory only; resident peaks are lifelong)."""
+
+
+def _resident_peak() -> int:
+    import resource
+
+    # ru_maxrss is in KiB on Linux.
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or any(
+        marker in text for marker in ("out of memory", "failed to allocate", "can't allocate")
+    )
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:_REASON_CHARS]}"
+
+
+class OnnxModel:
+    """An ONNX model on onnxruntime, CUDA provider first when the device is CUDA."""
+
+    def __init__(self, model_bytes: bytes, head: dict[str, Any]) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise InfrastructureFault(f"onnxruntime cannot be imported: {_short(exc)}") from exc
+        self._ort = ort
+        self.device = str(head["device"])
+        self.intra = int(head["intra_op_threads"])
+        self.inter = int(head["inter_op_threads"])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.intra
+        options.inter_op_num_threads = self.inter
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # No thread spinning after a run: the parent's feeding thread shares these cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers: list[Any] = ["CPUExecutionProvider"]
+        if self.device == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise InfrastructureFault(
+                    "CUDA was chosen but this onnxruntime has no CUDAExecutionProvider"
+                )
+            cuda_options = {
+                "device_id": 0,
+                "gpu_mem_limit": int(head["device_memory_bytes"]),
+                "arena_extend_strategy": "kSameAsRequested",
+            }
+            providers = [("CUDAExecutionProvider", cuda_options), "CPUExecutionProvider"]
+        try:
+            self.session = ort.InferenceSession(model_bytes, options, providers=providers)
+        except Exception as exc:
+            raise ModelFault(f"onnxruntime could not load the model: {_short(exc)}") from exc
+        active = self.session.get_providers()
+        if self.device == "cuda" and active[0] != "CUDAExecutionProvider":
+            raise InfrastructureFault(
+                f"CUDA was chosen but onnxruntime started {active[0]} (CUDA could not start)"
+            )
+        self.provider = active[0]
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+        self._device_baseline = _device_used_bytes() if self.device == "cuda" else None
+        self._device_peak = 0
+
+    def infer(self, batch: Any) -> Any:
+        """Return the first output of the graph on `batch`."""
+        outputs = self.session.run([self.output_name], {self.input_name: batch})
+        if self._device_baseline is not None:
+            used = _device_used_bytes()
+            if used is not None:
+                self._device_peak = max(self._device_peak, used - self._device_baseline)
+        return outputs[0]
+
+    def time_one(self, batch: Any) -> float:
+        """Return the seconds of one run; `run` copies the output to the host, so it is synchronous."""
+        start = time.perf_counter()
+        self.infer(batch)
+        return time.perf_counter() - start
+
+    def runtime_info(self) -> dict[str, Any]:
+        """Return format, runtime, version, provider, threads and device."""
+        return {
+            "format": "onnx",
+            "runtime": "onnxruntime",
+            "runtime_version": self._ort.__version__,
+            "execution_provider": self.provider,
+            "intra_op_threads": self.intra,
+            "inter_op_threads": self.inter,
+            "device": self.device,
+        }
+
+    def peak_memory(self) -> tuple[int | None, str]:
+        """Return the device memory above the start (CUDA) or the resident peak (CPU)."""
+        if self.device == "cuda":
+            return (self._device_peak if self._device_baseline is not None else None), "device"
+        return _resident_peak(), "resident"
+
+    def reset_peak_memory(self) -> None:
+        """Start a new device-memory peak; resident peaks cannot be reset."""
+        self._device_peak = 0
+
+
+def _device_used_bytes() -> int | None:
+    from validators.runtime.speed import nvml_memory_used
+
+    return nvml_memory_used()
+
+
+class TorchModel:
+    """Safetensors weights in the MONAI network Assay builds from the manifest's architecture."""
+
+    def __init__(self, model_bytes: bytes, head: dict[str, Any]) -> None:
+        try:
+            import torch
+            from monai.networks import nets
+            from safetensors.torch import load as load_safetensors
+        except ImportError as exc:
+            raise InfrastructureFault(f"torch or MONAI cannot be imported: {_short(exc)}") from exc
+        self._torch = torch
+        self.device = str(head["device"])
+        self.intra = int(head["intra_op_threads"])
+        self.inter = int(head["inter_op_threads"])
+        torch.set_num_threads(self.intra)
+        try:
+            torch.set_num_interop_threads(self.inter)
+        except RuntimeError:  # already set once in this process; keep the first setting
+            self.inter = torch.get_num_interop_threads()
+        if self.device == "cuda":
+            if not torch.cuda.is_available():
+                raise InfrastructureFault("CUDA was chosen but torch cannot see a CUDA device")
+            torch.cuda.set_per_process_memory_fraction(float(head["device_memory_fraction"]), 0)
+        self.architecture = str(head["architecture"])
+        constructor = getattr(nets, str(head["constructor"]))
+        network = constructor(**head["architecture_args"])
+        try:
+            weights = load_safetensors(model_bytes)
+        except Exception as exc:
+            raise ModelFault(f"the safetensors file cannot be read: {_short(exc)}") from exc
+        _check_state_dict(network.state_dict(), weights, self.architecture)
+        network.load_state_dict(weights, strict=True)
+        self.network = network.to(self.device).eval()
+
+    def infer(self, batch: Any) -> Any:
+        """Return the network's logits on `batch` as a float32 host array."""
+        torch = self._torch
+        with torch.inference_mode():
+            tensor = torch.from_numpy(batch).to(self.device, non_blocking=True)
+            return self.network(tensor).float().cpu().numpy()
+
+    def time_one(self, batch: Any) -> float:
+        """Return the seconds of one forward pass: CUDA events around it on a GPU."""
+        torch = self._torch
+        if self.device != "cuda":
+            start = time.perf_counter()
+            self.infer(batch)
+            return time.perf_counter() - start
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize()
+        begin.record()
+        self.infer(batch)
+        end.record()
+        torch.cuda.synchronize()
+        return float(begin.elapsed_time(end)) / 1000.0
+
+    def runtime_info(self) -> dict[str, Any]:
+        """Return format, runtime, version, provider, threads, device and architecture."""
+        return {
+            "format": "safetensors",
+            "runtime": "torch",
+            "runtime_version": str(self._torch.__version__),
+            "execution_provider": "cuda" if self.device == "cuda" else "cpu",
+            "intra_op_threads": self.intra,
+            "inter_op_threads": self.inter,
+            "device": self.device,
+            "architecture": self.architecture,
+        }
+
+    def peak_memory(self) -> tuple[int | None, str]:
+        """Return torch's peak allocated device memory (CUDA) or the resident peak (CPU)."""
+        if self.device == "cuda":
+            return int(self._torch.cuda.max_memory_allocated()), "device"
+        return _resident_peak(), "resident"
+
+    def reset_peak_memory(self) -> None:
+        """Start a new device-memory peak; resident peaks cannot be reset."""
+        if self.device == "cuda":
+            self._torch.cuda.reset_peak_memory_stats()
+
+
+def _check_state_dict(expected: dict[str, Any], given: dict[str, Any], architecture: str) -> None:
+    """Raise ModelFault naming missing keys, extra keys and shape mismatches, if any."""
+    missing = sorted(set(expected) - set(given))
+    extra = sorted(set(given) - set(expected))
+    mismatched = sorted(
+        f"{key} {list(given[key].shape)} (expected {list(expected[key].shape)})"
+        for key in set(expected) & set(given)
+        if tuple(given[key].shape) != tuple(expected[key].shape)
+    )
+    parts = []
+    for title, names in (("missing", missing), ("unexpected", extra), ("wrong shape", mismatched)):
+        if names:
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            parts.append(f"{len(names)} {title}: {shown}")
+    if parts:
+        raise ModelFault(
+            f"the weights do not match {architecture} as Assay builds it ({'; '.join(parts)}); "
+            "export the state_dict of that exact network"
+        )
+
+
+def load_model(model_bytes: bytes, head: dict[str, Any]) -> LoadedModel:
+    """Return the loaded model for the `load` frame's head; raise ModelFault or InfrastructureFault."""
+    if head.get("format") == "onnx":
+        return OnnxModel(model_bytes, head)
+    if head.get("format") == "safetensors":
+        return TorchModel(model_bytes, head)
+    raise InfrastructureFault(f"unknown model format {head.get('format')!r}")
+
+
+def _import_runtime(model_format: str) -> None:
+    """Import the runtime of `model_format`, or raise InfrastructureFault saying why not."""
+    try:
+        if model_format == "onnx":
+            import onnxruntime  # noqa: F401
+        elif model_format == "safetensors":
+            import monai.networks.nets  # noqa: F401
+            import safetensors.torch  # noqa: F401
+            import torch  # noqa: F401
+        else:
+            raise InfrastructureFault(f"unknown model format {model_format!r}")
+    except ImportError as exc:
+        raise InfrastructureFault(
+            f"the {model_format} runtime cannot be imported: {_short(exc)}"
+        ) from exc
+
+
+def _reader(stream: BinaryIO, frames: queue.Queue[Frame | BaseException | None]) -> None:
+    """Put every frame from `stream` on `frames`, then None; a broken stream puts its error."""
+    try:
+        while True:
+            frame = read_frame(stream, max_payload=_MAX_INPUT_PAYLOAD)
+            frames.put(frame)
+            if frame is None or frame[0].get("op") == "end":
+                return
+    except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which reports it
+        frames.put(exc)
+
+
+def _failure(status: str, reason: str) -> dict[str, Any]:
+    return {"ok": False, "status": status, "reason": reason}
+
+
+def _serve(model: LoadedModel, stdin: BinaryIO, out: BinaryIO) -> None:
+    import numpy as np
+
+    from validators.runtime.speed import measure_in_child
+
+    # Two frames ahead at most: the next batch is read while this one runs, memory stays bounded.
+    frames: queue.Queue[Frame | BaseException | None] = queue.Queue(maxsize=2)
+    threading.Thread(target=_reader, args=(stdin, frames), daemon=True).start()
+    while True:
+        item = frames.get()
+        if item is None:
+            return
+        if isinstance(item, BaseException):
+            write_frame(out, _failure("error", f"the input stream broke: {_short(item)}"))
+            return
+        head, payload = item
+        op = head.get("op")
+        if op == "end":
+            return
+        shape = [int(d) for d in head.get("shape", [])]
+        if len(shape) != 4 or 4 * int(np.prod(shape)) != len(payload):
+            write_frame(out, _failure("error", f"a batch of {len(payload)} bytes is not {shape}"))
+            return
+        batch = np.frombuffer(payload, dtype=np.float32).reshape(shape)
+        try:
+            if op == "infer":
+                scores = np.ascontiguousarray(model.infer(batch))
+                write_frame(
+                    out, {"ok": True, "shape": list(scores.shape), "dtype": str(scores.dtype)},
+                    scores.data,
+                )
+            elif op == "speed":
+                write_frame(out, {"ok": True, "speed": measure_in_child(model, batch, head)})
+            else:
+                write_frame(out, _failure("error", f"unknown operation {op!r}"))
+                return
+        except Exception as exc:
+            if _out_of_memory(exc):
+                reason = f"the model ran out of memory running a batch of {shape[0]}: {_short(exc)}"
+            else:
+                reason = f"the model raised an error running a batch of {shape[0]}: {_short(exc)}"
+            write_frame(out, _failure("failed", reason))
+            return
+
+
+def _apply_limits(argv: list[str]) -> None:
+    """Apply the limits the parent passed as `--memory-bytes N --cpu-seconds N` (0: no cap)."""
+    import resource
+
+    from validators.runtime.sandbox import apply_limits
+
+    options = dict(zip(argv[::2], argv[1::2], strict=False))
+    memory = int(options.get("--memory-bytes", "0"))
+    cpu_seconds = int(options.get("--cpu-seconds", "3600"))
+    # On CUDA no address-space cap (it breaks CUDA start-up); device memory is capped instead.
+    apply_limits(memory if memory > 0 else resource.RLIM_INFINITY, cpu_seconds)
+
+
+def main() -> None:
+    """Serve the runner on stdin/stdout until `end`, the end of input, or a fatal failure."""
+    _apply_limits(sys.argv[1:])
+    # The real stdout carries frames only; anything a library prints goes to stderr.
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    stdin = sys.stdin.buffer
+    try:
+        first = read_frame(stdin, max_payload=_MAX_INPUT_PAYLOAD)
+    except FrameError as exc:
+        write_frame(out, _failure("error", f"the load frame could not be read: {exc}"))
+        return
+    if first is None or first[0].get("op") != "load":
+        write_frame(out, _failure("error", "the first frame was not a load request"))
+        return
+    head, model_bytes = first
+    try:
+        _import_runtime(str(head.get("format")))
+    except InfrastructureFault as exc:
+        write_frame(out, _failure("error", str(exc)))
+        return
+    # From here on a crash is the model's doing: the parent tells the two apart by this frame.
+    write_frame(out, {"ok": True, "stage": "imported"})
+    try:
+        model = load_model(model_bytes, head)
+    except InfrastructureFault as exc:
+        write_frame(out, _failure("error", str(exc)))
+        return
+    except ModelFault as exc:
+        write_frame(out, _failure("failed", str(exc)))
+        return
+    except Exception as exc:
+        status = "failed"
+        reason = f"the model could not be loaded: {_short(exc)}"
+        if _out_of_memory(exc):
+            reason = f"the model ran out of memory while loading: {_short(exc)}"
+        write_frame(out, _failure(status, reason))
+        return
+    del model_bytes
+    write_frame(out, {"ok": True, "runtime": model.runtime_info()})
+    _serve(model, stdin, out)
+
+
+if __name__ == "__main__":
+    main()
