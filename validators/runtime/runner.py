@@ -168,12 +168,13 @@ def at_operating_point(scores: NDArray[Any], manifest: ModelManifest) -> NDArray
     """Return the decisions [N, labels]: score >= the label's threshold, on the output's scale.
 
     Compared on the scale the manifest declares (logits or probabilities), so a logit threshold
-    is never rounded through the sigmoid.
+    is never rounded through the sigmoid, and in float32, the scores' own type: a model that
+    returns exactly its threshold 0.7 returns float32(0.7), which is below the double 0.7.
     """
     import numpy as np
 
-    limits = np.array([manifest.thresholds[label] for label in manifest.labels], dtype=np.float64)
-    return np.asarray(np.asarray(scores, dtype=np.float64) >= limits, dtype=np.bool_)
+    limits = np.array([manifest.thresholds[label] for label in manifest.labels], dtype=np.float32)
+    return np.asarray(np.asarray(scores, dtype=np.float32) >= limits, dtype=np.bool_)
 
 
 def _threads(settings: RunnerSettings) -> int:
