@@ -4,9 +4,10 @@ Nothing in the artifact is executed: ONNX is parsed as a protobuf and checked wi
 `onnx.checker`; safetensors headers are parsed by hand and compared with a network Assay builds
 itself on the meta device. Pickle, TorchScript and `.pt2` files are refused from their bytes.
 
-`inspect_artifact` runs in-process. `inspect_in_subprocess` runs the same code in a child process
-(`validators.runtime.sandbox`) with an address-space limit and a timeout, so a hostile file that
-makes a parser allocate without bound or loop forever costs a failed child, not the service. The
+`inspect_artifact` runs in-process. `inspect_in_subprocess` runs the same code in the sandbox
+(`validators.runtime.sandbox`: no network, no view of ASSAY_HOME, user `nobody`, an address-space
+limit and a timeout), so a hostile file that makes a parser allocate without bound, loop forever or
+misbehave costs a failed child, not the service. The
 report types live in `validators.runtime.reports` and are re-exported here. Run this module as
 `python -m validators.runtime.intake PATH MEMORY_LIMIT CPU_SECONDS` with the manifest JSON on
 stdin to get the child's one-line JSON answer.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,26 +96,46 @@ def inspect_in_subprocess(
     *,
     memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    hide: Sequence[Path] = (),
 ) -> IntakeReport:
-    """Return the intake report computed in a resource-limited child process.
+    """Return the intake report computed in a sandboxed, resource-limited child process.
 
+    The artifact is copied into the child's private working directory, so the child needs no
+    access to the artifact store; `hide` names further paths it must not see (ASSAY_HOME always).
     Raises IntakeRefused exactly as `inspect_artifact` would, and IntakeFailed when the child
     crashes, runs out of memory or time, or answers with something that is not its protocol.
     """
     cpu_seconds = math.ceil(timeout_s) + 5
-    args = [str(Path(path).resolve()), str(int(memory_limit_bytes)), str(cpu_seconds)]
+    source = Path(path)
+    input_name = "artifact" + "".join(c for c in source.suffix if c.isalnum() or c == ".")
+    args = [f"{sandbox.INPUT_DIR}/{input_name}", str(int(memory_limit_bytes)), str(cpu_seconds)]
+    limits = sandbox.SandboxLimits(
+        wall_seconds=timeout_s,
+        cpu_seconds=cpu_seconds,
+        memory_bytes=int(memory_limit_bytes),
+        file_size_bytes=sandbox.DEFAULT_MAX_FILE_WRITE_BYTES,
+    )
     try:
         child = sandbox.run_module(
             "validators.runtime.intake",
             args,
             manifest.model_dump_json().encode(),
             timeout_s=timeout_s,
+            limits=limits,
+            inputs={input_name: source},
+            hide=hide,
         )
     except subprocess.TimeoutExpired:
         raise IntakeFailed(
             f"model intake did not finish within {timeout_s:g} s and was stopped; the file may "
             "be too large or crafted to stall the parser"
         ) from None
+    except OSError as exc:
+        raise IntakeFailed(
+            f"the artifact could not be opened for intake ({type(exc).__name__}: {exc})"
+        ) from exc
+    except sandbox.SandboxUnavailable as exc:
+        raise IntakeFailed(str(exc)) from exc
     return _answer_from_child(child.returncode, child.stdout, child.stderr, memory_limit_bytes)
 
 
