@@ -47,6 +47,7 @@ from validators.results.metrics import (
 from validators.results.speed import (
     BatchSpeed,
     Fingerprint,
+    IsolationMeasures,
     MemoryKind,
     RuntimeInfo,
     SpeedProtocolUsed,
@@ -91,6 +92,7 @@ __all__ = [
     "Fingerprint",
     "GroupResult",
     "IntervalSides",
+    "IsolationMeasures",
     "LabelResult",
     "MemoryKind",
     "MultilabelMetrics",

@@ -164,9 +164,7 @@ def statistics_digest_of(result: EvaluationResult) -> str:
     results written before these blocks existed keep their digest. A speed criterion's observed
     figure is still covered, through the verdict.
     """
-    content = result.model_dump(
-        mode="json", exclude={"statistics_digest", *MEASUREMENT_BLOCKS}
-    )
+    content = result.model_dump(mode="json", exclude={"statistics_digest", *MEASUREMENT_BLOCKS})
     provenance = content.pop("provenance")
     content["provenance"] = {key: provenance[key] for key in STATISTICAL_PROVENANCE}
     text = json.dumps(

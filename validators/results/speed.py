@@ -1,4 +1,4 @@
-"""Typed results of running a model: where and how it ran (`RuntimeInfo`), and how fast (`SpeedResult`).
+"""Typed results of running a model: where and how it ran, and how fast (`SpeedResult`).
 
 Both are measurements of hardware and software, not statistics: they are optional blocks of
 `EvaluationResult` and are left out of its `statistics_digest` (see
@@ -16,6 +16,7 @@ from validators.results.estimates import _Result
 __all__ = [
     "BatchSpeed",
     "Fingerprint",
+    "IsolationMeasures",
     "MemoryKind",
     "RuntimeInfo",
     "SpeedProtocolUsed",
@@ -27,12 +28,27 @@ MemoryKind = Literal["device", "resident"]
 TimingMethod = Literal["cuda_events", "perf_counter"]
 
 
-class RuntimeInfo(_Result):
-    """Where a model ran: format, runtime and its version, provider, threads, device, isolation.
+class IsolationMeasures(_Result):
+    """The sandbox measures that applied to the model's process (`validators.runtime.sandbox`).
 
-    `isolation` lists the sandbox measures that applied (network namespace, address-space limit,
-    ...); `isolation_missing` the ones that could not be set up and were allowed to be missing.
+    `weaker` names the measures that could not be set up and were skipped because the weaker
+    mode was allowed; empty when the child ran fully isolated.
     """
+
+    namespaces: list[str]
+    user: str
+    rlimits: dict[str, int]
+    tmpfs_bytes: int | None = None
+    hidden: list[str] = Field(default_factory=list)
+    device: str
+    device_memory_bytes: int | None = None
+    resident_memory_bytes: int | None = None
+    wall_seconds: float = Field(ge=0.0)
+    weaker: list[str] = Field(default_factory=list)
+
+
+class RuntimeInfo(_Result):
+    """Where a model ran: format, runtime and its version, provider, threads, device, isolation."""
 
     format: Literal["onnx", "safetensors"]
     runtime: Literal["onnxruntime", "torch"]
@@ -42,8 +58,7 @@ class RuntimeInfo(_Result):
     inter_op_threads: int = Field(ge=1)
     device: str
     architecture: str | None = None
-    isolation: list[str] = Field(default_factory=list)
-    isolation_missing: list[str] = Field(default_factory=list)
+    isolation: IsolationMeasures | None = None
 
 
 class Fingerprint(_Result):

@@ -15,7 +15,7 @@ import os
 import select
 import struct
 import time
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 __all__ = [
     "MAX_HEAD_BYTES",
@@ -43,7 +43,7 @@ class FrameTimeout(FrameError):
 Frame = tuple[dict[str, Any], bytes]
 
 
-def write_frame(stream: BinaryIO, head: dict[str, Any], payload: bytes | memoryview = b"") -> None:
+def write_frame(stream: IO[bytes], head: dict[str, Any], payload: bytes | memoryview = b"") -> None:
     """Write one frame (head, then payload) and flush it."""
     encoded = json.dumps(head, separators=(",", ":")).encode("utf-8")
     # A numpy buffer's memoryview counts items along its first axis; the frame counts bytes.

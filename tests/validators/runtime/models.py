@@ -132,11 +132,12 @@ def resnet_weights(path: Path, *, drop: str | None = None, add: str | None = Non
     `drop` leaves out a key, `add` adds an unexpected one.
     """
     import torch
-    from monai.networks.nets import resnet18
+    from monai.networks import nets
     from safetensors.torch import save_file
 
     torch.manual_seed(0)
-    network = resnet18(
+    # monai re-exports its networks without __all__ entries (mypy's attr-defined).
+    network = nets.resnet18(  # type: ignore[attr-defined]
         spatial_dims=2,
         n_input_channels=1,
         num_classes=1,

@@ -58,7 +58,8 @@ def test_outcome_says_where_it_ran(tmp_path: Path) -> None:
     assert outcome.runtime.execution_provider == "CPUExecutionProvider"
     assert outcome.runtime.intra_op_threads == 1
     assert outcome.runtime.device == "cpu"
-    assert "address-space limit" in outcome.runtime.isolation
+    assert outcome.runtime.isolation is not None
+    assert "address_space_bytes" in outcome.runtime.isolation.rlimits
 
 
 def test_probabilities_pass_through_and_logits_get_a_sigmoid() -> None:
