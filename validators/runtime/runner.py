@@ -41,6 +41,7 @@ from validators.runtime.sandbox import (
     signal_name,
     start,
 )
+from validators.runtime.shared_tensors import share
 
 if TYPE_CHECKING:
     import numpy as np
@@ -232,7 +233,9 @@ def _load_head(
 class _Child:
     """The running sandboxed child, and how to say why it ended."""
 
-    def __init__(self, settings: RunnerSettings, device: Device, device_memory: int) -> None:
+    def __init__(
+        self, settings: RunnerSettings, device: Device, device_memory: int, pass_fds: tuple[int]
+    ) -> None:
         limits = SandboxLimits(
             wall_seconds=settings.total_timeout_s,
             cpu_seconds=settings.cpu_seconds,
@@ -246,6 +249,7 @@ class _Child:
                 limits=limits,
                 hide=settings.hide,
                 allow_weaker=settings.allow_weaker_isolation,
+                pass_fds=pass_fds,
                 device=device,
             )
         except SandboxUnavailable as exc:
@@ -300,8 +304,17 @@ class _Child:
 
 
 @contextmanager
-def _started(settings: RunnerSettings, device: Device, device_memory: int) -> Iterator[_Child]:
-    child = _Child(settings, device, device_memory)
+def _started(
+    settings: RunnerSettings, device: Device, head: dict[str, Any], tensors: NDArray[np.float32]
+) -> Iterator[_Child]:
+    """Yield the started child, with the tensors passed to it read-only; end it on the way out."""
+    shared = share(tensors)
+    try:
+        head["tensors"] = shared.describe()
+        child = _Child(settings, device, int(head["device_memory_bytes"]), (shared.fd,))
+    finally:
+        # The child holds its own copy of the descriptor from here on.
+        shared.close()
     try:
         yield child
     finally:
@@ -370,20 +383,12 @@ def _check_scores(
     return scores
 
 
-def _feed(
-    child: _Child,
-    tensors: NDArray[np.float32],
-    batch_size: int,
-    errors: list[BaseException],
-) -> None:
-    """Write every batch to the child; runs on its own thread so reading overlaps inference."""
-    import numpy as np
-
+def _feed(child: _Child, total: int, batch_size: int, errors: list[BaseException]) -> None:
+    """Ask for every batch by its rows; on its own thread, so the requests queue up ahead."""
     try:
-        for start in range(0, len(tensors), batch_size):
-            # Copying out of the memory map is the read from disk (page faults happen here).
-            batch = np.ascontiguousarray(tensors[start : start + batch_size], dtype=np.float32)
-            write_frame(child.stdin, {"op": "infer", "shape": list(batch.shape)}, batch.data)
+        for start in range(0, total, batch_size):
+            stop = min(total, start + batch_size)
+            write_frame(child.stdin, {"op": "infer", "start": start, "stop": stop})
     except (BrokenPipeError, OSError, ValueError) as exc:
         # The child died or was killed: the reading side reports why.
         errors.append(exc)
@@ -403,7 +408,7 @@ def _score(
     out = np.empty((total, len(manifest.labels)), dtype=np.float32)
     errors: list[BaseException] = []
     feeder = threading.Thread(
-        target=_feed, args=(child, tensors, settings.batch_size, errors), daemon=True
+        target=_feed, args=(child, len(tensors), settings.batch_size, errors), daemon=True
     )
     feeder.start()
     try:
@@ -437,14 +442,11 @@ def _speed(
     run_deadline: float,
     decode: tuple[float | None, int],
 ) -> SpeedResult:
-    import numpy as np
-
     from validators.runtime.speed import summarize
 
     rows = min(len(tensors), max(protocol.batch_sizes))
-    sample = np.ascontiguousarray(tensors[:rows], dtype=np.float32)
-    head = {"op": "speed", "shape": list(sample.shape), **protocol.model_dump(mode="json")}
-    write_frame(child.stdin, head, sample.data)
+    head = {"op": "speed", "start": 0, "stop": rows, **protocol.model_dump(mode="json")}
+    write_frame(child.stdin, head)
     answer, _ = _answer(
         child,
         deadline=min(run_deadline, time.monotonic() + settings.batch_timeout_s),
@@ -499,7 +501,7 @@ def run_model(
     run_deadline = time.monotonic() + settings.total_timeout_s
     runtime: RuntimeInfo | None = None
     try:
-        with _started(settings, device, int(head["device_memory_bytes"])) as child:
+        with _started(settings, device, head, tensors) as child:
             try:
                 runtime = _load(child, head, model_bytes, settings, run_deadline)
                 del model_bytes

@@ -5,15 +5,17 @@ frames (`validators.runtime.frames`) on stdin and answers on its real stdout:
 
 - `load` (payload: the model file's bytes; head: format, device, threads, and for safetensors
   the allowlisted architecture and its arguments) -> `{"ok": true, "runtime": {...}}`;
-- `infer` (payload: a float32 [n, C, H, W] batch) -> `{"ok": true, "shape": [...]}` and the
+- `infer` (head: `start`, `stop`, rows of the tensors the parent passed as a read-only
+  descriptor, `validators.runtime.shared_tensors`) -> `{"ok": true, "shape": [...]}` and the
   float32 scores;
-- `speed` (payload: a float32 sample batch; head: the protocol) -> `{"ok": true, "speed": {...}}`;
+- `speed` (head: the protocol, and `start`/`stop` of the sample rows) -> `{"ok": true, "speed":
+  {...}}`;
 - `end` -> the child exits.
 
 Any failure is answered `{"ok": false, "status": "failed" | "error", "reason": ...}`: `error`
 when the runtime itself cannot be imported or started (the infrastructure), `failed` when the
 model cannot be loaded or run (the model). The child never sees a path, a case id or a label.
-A reader thread takes the next frame off the pipe while the current batch is inferred.
+A reader thread maps the next batch's rows (with read-ahead) while the current one is inferred.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import threading
 import time
 from typing import Any, BinaryIO, Protocol
 
-from validators.runtime.frames import Frame, FrameError, read_frame, write_frame
+from validators.runtime.frames import FrameError, read_frame, write_frame
+from validators.runtime.shared_tensors import map_rows
 
 __all__ = ["LoadedModel", "OnnxModel", "TorchModel", "load_model", "main"]
 
@@ -297,46 +300,54 @@ def _import_runtime(model_format: str) -> None:
         ) from exc
 
 
-def _reader(stream: BinaryIO, frames: queue.Queue[Frame | BaseException | None]) -> None:
-    """Put every frame from `stream` on `frames`, then None; a broken stream puts its error."""
+Batch = tuple[dict[str, Any], Any]
+
+
+def _reader(
+    stream: BinaryIO, shared: dict[str, Any], batches: queue.Queue[Batch | BaseException | None]
+) -> None:
+    """Put each request from `stream` on `batches` with its rows mapped, then None at the end.
+
+    Mapping here, on its own thread, lets the kernel read the next rows in (read-ahead) while
+    the main thread infers the current ones. A broken stream or a bad range puts its error.
+    """
     try:
         while True:
-            frame = read_frame(stream, max_payload=_MAX_INPUT_PAYLOAD)
-            frames.put(frame)
-            if frame is None or frame[0].get("op") == "end":
+            frame = read_frame(stream, max_payload=0)
+            if frame is None:
+                batches.put(None)
                 return
+            head, _ = frame
+            if head.get("op") == "end":
+                batches.put(None)
+                return
+            start, stop = int(head.get("start", 0)), int(head.get("stop", 0))
+            batches.put((head, map_rows(shared, start, stop)))
     except BaseException as exc:  # handed to the main thread, which reports it
-        frames.put(exc)
+        batches.put(exc)
 
 
 def _failure(status: str, reason: str) -> dict[str, Any]:
     return {"ok": False, "status": status, "reason": reason}
 
 
-def _serve(model: LoadedModel, stdin: BinaryIO, out: BinaryIO) -> None:
+def _serve(model: LoadedModel, shared: dict[str, Any], stdin: BinaryIO, out: BinaryIO) -> None:
     import numpy as np
 
     from validators.runtime.speed import measure_in_child
 
-    # Two frames ahead at most: the next batch is read while this one runs, memory stays bounded.
-    frames: queue.Queue[Frame | BaseException | None] = queue.Queue(maxsize=2)
-    threading.Thread(target=_reader, args=(stdin, frames), daemon=True).start()
+    # Two batches ahead at most: the next is mapped while this one runs, memory stays bounded.
+    batches: queue.Queue[Batch | BaseException | None] = queue.Queue(maxsize=2)
+    threading.Thread(target=_reader, args=(stdin, shared, batches), daemon=True).start()
     while True:
-        item = frames.get()
+        item = batches.get()
         if item is None:
             return
         if isinstance(item, BaseException):
-            write_frame(out, _failure("error", f"the input stream broke: {_short(item)}"))
+            write_frame(out, _failure("error", f"a request could not be read: {_short(item)}"))
             return
-        head, payload = item
+        head, batch = item
         op = head.get("op")
-        if op == "end":
-            return
-        shape = [int(d) for d in head.get("shape", [])]
-        if len(shape) != 4 or 4 * int(np.prod(shape)) != len(payload):
-            write_frame(out, _failure("error", f"a batch of {len(payload)} bytes is not {shape}"))
-            return
-        batch = np.frombuffer(payload, dtype=np.float32).reshape(shape)
         try:
             if op == "infer":
                 scores = np.ascontiguousarray(model.infer(batch))
@@ -351,10 +362,11 @@ def _serve(model: LoadedModel, stdin: BinaryIO, out: BinaryIO) -> None:
                 write_frame(out, _failure("error", f"unknown operation {op!r}"))
                 return
         except Exception as exc:
+            rows = len(batch)
             if _out_of_memory(exc):
-                reason = f"the model ran out of memory running a batch of {shape[0]}: {_short(exc)}"
+                reason = f"the model ran out of memory running a batch of {rows}: {_short(exc)}"
             else:
-                reason = f"the model raised an error running a batch of {shape[0]}: {_short(exc)}"
+                reason = f"the model raised an error running a batch of {rows}: {_short(exc)}"
             write_frame(out, _failure("failed", reason))
             return
 
@@ -398,7 +410,7 @@ def main() -> None:
         return
     del model_bytes
     write_frame(out, {"ok": True, "runtime": model.runtime_info()})
-    _serve(model, stdin, out)
+    _serve(model, head["tensors"], stdin, out)
 
 
 if __name__ == "__main__":
