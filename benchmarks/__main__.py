@@ -128,9 +128,9 @@ def main(argv: list[str] | None = None) -> int:
             ),
             runner_overhead.NAME: lambda: runner_overhead.run(
                 workdir=workdir,
-                cases=512 if quick else 4096,
+                cases=1024 if quick else 16384,
                 batch_size=32,
-                repeats=1 if quick else 5,
+                repeats=1 if quick else 7,
             ),
         }
         fresh: dict[str, Any] = {}

@@ -5,8 +5,8 @@ child; on a fast GPU that alone would cap the throughput. Instead the parent pas
 descriptor: the decode cache's `.npy` file opened read-only when the tensors are that file's
 memory map, otherwise a sealed memfd (no writes, no resizing) holding a copy. The child maps one
 batch's rows at a time (`map_rows`), read-only, so the mapping stays within its address-space
-limit whatever the dataset's size, and it asks the kernel to read the next batch ahead while the
-current one is inferred. The descriptor holds tensors only: no path, case id or label.
+limit whatever the dataset's size, populated on the child's reader thread while the current batch
+is inferred. The descriptor holds tensors only: no path, case id or label.
 """
 
 from __future__ import annotations
@@ -110,9 +110,15 @@ def map_rows(shared: dict[str, Any], start: int, stop: int) -> NDArray[np.float3
     begin = int(shared["offset"]) + start * row_bytes
     aligned = begin - begin % mmap.ALLOCATIONGRANULARITY
     length = begin - aligned + (stop - start) * row_bytes
-    mapped = mmap.mmap(int(shared["fd"]), length, prot=mmap.PROT_READ, offset=aligned)
-    # The kernel reads the rows in while the previous batch is still being inferred.
-    mapped.madvise(mmap.MADV_WILLNEED)
+    # MAP_POPULATE reads the rows in and fills the page tables now, on the reader thread, while
+    # the previous batch is inferred; without it the model would take a page fault per 4 KiB.
+    mapped = mmap.mmap(
+        int(shared["fd"]),
+        length,
+        flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
+        prot=mmap.PROT_READ,
+        offset=aligned,
+    )
     rows = np.frombuffer(
         mapped, dtype=np.float32, count=(stop - start) * row_bytes // 4, offset=begin - aligned
     )
