@@ -9,7 +9,14 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal, Self
 
-from pydantic import Field, ModelWrapValidatorHandler, computed_field, model_validator
+from pydantic import (
+    Field,
+    ModelWrapValidatorHandler,
+    SerializerFunctionWrapHandler,
+    computed_field,
+    model_serializer,
+    model_validator,
+)
 
 from validators.results.estimates import BootstrapUnit, _Result
 from validators.results.speed import RuntimeInfo, SpeedResult
@@ -143,6 +150,16 @@ class EvaluationResult(_Result):
         if self.overall.task != self.task:
             raise ValueError(f"a {self.task} result holds {self.overall.task} metrics")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_empty_measurements(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Leave out `speed` and `runtime` when empty, so `assay score` prints what it did."""
+        data = handler(self)
+        if isinstance(data, dict):
+            for block in MEASUREMENT_BLOCKS:
+                if data.get(block, ...) is None:
+                    del data[block]
+        return data
 
     @computed_field  # type: ignore[prop-decorator]
     @property
