@@ -25,10 +25,11 @@ import queue
 import sys
 import threading
 import time
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO
 
 from validators.runtime.frames import FrameError, read_frame, write_frame
 from validators.runtime.shared_tensors import map_rows
+from validators.runtime.speed import LoadedModel, nvml_memory_used
 
 __all__ = ["LoadedModel", "OnnxModel", "TorchModel", "load_model", "main"]
 
@@ -42,25 +43,6 @@ class ModelFault(Exception):
 
 class InfrastructureFault(Exception):
     """The runtime cannot be imported or started here: not the model's fault."""
-
-
-class LoadedModel(Protocol):
-    """A model ready to score batches, and how it runs."""
-
-    def infer(self, batch: Any) -> Any:
-        """Return the scores (a float32 array) of one float32 [n, C, H, W] batch."""
-
-    def time_one(self, batch: Any) -> float:
-        """Return the seconds one inference of `batch` takes, synchronized with the device."""
-
-    def runtime_info(self) -> dict[str, Any]:
-        """Return the runtime's description (the fields of `RuntimeInfo` the child knows)."""
-
-    def peak_memory(self) -> tuple[int | None, str]:
-        """Return the peak memory in bytes so far and its kind ("device" or "resident")."""
-
-    def reset_peak_memory(self) -> None:
-        """Start a new peak-memory measurement (device memory only; resident peaks are lifelong)."""
 
 
 def _resident_peak() -> int:
@@ -167,8 +149,6 @@ class OnnxModel:
 
 
 def _device_used_bytes() -> int | None:
-    from validators.runtime.speed import nvml_memory_used
-
     return nvml_memory_used()
 
 

@@ -20,17 +20,17 @@ import time
 from collections.abc import Sequence
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from validators.results.speed import BatchSpeed, Fingerprint, SpeedProtocolUsed, SpeedResult
 
 if TYPE_CHECKING:
     from validators.data.datasets import Dataset
     from validators.manifest import InputSpec
-    from validators.runtime.runner_child import LoadedModel
 
 __all__ = [
     "MAX_TIMED_ITERATIONS",
+    "LoadedModel",
     "batch_speed",
     "fingerprint",
     "measure_decode",
@@ -44,6 +44,25 @@ MAX_TIMED_ITERATIONS = 20_000
 """Timed runs per batch size at most, so the child's answer stays small."""
 
 _LIBRARIES = ("numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "torch", "monai", "safetensors")
+
+
+class LoadedModel(Protocol):
+    """A model ready to score batches, and how it runs."""
+
+    def infer(self, batch: Any) -> Any:
+        """Return the scores (a float32 array) of one float32 [n, C, H, W] batch."""
+
+    def time_one(self, batch: Any) -> float:
+        """Return the seconds one inference of `batch` takes, synchronized with the device."""
+
+    def runtime_info(self) -> dict[str, Any]:
+        """Return the runtime's description (the fields of `RuntimeInfo` the child knows)."""
+
+    def peak_memory(self) -> tuple[int | None, str]:
+        """Return the peak memory in bytes so far and its kind ("device" or "resident")."""
+
+    def reset_peak_memory(self) -> None:
+        """Start a new peak-memory measurement (device memory only; resident peaks are lifelong)."""
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
