@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         description="How long a received submission waits for an intake slot before 503.",
     )
     allow_sqlite_in_production: bool = False
+    sandbox_allow_weaker: bool = Field(
+        default=False,
+        description="Run vendor models even where a sandbox measure (new namespaces, the switch "
+        "to `nobody`) cannot be set up; every result records which measures applied.",
+    )
     audit_key_path: Path | None = Field(
         default=None,
         description="Ed25519 private key that signs audit checkpoints; default: "
@@ -110,6 +115,18 @@ class Settings(BaseSettings):
     def quarantine_dir(self) -> Path:
         """Where artifacts that no version references are moved (see `assay doctor`)."""
         return self.home_dir / "quarantine"
+
+    def sandbox_hidden_paths(self) -> list[Path]:
+        """Gives back the folders no sandboxed child may see: ASSAY_HOME, the SQLite database's
+        and the audit key's (dataset roots are added by whoever runs a model on a dataset)."""
+        from sqlalchemy.engine import make_url
+
+        paths = [self.home_dir, self.audit_key_file.parent]
+        url = make_url(self.sqlalchemy_url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            paths.append(Path(url.database).expanduser().resolve().parent)
+        # A folder inside another one is hidden with it.
+        return sorted(p for p in set(paths) if not any(o in p.parents for o in paths))
 
     def ensure_dirs(self) -> None:
         """Create ASSAY_HOME and its folders, owner-only (0700), tightening existing ones."""

@@ -237,6 +237,7 @@ def _inspect(submission: Submission, manifest: Any, settings: Settings) -> dict[
             manifest,
             memory_limit_bytes=settings.inspection_memory_bytes,
             timeout_s=settings.inspection_timeout_s,
+            hide=settings.sandbox_hidden_paths(),
         )
     except IntakeRefused as exc:
         raise Invalid(exc.detail, code=exc.code, problems=exc.problems) from exc

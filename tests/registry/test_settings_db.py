@@ -31,6 +31,24 @@ def test_environment_variables_configure_settings(
     assert settings.sqlalchemy_url == "postgresql+psycopg://u@h/db"
 
 
+def test_sandbox_hides_home_key_and_sqlite_folders(tmp_path: Path) -> None:
+    database = tmp_path / "db" / "assay.db"
+    settings = Settings(
+        home=tmp_path / "home",
+        database_url=f"sqlite:///{database}",
+        audit_key_path=tmp_path / "keys" / "k.pem",
+    )
+    assert settings.sandbox_hidden_paths() == sorted(
+        p.resolve() for p in (tmp_path / "home", tmp_path / "keys", tmp_path / "db")
+    )
+    assert settings.sandbox_allow_weaker is False
+
+
+def test_sandbox_hides_no_database_folder_for_postgresql(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, database_url="postgresql+psycopg://u@h/db")
+    assert settings.sandbox_hidden_paths() == [tmp_path.resolve()]
+
+
 def test_production_refuses_sqlite_unless_allowed(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="ASSAY_DATABASE_URL"):
         Settings(home=tmp_path, environment="production")

@@ -24,9 +24,8 @@ import contextlib
 import functools
 import json
 import os
-import select
+import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,9 +34,15 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, TextIO
 
+from validators.runtime.sandbox_process import (
+    NOBODY,
+    Sandboxed,
+    group_resident_bytes,
+    kill_group,
+    signal_name,
+)
 from validators.runtime.sandbox_types import (
     Device,
     Isolation,
@@ -63,6 +68,7 @@ __all__ = [
     "answer_stream",
     "apply_limits",
     "child_environment",
+    "group_resident_bytes",
     "kill_group",
     "read_answer",
     "run_module",
@@ -75,12 +81,11 @@ MAX_ANSWER_BYTES = 16 * 1024 * 1024
 """A child's stdout longer than this is not read as an answer."""
 DEFAULT_MAX_FILE_WRITE_BYTES = 1024 * 1024
 """The child's default cap on the size of any file it writes."""
-NOBODY = 65534
 INPUT_DIR = "inputs"
 """Where the input files are, relative to the child's working directory: `inputs/NAME`."""
+_INPUT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 BOOT_MODULE = "validators.runtime.sandbox_boot"
 NAMESPACE_FLAGS = ("--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc")
-_POLL_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -150,50 +155,73 @@ def start(
     hidden = _hidden_paths(hide)
     if not command and hidden:
         weaker.append("hidden paths")
-    input_fds = {name: os.open(path, os.O_RDONLY | os.O_CLOEXEC) for name, path in inputs.items()}
-    workdir = None if command else Path(tempfile.mkdtemp(prefix="assay-sandbox-"))
-    if workdir is not None and root:
-        os.chown(workdir, NOBODY, NOBODY)
-    config_read, config_write = os.pipe()
-    status_read, status_write = os.pipe()
-    config = {
-        "module": module,
-        "args": list(args),
-        "hide": [str(p) for p in hidden],
-        "keep": [str(_package_root())],
-        "inputs": input_fds,
-        "mount_namespace": bool(command),
-        "parent_mount_namespace": os.readlink("/proc/self/ns/mnt"),
-        "switch_user": root,
-        "workdir": str(workdir) if workdir else "/tmp",
-        "tmpfs_bytes": limits.tmpfs_bytes,
-        "tmpfs_inodes": limits.tmpfs_inodes,
-        "limits": _rlimits(limits, device),
-    }
-    boot = [sys.executable, "-s", "-P", "-m", BOOT_MODULE, str(config_read), str(status_write)]
+    for name in inputs:
+        if not _INPUT_NAME.fullmatch(name):
+            raise ValueError(
+                f"sandbox input name {name!r} is not a plain file name; use letters, digits, "
+                "'.', '_' and '-' only, not starting with '.'"
+            )
+    input_fds: dict[str, int] = {}
+    handed_over: list[int] = []
+    workdir: Path | None = None
     try:
-        process = subprocess.Popen(
-            [*command, *boot],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=child_environment(device=device, limits=limits),
-            cwd="/",
-            start_new_session=True,
-            close_fds=True,
-            pass_fds=(config_read, status_write, *input_fds.values(), *pass_fds),
-        )
+        for name, path in inputs.items():
+            input_fds[name] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        if not command:
+            workdir = Path(tempfile.mkdtemp(prefix="assay-sandbox-"))
+            if root:
+                os.chown(workdir, NOBODY, NOBODY)
+        config_read, config_write = os.pipe()
+        status_read, status_write = os.pipe()
+        handed_over = [config_read, status_write, *input_fds.values()]
+        config = {
+            "module": module,
+            "args": list(args),
+            "hide": [str(p) for p in hidden],
+            "keep": [str(_package_root())],
+            "inputs": input_fds,
+            "mount_namespace": bool(command),
+            "parent_mount_namespace": os.readlink("/proc/self/ns/mnt"),
+            "switch_user": root,
+            "allow_weaker": allow_weaker,
+            "workdir": str(workdir) if workdir else "/tmp",
+            "tmpfs_bytes": limits.tmpfs_bytes,
+            "tmpfs_inodes": limits.tmpfs_inodes,
+            "limits": _rlimits(limits, device),
+        }
+        boot = [sys.executable, "-s", "-P", "-m", BOOT_MODULE, str(config_read), str(status_write)]
+        try:
+            process = subprocess.Popen(
+                [*command, *boot],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=child_environment(device=device, limits=limits),
+                cwd="/",
+                start_new_session=True,
+                close_fds=True,
+                pass_fds=(*handed_over, *pass_fds),
+            )
+        except BaseException:
+            os.close(config_write)
+            os.close(status_read)
+            raise
+    except BaseException:
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
     finally:
-        for fd in (config_read, status_write, *input_fds.values()):
+        # The child holds its own copies now; ours would keep the pipes from ever ending.
+        for fd in {*handed_over, *input_fds.values()}:
             os.close(fd)
-    with os.fdopen(config_write, "wb") as stream:
-        stream.write(json.dumps(config).encode())
     sandboxed = Sandboxed(process, status_read, limits, started, device, workdir)
     try:
+        # A bootstrap that died before reading its configuration is reported by _await_ready.
+        with contextlib.suppress(BrokenPipeError), os.fdopen(config_write, "wb") as stream:
+            stream.write(json.dumps(config).encode())
         sandboxed._await_ready(
             namespaces=("net", "mount", "pid", *(() if root else ("user",))) if command else (),
             weaker=tuple(weaker),
-            allow_weaker=allow_weaker,
         )
     except BaseException:
         sandboxed.close()
@@ -232,278 +260,6 @@ def _rlimits(limits: SandboxLimits, device: Device) -> dict[str, int | None]:
         "processes": limits.processes,
         "open_files": limits.open_files,
     }
-
-
-class Sandboxed:
-    """A running sandboxed child: its pipes, its isolation, and the means to wait for or end it.
-
-    Leaving the context kills the child's whole process group if it still runs. Reads through
-    `read` end at the wall-clock limit; a watchdog kills the group then, so plain reads on `stdout`
-    see end-of-file no later than that either.
-    """
-
-    def __init__(
-        self,
-        process: subprocess.Popen[bytes],
-        status_fd: int,
-        limits: SandboxLimits,
-        started: float,
-        device: Device,
-        workdir: Path | None,
-    ) -> None:
-        self._process = process
-        self._limits = limits
-        self._device = device
-        self._workdir = workdir
-        self.deadline = started + limits.wall_seconds
-        assert process.stdin is not None and process.stdout is not None
-        self.stdin: IO[bytes] = process.stdin
-        self.stdout: IO[bytes] = process.stdout
-        self.isolation: Isolation | None = None
-        self._killed_by: str | None = None
-        self._kill_detail = ""
-        self._exit_code: int | None = None
-        self._messages: list[dict[str, Any]] = []
-        self._changed = threading.Condition()
-        self._stderr = bytearray()
-        self._done = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._read_status, args=(status_fd,), daemon=True),
-            threading.Thread(target=self._read_stderr, daemon=True),
-            threading.Thread(target=self._watch, daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    @property
-    def pid(self) -> int:
-        """Return the process id of the child's group leader (the `unshare` process)."""
-        return self._process.pid
-
-    def __enter__(self) -> Sandboxed:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _read_status(self, status_fd: int) -> None:
-        """Collect the bootstrap's JSON status lines until it closes the pipe."""
-        with os.fdopen(status_fd, "rb") as stream:
-            for line in stream:
-                try:
-                    message = json.loads(line)
-                except ValueError:
-                    continue
-                with self._changed:
-                    self._messages.append(message)
-                    if "exit" in message:
-                        self._exit_code = int(message["exit"])
-                    self._changed.notify_all()
-        with self._changed:
-            self._messages.append({"closed": True})
-            self._changed.notify_all()
-
-    def _read_stderr(self) -> None:
-        """Keep the last `limits.stderr_bytes` of the child's stderr."""
-        assert self._process.stderr is not None
-        fd = self._process.stderr.fileno()
-        cap = self._limits.stderr_bytes
-        for chunk in iter(lambda: os.read(fd, 65536), b""):
-            self._stderr.extend(chunk)
-            if len(self._stderr) > cap:
-                del self._stderr[: len(self._stderr) - cap]
-
-    def _watch(self) -> None:
-        """Kill the group at the deadline, or past the resident-memory cap (CUDA)."""
-        cap = self._resident_cap()
-        while self._process.poll() is None:
-            left = self.deadline - time.monotonic()
-            if left <= 0:
-                self.kill(
-                    "timeout",
-                    f"it ran past its wall-clock limit of {self._limits.wall_seconds:g} s",
-                )
-                return
-            if cap is not None:
-                resident = group_resident_bytes(self._process.pid)
-                if resident > cap:
-                    self.kill(
-                        "memory",
-                        f"its resident memory ({resident} bytes) passed its limit of {cap} bytes",
-                    )
-                    return
-            if self._done.wait(min(left, _POLL_SECONDS)):
-                return
-
-    def _resident_cap(self) -> int | None:
-        """Return the resident-memory cap the parent polls for: on CUDA only."""
-        return self._limits.memory_bytes if self._device == "cuda" else None
-
-    def _await_ready(
-        self, *, namespaces: tuple[str, ...], weaker: tuple[str, ...], allow_weaker: bool
-    ) -> None:
-        """Wait for the bootstrap's set-up report and record the isolation; raise if it failed."""
-        mounts: dict[str, Any] = {}
-        with self._changed:
-            while True:
-                for message in self._messages:
-                    if "mounts" in message:
-                        mounts = message["mounts"]
-                    if "error" in message:
-                        raise SandboxUnavailable(message["measure"], message["error"])
-                    if "ready" in message:
-                        self.isolation = self._isolation(
-                            namespaces, mounts, message["ready"], weaker
-                        )
-                        return
-                    if "closed" in message:
-                        raise SandboxUnavailable(
-                            "the sandbox bootstrap",
-                            f"it ended before the module started: {self.stderr_text()}",
-                        )
-                left = self.deadline - time.monotonic()
-                if left <= 0 or self._killed_by is not None:
-                    raise SandboxTimeout(
-                        f"the sandbox did not start within its limit of "
-                        f"{self._limits.wall_seconds:g} s and was stopped"
-                    )
-                self._changed.wait(min(left, _POLL_SECONDS))
-
-    def _isolation(
-        self,
-        namespaces: tuple[str, ...],
-        mounts: dict[str, Any],
-        ready: dict[str, Any],
-        weaker: tuple[str, ...],
-    ) -> Isolation:
-        """Return the measures that applied, from the bootstrap's reports."""
-        uid = int(ready["uid"])
-        return Isolation(
-            namespaces=namespaces,
-            user="nobody (65534)" if uid == NOBODY else f"uid {uid}",
-            rlimits={str(k): int(v) for k, v in ready["rlimits"].items()},
-            tmpfs_bytes=mounts.get("tmpfs_bytes"),
-            hidden=tuple(mounts.get("hidden", ())),
-            device=self._device,
-            device_memory_bytes=self._limits.device_memory_bytes
-            if self._device == "cuda"
-            else None,
-            resident_memory_bytes=self._resident_cap(),
-            wall_seconds=self._limits.wall_seconds,
-            weaker=weaker,
-        )
-
-    def read(self, size: int) -> bytes:
-        """Return up to `size` bytes of the child's stdout (b"" at its end) before the deadline.
-
-        Raises SandboxTimeout when the deadline passes first.
-        """
-        fd = self.stdout.fileno()
-        while True:
-            left = self.deadline - time.monotonic()
-            if left <= 0:
-                self.kill(
-                    "timeout",
-                    f"it ran past its wall-clock limit of {self._limits.wall_seconds:g} s",
-                )
-                raise SandboxTimeout(self.describe_exit())
-            ready, _, _ = select.select([fd], [], [], min(left, _POLL_SECONDS))
-            if ready:
-                return os.read(fd, size)
-
-    def read_exactly(self, size: int) -> bytes:
-        """Return exactly `size` bytes of stdout; raise EOFError if the child stops sooner."""
-        chunks = bytearray()
-        while len(chunks) < size:
-            chunk = self.read(size - len(chunks))
-            if not chunk:
-                raise EOFError(
-                    f"the sandboxed child closed its output after {len(chunks)} of {size} bytes"
-                    f" ({self.describe_exit()})"
-                )
-            chunks.extend(chunk)
-        return bytes(chunks)
-
-    def wait(self, timeout: float | None = None) -> SandboxExit:
-        """Return how the child ended, waiting at most `timeout` s and never past the deadline.
-
-        Raises subprocess.TimeoutExpired when `timeout` passes first (the child keeps running).
-        """
-        limit = self.deadline - time.monotonic() + 5 * _POLL_SECONDS
-        if timeout is not None:
-            limit = min(limit, timeout)
-        self._process.wait(timeout=max(limit, 0))
-        self._threads[0].join(timeout=5)
-        returncode = self._exit_code if self._exit_code is not None else self._process.returncode
-        return SandboxExit(returncode, self._killed_by, self.describe_exit())
-
-    def describe_exit(self) -> str:
-        """Return a sentence saying how the child ended (or that it still runs)."""
-        if self._killed_by is not None:
-            return f"the sandboxed child was killed: {self._kill_detail}"
-        code = self._exit_code if self._exit_code is not None else self._process.poll()
-        if code is None:
-            return "the sandboxed child is still running"
-        if code < 0:
-            return f"the sandboxed child was killed by {signal_name(-code)}"
-        return f"the sandboxed child exited with status {code}"
-
-    def kill(self, reason: str = "caller", detail: str = "the caller stopped it") -> None:
-        """Kill the child's whole process group (and with it its PID namespace), once."""
-        with self._changed:
-            if self._killed_by is None and self._process.poll() is None:
-                self._killed_by, self._kill_detail = reason, detail
-            self._changed.notify_all()
-        kill_group(self._process)
-
-    def stderr(self) -> bytes:
-        """Return the end of the child's stderr read so far (at most `limits.stderr_bytes`)."""
-        return bytes(self._stderr)
-
-    def stderr_text(self) -> str:
-        """Return the end of the child's stderr as text, for messages."""
-        return self.stderr().decode("utf-8", "replace").strip()[-2000:]
-
-    def close(self) -> None:
-        """Kill the group if it still runs, reap it, and release pipes and threads."""
-        if self._process.poll() is None:
-            self.kill()
-        self._process.wait()
-        self._done.set()
-        for stream in (self.stdin, self.stdout):
-            # A broken pipe to a dead child is expected here.
-            with contextlib.suppress(OSError):
-                stream.close()
-        for thread in self._threads:
-            thread.join(timeout=5)
-        if self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-
-
-def group_resident_bytes(pid: int) -> int:
-    """Return the resident memory of process `pid` and all its descendants, in bytes."""
-    total, pending, seen = 0, [pid], set()
-    while pending:
-        current = pending.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        try:
-            with open(f"/proc/{current}/status", encoding="ascii", errors="replace") as status:
-                for line in status:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as children:
-                    pending.extend(int(child) for child in children.read().split())
-        except (OSError, ValueError):
-            continue  # the process ended while being read
-    return total
 
 
 def run_module(
@@ -586,22 +342,6 @@ def child_environment(
     else:
         environment["CUDA_VISIBLE_DEVICES"] = ""
     return environment
-
-
-def kill_group(process: subprocess.Popen[bytes]) -> None:
-    """Kill the child's whole process group (it leads its own session), or the child alone."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        process.kill()
-
-
-def signal_name(number: int) -> str:
-    """Return the name of signal `number` (`SIGKILL`), or `signal N` for an unknown one."""
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def read_answer(stdout: bytes) -> Any:

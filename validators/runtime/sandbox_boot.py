@@ -26,7 +26,7 @@ Standard library only; nothing here imports numpy or the service.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import json
 import os
 import resource
@@ -61,9 +61,14 @@ class SetupFailed(Exception):
         self.detail = detail
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL:
-    """Return the C library with errno kept, for mount(2) and prctl(2)."""
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    """Return the C library with errno kept, for mount(2) and prctl(2).
+
+    The interpreter's own symbols include libc's; `ctypes.util.find_library` would start
+    `ldconfig` and a compiler as child processes.
+    """
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str = "") -> None:
@@ -126,10 +131,19 @@ def _runtime_roots(config: dict[str, Any]) -> list[Path]:
     return [r for r in roots if not any(o != r and o in r.parents for o in roots)]
 
 
+def _unreachable_runtime(config: dict[str, Any]) -> Path | None:
+    """Return a directory above the runtime that `nobody` cannot traverse, or None."""
+    for root in _runtime_roots(config):
+        blocked = _blocking_ancestor(root)
+        if blocked is not None:
+            return blocked
+    return None
+
+
 def _set_up_mounts(config: dict[str, Any], uid: int) -> dict[str, Any]:
     """Apply steps 1-4 of the module docstring; return what was applied."""
     hide = [Path(p) for p in config["hide"]]
-    roots = [r for r in _runtime_roots(config) if not _under(r, hide)]
+    roots = _runtime_roots(config)
     _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
     covers: dict[Path, list[Path]] = {}
     for root in roots:
@@ -159,14 +173,32 @@ def _set_up_mounts(config: dict[str, Any], uid: int) -> dict[str, Any]:
         root.mkdir(parents=True, exist_ok=True)
         _mount(f"/proc/self/fd/{handle}", str(root), None, _MS_BIND | _MS_REC)
         _mount(None, str(root), None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID)
+        os.close(handle)
     _copy_inputs(input_handles, SCRATCH / INPUT_DIR_NAME, uid)
+    # The other world-writable places would let the child leave files for, or read files of,
+    # other processes on the host: each gets a private, small tmpfs.
+    for shared, mode in ((Path("/dev/shm"), "1777"), (Path("/var/tmp"), "0755")):
+        if shared.is_dir() and not _under(shared, roots):
+            _mount("tmpfs", str(shared), "tmpfs", _MS_NOSUID | _MS_NODEV, f"size=16m,mode={mode}")
     hidden: list[str] = []
     for path in hide:
         if not path.exists():
             # Under /tmp, or absent on this host: either way the child cannot see it.
             hidden.append(str(path))
             continue
-        if path.is_dir():
+        inside = [root for root in roots if root != path and path in root.parents]
+        if path in roots:
+            raise SetupFailed(
+                "hidden paths",
+                f"{path} is to be hidden but holds the Python runtime or the `validators` "
+                "package the child needs; move the data out of it",
+            )
+        if path.is_dir() and inside:
+            # A hidden folder above the runtime (a database beside the checkout): hide all of it
+            # but the runtime, bound back read-only.
+            _bind_back(inside, path, "size=1m,mode=0755")
+            _mount(None, str(path), None, _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
+        elif path.is_dir():
             _mount("tmpfs", str(path), "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV, "size=4k")
         else:
             _mount("/dev/null", str(path), None, _MS_BIND)
@@ -301,6 +333,17 @@ def main(argv: list[str]) -> int:
                 raise SetupFailed("mounts", f"could not set up the private mounts: {exc}") from exc
             config["workdir"] = str(SCRATCH)
         else:
+            if config["switch_user"] and _unreachable_runtime(config):
+                # Without a mount namespace nothing can make the runtime reachable for nobody.
+                if not config["allow_weaker"]:
+                    raise SetupFailed(
+                        "a switch to an unprivileged user",
+                        f"the Python runtime under {_unreachable_runtime(config)} cannot be "
+                        "reached by `nobody` and there is no mount namespace to bind it",
+                    )
+                config["switch_user"] = False
+                uid = os.getuid()
+                mounts["weaker"] = ["a switch to an unprivileged user"]
             handles = {str(name): int(fd) for name, fd in config["inputs"].items()}
             _copy_inputs(handles, Path(config["workdir"]) / INPUT_DIR_NAME, uid)
     except (SetupFailed, OSError) as failure:
