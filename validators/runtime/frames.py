@@ -21,9 +21,9 @@ __all__ = [
     "MAX_HEAD_BYTES",
     "Frame",
     "FrameError",
+    "FrameReader",
     "FrameTimeout",
     "read_frame",
-    "read_frame_by",
     "write_frame",
 ]
 
@@ -85,37 +85,48 @@ def read_frame(stream: BinaryIO, *, max_payload: int) -> Frame | None:
     return _decode_head(head), payload
 
 
-def _read_exactly(fd: int, count: int, deadline: float) -> bytes:
-    """Return `count` bytes from the non-seekable descriptor `fd`, or raise at the deadline."""
-    chunks: list[bytes] = []
-    remaining = count
-    while remaining:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise FrameTimeout("no answer before the deadline")
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            raise FrameTimeout("no answer before the deadline")
-        chunk = os.read(fd, min(remaining, 1 << 20))
-        if not chunk:
-            raise FrameError("the child closed its output")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
+class FrameReader:
+    """Frames from a non-blocking-safe descriptor with a deadline, read through one buffer.
 
-
-def read_frame_by(fd: int, *, deadline: float, max_payload: int) -> Frame:
-    """Return the next frame from descriptor `fd`, raising FrameTimeout at `deadline`.
-
-    `deadline` is on `time.monotonic()`; `max_payload` is the largest payload the caller
-    expects (the declared scores of one batch), so a child cannot make the parent allocate more.
+    Each `select` + `os.read` takes whatever has arrived (up to 1 MiB), so a whole small frame
+    usually costs one system call instead of three.
     """
-    head_length, payload_length = _PREFIX.unpack(_read_exactly(fd, _PREFIX.size, deadline))
-    if head_length > MAX_HEAD_BYTES or payload_length > max_payload:
-        raise FrameError(
-            f"the child sent a frame of {head_length} + {payload_length} bytes; at most "
-            f"{MAX_HEAD_BYTES} + {max_payload} were expected"
-        )
-    head = _decode_head(_read_exactly(fd, head_length, deadline))
-    payload = _read_exactly(fd, payload_length, deadline) if payload_length else b""
-    return head, payload
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._buffer = bytearray()
+
+    def _fill(self, count: int, deadline: float) -> None:
+        while len(self._buffer) < count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise FrameTimeout("no answer before the deadline")
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if not ready:
+                raise FrameTimeout("no answer before the deadline")
+            chunk = os.read(self.fd, max(count - len(self._buffer), 1 << 20))
+            if not chunk:
+                raise FrameError("the child closed its output")
+            self._buffer += chunk
+
+    def _take(self, count: int, deadline: float) -> bytes:
+        self._fill(count, deadline)
+        taken = bytes(self._buffer[:count])
+        del self._buffer[:count]
+        return taken
+
+    def read(self, *, deadline: float, max_payload: int) -> Frame:
+        """Return the next frame, raising FrameTimeout at `deadline` (on `time.monotonic()`).
+
+        `max_payload` is the largest payload the caller expects (the declared scores of one
+        batch, with room for a wrong shape), so a child cannot make the parent allocate more.
+        """
+        head_length, payload_length = _PREFIX.unpack(self._take(_PREFIX.size, deadline))
+        if head_length > MAX_HEAD_BYTES or payload_length > max_payload:
+            raise FrameError(
+                f"the child sent a frame of {head_length} + {payload_length} bytes; at most "
+                f"{MAX_HEAD_BYTES} + {max_payload} were expected"
+            )
+        head = _decode_head(self._take(head_length, deadline))
+        payload = self._take(payload_length, deadline) if payload_length else b""
+        return head, payload

@@ -33,7 +33,7 @@ from validators.results.speed import (
     SpeedResult,
 )
 from validators.runtime.formats import ArtifactFormat, detect_format
-from validators.runtime.frames import FrameError, FrameTimeout, read_frame_by, write_frame
+from validators.runtime.frames import FrameError, FrameReader, FrameTimeout, write_frame
 from validators.runtime.sandbox import (
     SandboxLimits,
     SandboxTimeout,
@@ -257,7 +257,7 @@ class _Child:
         except (SandboxTimeout, OSError) as exc:
             raise RunFailure("error", f"the sandbox could not be started: {exc}") from exc
         self.stdin = self.sandboxed.stdin
-        self.stdout_fd = self.sandboxed.stdout.fileno()
+        self.answers = FrameReader(self.sandboxed.stdout.fileno())
 
     def isolation(self) -> IsolationMeasures | None:
         """Return the isolation measures that applied, as the result records them."""
@@ -326,7 +326,7 @@ def _answer(
 ) -> tuple[dict[str, Any], bytes]:
     """Return the child's next frame; its refusals, death or silence raise RunFailure."""
     try:
-        head, payload = read_frame_by(child.stdout_fd, deadline=deadline, max_payload=max_payload)
+        head, payload = child.answers.read(deadline=deadline, max_payload=max_payload)
     except FrameTimeout:
         raise RunFailure(
             "failed",
