@@ -366,6 +366,7 @@ def main() -> None:
         write_frame(out, _failure("error", "the first frame was not a load request"))
         return
     head, model_bytes = first
+    del first  # the model's bytes are dropped once loaded: only `model_bytes` may hold them
     try:
         _import_runtime(str(head.get("format")))
     except InfrastructureFault as exc:

@@ -129,6 +129,21 @@ def test_a_child_that_cannot_start_is_an_error(
     assert outcome.reason is not None and "runner's process ended while starting" in outcome.reason
 
 
+def test_a_sandbox_that_cannot_be_set_up_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from validators.runtime.sandbox import SandboxUnavailable
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise SandboxUnavailable("network, mount and PID namespaces", "refused in this test")
+
+    monkeypatch.setattr(runner, "start", refuse)
+    path = models.onnx_model(tmp_path / "m.onnx")
+    outcome = run_model(path, models.manifest(), models.tensors(4), settings=QUICK)
+    assert outcome.status == "error"
+    assert outcome.reason is not None and "refused in this test" in outcome.reason
+
+
 def test_tensors_of_another_spec_are_an_error(tmp_path: Path) -> None:
     path = models.onnx_model(tmp_path / "m.onnx")
     outcome = run_model(path, models.manifest(), models.tensors(4, size=16), settings=QUICK)

@@ -92,3 +92,24 @@ def test_decode_time_is_measured_on_a_sample_of_files(tmp_path: Path) -> None:
     )
     assert count == 4
     assert milliseconds is not None and milliseconds > 0
+
+
+@pytest.mark.slow
+def test_protocol_on_a_monai_network_reports_torch(tmp_path: Path) -> None:
+    path = tmp_path / "w.safetensors"
+    models.resnet_weights(path)
+    manifest = models.manifest(size=32, architecture=models.TINY_RESNET)
+    protocol = PROTOCOL.model_copy(update={"batch_sizes": [2]})
+    outcome = run_model(
+        path,
+        manifest,
+        models.tensors(3, size=32),
+        settings=RunnerSettings(batch_size=2, intra_op_threads=1),
+        speed=protocol,
+    )
+    assert outcome.status == "succeeded", outcome.reason
+    assert outcome.speed is not None
+    (figures,) = outcome.speed.batches
+    assert figures.iterations >= protocol.min_iterations
+    assert outcome.speed.fingerprint.runtime == "torch"
+    assert outcome.speed.timing == "perf_counter"
