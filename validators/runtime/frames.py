@@ -20,6 +20,7 @@ from typing import IO, Any, BinaryIO
 __all__ = [
     "MAX_HEAD_BYTES",
     "Frame",
+    "FrameClosed",
     "FrameError",
     "FrameReader",
     "FrameTimeout",
@@ -38,6 +39,10 @@ class FrameError(Exception):
 
 class FrameTimeout(FrameError):
     """No whole frame arrived before the deadline."""
+
+
+class FrameClosed(FrameError):
+    """The other side closed its end before a whole frame arrived."""
 
 
 Frame = tuple[dict[str, Any], bytes]
@@ -106,7 +111,7 @@ class FrameReader:
                 raise FrameTimeout("no answer before the deadline")
             chunk = os.read(self.fd, max(count - len(self._buffer), 1 << 20))
             if not chunk:
-                raise FrameError("the child closed its output")
+                raise FrameClosed("the child closed its output")
             self._buffer += chunk
 
     def _take(self, count: int, deadline: float) -> bytes:

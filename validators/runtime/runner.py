@@ -33,7 +33,13 @@ from validators.results.speed import (
     SpeedResult,
 )
 from validators.runtime.formats import ArtifactFormat, detect_format
-from validators.runtime.frames import FrameError, FrameReader, FrameTimeout, write_frame
+from validators.runtime.frames import (
+    FrameClosed,
+    FrameError,
+    FrameReader,
+    FrameTimeout,
+    write_frame,
+)
 from validators.runtime.sandbox import (
     SandboxLimits,
     SandboxTimeout,
@@ -334,7 +340,7 @@ def _answer(
             "(a hang, or far too slow for this machine)",
         ) from None
     except FrameError as exc:
-        if not child.alive() or "closed" in str(exc):
+        if isinstance(exc, FrameClosed) or not child.alive():
             raise child.death(waiting) from None
         raise RunFailure("failed", f"the model's process sent a malformed answer: {exc}") from None
     if head.get("ok") is not True:

@@ -31,8 +31,12 @@ def _direct_onnx(path: Path, tensors: np.ndarray) -> np.ndarray:
 def test_onnx_scores_match_running_the_model_directly(tmp_path: Path) -> None:
     path = models.onnx_model(tmp_path / "m.onnx")
     images = models.tensors(10)
-    outcome = run_model(path, models.manifest(), images, settings=QUICK)
+    seen: list[tuple[int, int]] = []
+    outcome = run_model(
+        path, models.manifest(), images, settings=QUICK, progress=lambda *p: seen.append(p)
+    )
     assert outcome.status == "succeeded", outcome.reason
+    assert seen == [(4, 10), (8, 10), (10, 10)]
     assert outcome.scores is not None
     np.testing.assert_array_equal(outcome.scores, _direct_onnx(path, images))
 
