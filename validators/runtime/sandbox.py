@@ -134,9 +134,15 @@ def start(
 
     `inputs` are copied into the child's working directory as `inputs/NAME` before it starts
     (the child cannot read the originals: they are root's, or hidden). `hide` adds to the paths
-    always hidden (ASSAY_HOME). Raises SandboxUnavailable when a measure cannot be set up and
-    `allow_weaker` is False, SandboxTimeout when set-up outlasts `limits.wall_seconds`, and
-    OSError when an input file cannot be opened.
+    always hidden (ASSAY_HOME). `pass_fds` are descriptors the module inherits under the same
+    numbers (a shared-memory tensor buffer, say). With `device="cuda"` no address-space limit is
+    set: `limits.memory_bytes` caps resident memory by polling, and `limits.device_memory_bytes`
+    reaches the child as ASSAY_SANDBOX_DEVICE_MEMORY_BYTES for the runner to apply.
+
+    Raises SandboxUnavailable when a measure cannot be set up and `allow_weaker` is False (or
+    the child's set-up failed), SandboxTimeout when set-up outlasts `limits.wall_seconds`,
+    ValueError for an input name that is not a plain file name, and OSError when an input file
+    cannot be opened.
     """
     started = time.monotonic()
     weaker: list[str] = []
@@ -196,7 +202,7 @@ def start(
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env=child_environment(device=device, limits=limits),
+                env=child_environment(device=device, limits=limits, workdir=str(workdir or "/tmp")),
                 cwd="/",
                 start_new_session=True,
                 close_fds=True,
@@ -312,9 +318,13 @@ def _feed(stream: IO[bytes], data: bytes) -> None:
 
 
 def child_environment(
-    *, device: Device = "cpu", limits: SandboxLimits | None = None
+    *, device: Device = "cpu", limits: SandboxLimits | None = None, workdir: str = "/tmp"
 ) -> dict[str, str]:
-    """Return a minimal environment: where to find Python packages, no secrets, one thread."""
+    """Return a minimal environment: where to find Python packages, no secrets, one thread.
+
+    Temporary and cache files (TMPDIR, matplotlib's, which monai imports) go to the child's
+    private working directory `workdir`.
+    """
     python_path = os.pathsep.join(
         p for p in (str(_package_root()), os.environ.get("PYTHONPATH", "")) if p
     )
@@ -327,7 +337,8 @@ def child_environment(
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",
         "HOME": "/nonexistent",
-        "TMPDIR": "/tmp",
+        "TMPDIR": workdir,
+        "MPLCONFIGDIR": f"{workdir}/.matplotlib",
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",

@@ -63,6 +63,7 @@ class Sandboxed:
         self._limits = limits
         self._device = device
         self._workdir = workdir
+        self._init_pidfd: int | None = None
         self.deadline = started + limits.wall_seconds
         assert process.stdin is not None and process.stdout is not None
         self.stdin: IO[bytes] = process.stdin
@@ -164,6 +165,8 @@ class Sandboxed:
                         self.isolation = self._isolation(
                             namespaces, mounts, message["ready"], skipped
                         )
+                        if namespaces:
+                            self._init_pidfd = self._open_init_pidfd()
                         return
                     if "closed" in message:
                         raise SandboxUnavailable(
@@ -279,11 +282,28 @@ class Sandboxed:
         """Return the end of the child's stderr as text, for messages."""
         return self.stderr().decode("utf-8", "replace").strip()[-2000:]
 
+    def _open_init_pidfd(self) -> int | None:
+        """Return a pidfd on the namespace's PID 1 (the `unshare` process's child), if found."""
+        try:
+            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+            return os.pidfd_open(int(children[0])) if children else None
+        except (OSError, ValueError):
+            return None  # it already ended
+
     def close(self) -> None:
-        """Kill the group if it still runs, reap it, and release pipes and threads."""
+        """Kill the group if it still runs, reap it, and release pipes and threads.
+
+        With a PID namespace this returns once its PID 1 has ended, and the kernel ends every
+        other process of the namespace before that: nothing the child started outlives it.
+        """
         if self._process.poll() is None:
             self.kill()
         self._process.wait()
+        if self._init_pidfd is not None:
+            # PID 1 is not our child (it is `unshare`'s); its pidfd becomes readable at its end.
+            select.select([self._init_pidfd], [], [], 10)
+            os.close(self._init_pidfd)
+            self._init_pidfd = None
         self._done.set()
         for stream in (self.stdin, self.stdout):
             # A broken pipe to a dead child is expected here.

@@ -161,6 +161,17 @@ def read_fd(fd: str) -> None:
         _report(text=stream.read().decode())
 
 
+def imports(*modules: str) -> None:
+    """Import each module and report its version: the runtime must be visible to `nobody`."""
+    import importlib
+
+    versions = {}
+    for name in modules:
+        module = importlib.import_module(name)
+        versions[name] = str(getattr(module, "__version__", "?"))
+    _report(versions=versions)
+
+
 def segfault() -> None:
     """Read address 0."""
     ctypes.string_at(0)
@@ -215,6 +226,7 @@ PROBES: dict[str, Callable[..., None]] = {
     "write_outside": write_outside,
     "segfault": segfault,
     "escape": escape,
+    "imports": imports,
     "read_fd": read_fd,
     "identity": identity,
     "echo": echo,

@@ -282,3 +282,22 @@ def test_descriptors_named_in_pass_fds_reach_the_module() -> None:
             assert child.wait().ok
     finally:
         os.close(read_end)
+
+
+def test_nobody_imports_numpy_onnxruntime_and_validators_from_the_venv() -> None:
+    pytest.importorskip("onnxruntime")
+    modules = ("numpy", "onnxruntime", "validators.manifest")
+    run = run_probe("imports", *modules)
+    assert run.ended.ok, run.stderr
+    assert run.report is not None and set(run.report["versions"]) == set(modules)
+    assert run.isolation.user == "nobody (65534)"
+
+
+@pytest.mark.slow
+def test_nobody_imports_torch_and_monai_from_the_venv() -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("monai")
+    limits = sandbox.SandboxLimits(wall_seconds=300)
+    run = run_probe("imports", "torch", "monai", limits=limits)
+    assert run.ended.ok, run.stderr
+    assert run.report is not None and set(run.report["versions"]) == {"torch", "monai"}
