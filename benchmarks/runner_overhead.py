@@ -7,8 +7,9 @@ same threads, two ways:
 - raw: an `OnnxModel` (the runner child's own session wrapper) built in this process, scoring
   the tensors batch by batch, no pipes, no child;
 - sandboxed: `run_model`, the child started through `sandbox.start` (namespaces, `nobody`,
-  rlimits), the tensors framed over its stdin by a feeding thread while it infers, every
-  answer's shape, dtype and values checked by the parent.
+  rlimits), the tensors passed as one read-only descriptor and mapped a batch at a time while
+  the previous batch is inferred, requests and scores framed over its pipes, every answer's
+  shape, dtype and values checked by the parent.
 
 Throughput is steady state: cases per second from the end of the first batch to the end of the
 last, on both sides, so the sandbox's start-up, the runtime's import and the model's load (a
@@ -163,8 +164,9 @@ def section(entry: dict[str, Any], provenance: str) -> list[str]:
         f"{entry['batch_size']}, {entry['threads']} intra-op threads, one inter-op thread, the "
         "same onnxruntime session options on both sides. Raw: the runner child's session "
         "wrapper in this process. Sandboxed: `run_model` (a fresh child in new "
-        f"{measures} namespaces as {isolation.get('user', 'unknown')}, rlimits, tensors framed "
-        "over a pipe by a feeding thread while the child infers, every answer checked). "
+        f"{measures} namespaces as {isolation.get('user', 'unknown')}, rlimits; the tensors "
+        "passed as one read-only descriptor, each batch mapped while the previous one is "
+        "inferred; requests and scores framed over pipes, every answer checked). "
         "Steady-state throughput from the end of the first batch to the end of the last; "
         f"{entry['repeats']} alternating runs.",
         "",
