@@ -219,11 +219,18 @@ def _load_head(
         "device_memory_bytes": 0,
     }
     if device == "cuda":
-        from validators.runtime.speed import _nvml_gpu
+        from validators.runtime.speed import gpu_description
 
-        gpu = _nvml_gpu()
-        total = gpu["memory"] if gpu and gpu["memory"] else 0
-        head["device_memory_bytes"] = int(total * settings.device_memory_fraction)
+        gpu = gpu_description()
+        if not gpu or not gpu["memory"]:
+            # Without the device's size there is no cap to set, and no model runs uncapped.
+            raise RunFailure(
+                "error",
+                "CUDA was chosen but NVML (libnvidia-ml) cannot report the GPU's memory, so the "
+                "model's device-memory cap cannot be set; install the NVIDIA driver's NVML "
+                "library, or choose device cpu.",
+            )
+        head["device_memory_bytes"] = int(gpu["memory"] * settings.device_memory_fraction)
     if model_format == "safetensors":
         from validators.runtime.architectures import resolve_architecture
 

@@ -188,9 +188,13 @@ class TorchModel:
 
     def infer(self, batch: Any) -> Any:
         """Return the network's logits on `batch` as a float32 host array."""
+        import numpy as np
+
         torch = self._torch
         with torch.inference_mode():
-            tensor = torch.from_numpy(batch).to(self.device, non_blocking=True)
+            # The rows are a read-only mapping: torch gets its own writable copy, so no layer
+            # can write into it (a segmentation fault that would be blamed on the model).
+            tensor = torch.from_numpy(np.array(batch)).to(self.device, non_blocking=True)
             return self.network(tensor).float().cpu().numpy()
 
     def time_one(self, batch: Any) -> float:

@@ -33,6 +33,7 @@ __all__ = [
     "LoadedModel",
     "batch_speed",
     "fingerprint",
+    "gpu_description",
     "measure_decode",
     "measure_in_child",
     "nvml_memory_used",
@@ -221,7 +222,7 @@ def fingerprint(runtime: dict[str, Any]) -> Fingerprint:
             libraries[name] = version(name)
         except PackageNotFoundError:
             continue
-    gpu = _nvml_gpu() if runtime.get("device") == "cuda" else None
+    gpu = gpu_description() if runtime.get("device") == "cuda" else None
     return Fingerprint(
         cpu_model=_cpu_model(),
         cpu_cores=_cpu_cores(),
@@ -273,7 +274,7 @@ def nvml_memory_used() -> int | None:
     return int(memory.used)
 
 
-def _nvml_gpu() -> dict[str, Any] | None:
+def gpu_description() -> dict[str, Any] | None:
     """Return GPU 0's name, memory, driver and CUDA driver version from NVML, or None."""
     found = _nvml()
     if found is None:

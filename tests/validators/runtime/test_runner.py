@@ -162,6 +162,20 @@ def test_cpu_is_chosen_without_a_gpu_and_cuda_with_one() -> None:
     assert choose_device("cpu", gpu_visible=True, runtime_has_cuda=lambda: True) == "cpu"
 
 
+def test_cuda_without_a_device_memory_cap_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from validators.runtime import speed
+
+    monkeypatch.setattr(runner, "cuda_visible", lambda: True)
+    monkeypatch.setattr(runner, "_runtime_has_cuda", lambda model_format: True)
+    monkeypatch.setattr(speed, "gpu_description", lambda: None)
+    path = models.onnx_model(tmp_path / "m.onnx")
+    outcome = run_model(path, models.manifest(), models.tensors(2), settings=QUICK)
+    assert outcome.status == "error"
+    assert outcome.reason is not None and "device-memory cap cannot be set" in outcome.reason
+
+
 def test_cuda_requested_without_cuda_is_an_infrastructure_error() -> None:
     with pytest.raises(RunFailure) as raised:
         choose_device("cuda", gpu_visible=False, runtime_has_cuda=lambda: True)
