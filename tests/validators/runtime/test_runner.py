@@ -11,14 +11,13 @@ from tests.validators.runtime import models
 from validators.runtime import runner
 from validators.runtime.runner import (
     RunFailure,
-    RunnerSettings,
     at_operating_point,
     choose_device,
     run_model,
     to_probabilities,
 )
 
-QUICK = RunnerSettings(batch_size=4, intra_op_threads=1, batch_timeout_s=30, load_timeout_s=60)
+QUICK = models.settings()
 
 
 def _direct_onnx(path: Path, tensors: np.ndarray) -> np.ndarray:
@@ -99,7 +98,7 @@ def test_bad_outputs_fail_with_the_reason(tmp_path: Path, variant: str, words: s
 
 def test_a_model_that_hangs_is_stopped_and_failed(tmp_path: Path) -> None:
     path = models.onnx_model(tmp_path / "hang.onnx", variant="hang")
-    settings = RunnerSettings(batch_size=4, intra_op_threads=1, batch_timeout_s=1.0)
+    settings = models.settings(batch_timeout_s=1.0)
     outcome = run_model(path, models.manifest(), models.tensors(8), settings=settings)
     assert outcome.status == "failed"
     assert outcome.reason is not None and "did not answer" in outcome.reason
@@ -107,7 +106,7 @@ def test_a_model_that_hangs_is_stopped_and_failed(tmp_path: Path) -> None:
 
 def test_a_model_that_runs_out_of_memory_fails(tmp_path: Path) -> None:
     path = models.onnx_model(tmp_path / "huge.onnx", variant="huge")
-    settings = RunnerSettings(batch_size=4, intra_op_threads=1, memory_limit_bytes=2 * 1024**3)
+    settings = models.settings(memory_limit_bytes=2 * 1024**3)
     outcome = run_model(path, models.manifest(), models.tensors(4), settings=settings)
     assert outcome.status == "failed"
     assert outcome.reason is not None and "out of memory" in outcome.reason

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.validators.runtime import models
-from validators.runtime.runner import RunnerSettings, run_model
+from validators.runtime.runner import run_model
 from validators.runtime.shared_tensors import map_rows, share
 
 
@@ -57,7 +57,7 @@ def test_rows_outside_the_tensors_are_refused() -> None:
 def test_the_runner_scores_a_cache_file_like_an_array(tmp_path: Path) -> None:
     tensors = models.tensors(9)
     path = models.onnx_model(tmp_path / "m.onnx")
-    settings = RunnerSettings(batch_size=4, intra_op_threads=1)
+    settings = models.settings()
     from_file = run_model(path, models.manifest(), _saved(tmp_path, tensors), settings=settings)
     in_memory = run_model(path, models.manifest(), tensors, settings=settings)
     assert from_file.status == in_memory.status == "succeeded"

@@ -11,7 +11,7 @@ from tests.validators.runtime import models
 from validators.data.datasets import load_dataset
 from validators.data.phantoms import write_phantom_dataset
 from validators.results import SpeedProtocolUsed
-from validators.runtime.runner import RunnerSettings, run_model
+from validators.runtime.runner import run_model
 from validators.runtime.speed import batch_speed, measure_decode, percentile, summarize
 
 PROTOCOL = SpeedProtocolUsed(
@@ -52,7 +52,7 @@ def test_summarize_refuses_fewer_runs_than_the_protocol_asks() -> None:
 
 def test_protocol_on_a_tiny_model_gives_consistent_figures(tmp_path: Path) -> None:
     path = models.onnx_model(tmp_path / "m.onnx")
-    settings = RunnerSettings(batch_size=4, intra_op_threads=1)
+    settings = models.settings()
     outcome = run_model(
         path,
         models.manifest(),
@@ -104,7 +104,7 @@ def test_protocol_on_a_monai_network_reports_torch(tmp_path: Path) -> None:
         path,
         manifest,
         models.tensors(3, size=32),
-        settings=RunnerSettings(batch_size=2, intra_op_threads=1),
+        settings=models.settings(batch_size=2),
         speed=protocol,
     )
     assert outcome.status == "succeeded", outcome.reason
