@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                 workdir=workdir,
                 cases=1024 if quick else 16384,
                 batch_size=32,
-                repeats=1 if quick else 7,
+                repeats=1 if quick else 9,
             ),
         }
         fresh: dict[str, Any] = {}
