@@ -147,6 +147,17 @@ def test_a_sandbox_that_cannot_be_set_up_is_an_error(
     assert outcome.reason is not None and "refused in this test" in outcome.reason
 
 
+def test_a_file_intake_would_refuse_fails_without_running(tmp_path: Path) -> None:
+    import pickle
+
+    path = tmp_path / "model.onnx"
+    path.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    outcome = run_model(path, models.manifest(), models.tensors(2), settings=QUICK)
+    assert outcome.status == "failed"
+    assert outcome.reason is not None and "a Python pickle" in outcome.reason
+    assert outcome.runtime is None
+
+
 def test_tensors_of_another_spec_are_an_error(tmp_path: Path) -> None:
     path = models.onnx_model(tmp_path / "m.onnx")
     outcome = run_model(path, models.manifest(), models.tensors(4, size=16), settings=QUICK)
