@@ -149,13 +149,14 @@ def start(
     command, why_not = _namespace_support()
     if why_not is not None:
         _refuse_unless(allow_weaker, "network, mount and PID namespaces", why_not, weaker)
-    root = os.geteuid() == 0
+    root = _started_as_root()
     if not root:
         _refuse_unless(
             allow_weaker,
             "a switch to an unprivileged user",
-            "only root can start the child as `nobody`; as another user the child keeps "
-            "that user's rights (and, in its namespaces, may undo the hiding mounts)",
+            "only root can start the child as `nobody`; started by another user the child "
+            "keeps that user's file permissions (in a user namespace of its own, without "
+            "capabilities over the mounts)",
             weaker,
         )
     hidden = _hidden_paths(hide)
@@ -233,6 +234,11 @@ def start(
         sandboxed.close()
         raise
     return sandboxed
+
+
+def _started_as_root() -> bool:
+    """Return whether this process may switch the child to `nobody` (it runs as root)."""
+    return os.geteuid() == 0
 
 
 def _refuse_unless(allow_weaker: bool, measure: str, detail: str, weaker: list[str]) -> None:

@@ -8,11 +8,13 @@ util-linux `unshare`. It reads its JSON configuration from CONFIG_FD, and then, 
 2. keeps the Python runtime and the `validators` package reachable for the unprivileged user
    (a directory it cannot traverse, such as a 0700 `/root` above a pyenv Python, is covered by
    an empty tmpfs into which only the needed directories are bound back, read-only);
-3. mounts a size-capped tmpfs on `/tmp` (the working directory) and copies the input files in;
+3. mounts a size-capped tmpfs on `/tmp` (the working directory) and copies the input files in,
+   and small private ones on `/dev/shm` and `/var/tmp`;
 4. covers every hidden path (ASSAY_HOME, dataset roots, the database directory...) with an empty
    read-only tmpfs;
 5. forks the target: it sets the resource limits, drops to `nobody` (setgroups, setgid, setuid,
-   no-new-privileges) and runs the module with `runpy`, seeing only what was left.
+   no-new-privileges; started without root, it moves into a user namespace of its own instead)
+   and runs the module with `runpy`, seeing only what was left.
 
 PID 1 stays behind as a minimal init: it reaps orphans, and when the target ends it reports the
 target's exit status on STATUS_FD and exits, which makes the kernel kill every process left in the
@@ -49,6 +51,7 @@ _MS_BIND = 4096
 _MS_REC = 16384
 _MS_PRIVATE = 1 << 18
 _PR_SET_NO_NEW_PRIVS = 38
+_CLONE_NEWUSER = 0x10000000
 _O_PATH = getattr(os, "O_PATH", 0o10000000)
 
 
@@ -259,6 +262,22 @@ def _drop_privileges(uid: int) -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
 
 
+def _leave_capabilities() -> None:
+    """Move into a user namespace of its own, keeping no capability over the mounts.
+
+    Where the sandbox was started without root (`unshare --map-root-user`) the bootstrap is root
+    of a user namespace and could undo the hiding mounts; a process in a new, unmapped user
+    namespace has capabilities only over namespaces that one owns, none of the mounts, and
+    appears as the overflow user (65534). Its file access stays the invoking user's.
+    """
+    if _libc().unshare(_CLONE_NEWUSER) != 0:
+        raise OSError(
+            ctypes.get_errno(), f"unshare(CLONE_NEWUSER): {os.strerror(ctypes.get_errno())}"
+        )
+    if _libc().prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+
+
 def _send(status_fd: int, message: dict[str, Any]) -> None:
     """Write one JSON line to the parent's status pipe."""
     os.write(status_fd, (json.dumps(message) + "\n").encode())
@@ -274,13 +293,22 @@ def _run_target(config: dict[str, Any], status_fd: int) -> None:
             status_fd, {"error": f"could not set the resource limits: {exc}", "measure": "rlimits"}
         )
         os._exit(0)
+    user = "unchanged"
     try:
         if config["switch_user"]:
             _drop_privileges(NOBODY)
+            user = "nobody"
+        elif config["mount_namespace"]:
+            _leave_capabilities()
+            user = "own user namespace"
     except OSError as exc:
-        _send(status_fd, {"error": f"could not switch to user nobody: {exc}", "measure": "user"})
+        _send(
+            status_fd,
+            {"error": f"could not drop to an unprivileged user: {exc}", "measure": "user"},
+        )
         os._exit(0)
-    _send(status_fd, {"ready": {"rlimits": rlimits, "uid": os.getuid(), "pid": os.getpid()}})
+    ready = {"rlimits": rlimits, "uid": os.getuid(), "pid": os.getpid(), "user": user}
+    _send(status_fd, {"ready": ready})
     os.close(status_fd)
     try:
         sys.argv = [config["module"], *config["args"]]

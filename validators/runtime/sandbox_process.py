@@ -192,7 +192,7 @@ class Sandboxed:
         uid = int(ready["uid"])
         return Isolation(
             namespaces=namespaces,
-            user="nobody (65534)" if uid == NOBODY else f"uid {uid}",
+            user=_describe_user(str(ready.get("user", "")), uid),
             rlimits={str(k): int(v) for k, v in ready["rlimits"].items()},
             tmpfs_bytes=mounts.get("tmpfs_bytes"),
             hidden=tuple(mounts.get("hidden", ())),
@@ -315,6 +315,18 @@ class Sandboxed:
             self._process.stderr.close()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
+
+
+def _describe_user(user: str, uid: int) -> str:
+    """Return who the child ran as, in words, from the bootstrap's report."""
+    if user == "nobody":
+        return f"nobody ({uid})"
+    if user == "own user namespace":
+        return (
+            f"the invoking user (uid {os.getuid()}) in a user namespace of its own, "
+            "without capabilities over the mounts"
+        )
+    return f"uid {uid} (not switched)"
 
 
 def group_resident_bytes(pid: int) -> int:

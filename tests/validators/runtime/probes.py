@@ -172,6 +172,15 @@ def imports(*modules: str) -> None:
     _report(versions=versions)
 
 
+def umount(path: str) -> None:
+    """Try to detach the mount at `path` (a hiding tmpfs) to see what lies beneath."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.umount2(path.encode(), 2) == 0:  # MNT_DETACH
+        _report(unmounted=True)
+    else:
+        _report(unmounted=False, error=os.strerror(ctypes.get_errno()))
+
+
 def segfault() -> None:
     """Read address 0."""
     ctypes.string_at(0)
@@ -225,6 +234,7 @@ PROBES: dict[str, Callable[..., None]] = {
     "write": write,
     "write_outside": write_outside,
     "segfault": segfault,
+    "umount": umount,
     "escape": escape,
     "imports": imports,
     "read_fd": read_fd,

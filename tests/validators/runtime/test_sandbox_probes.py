@@ -301,3 +301,30 @@ def test_nobody_imports_torch_and_monai_from_the_venv() -> None:
     run = run_probe("imports", "torch", "monai", limits=limits)
     assert run.ended.ok, run.stderr
     assert run.report is not None and set(run.report["versions"]) == {"torch", "monai"}
+
+
+def test_the_child_cannot_undo_the_hiding_mounts(assay_home: Path) -> None:
+    run = run_probe("umount", str(assay_home))
+    assert run.report == {"unmounted": False, "error": "Operation not permitted"}
+
+
+def test_started_without_root_the_child_leaves_its_capabilities_behind(
+    assay_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Run as root, pretend not to be: the bootstrap takes the non-root path (no switch to
+    # nobody) and the child moves into a user namespace of its own instead.
+    monkeypatch.setattr(sandbox, "_started_as_root", lambda: False)
+    limits = sandbox.SandboxLimits(wall_seconds=60)
+    with pytest.raises(sandbox.SandboxUnavailable) as caught:
+        sandbox.start(PROBES, ["identity"], limits=limits)
+    assert caught.value.measure == "a switch to an unprivileged user"
+    with sandbox.start(
+        PROBES, ["umount", str(assay_home)], limits=limits, allow_weaker=True
+    ) as child:
+        child.stdin.close()
+        report = json.loads(child.stdout.read())
+        assert child.wait().ok
+    assert report == {"unmounted": False, "error": "Operation not permitted"}
+    assert child.isolation is not None
+    assert "user namespace of its own" in child.isolation.user
+    assert child.isolation.weaker == ("a switch to an unprivileged user",)
