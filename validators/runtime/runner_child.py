@@ -48,6 +48,15 @@ class InfrastructureFault(Exception):
 def _resident_peak() -> int:
     import resource
 
+    # Linux keeps ru_maxrss across execve, so a child started from a large process (a server
+    # worker) would report its parent's peak; the high-water mark VmHWM starts afresh at exec.
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     # ru_maxrss is in KiB on Linux.
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 

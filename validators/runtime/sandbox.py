@@ -331,9 +331,14 @@ def child_environment(
     Temporary and cache files (TMPDIR, matplotlib's, which monai imports) go to the child's
     private working directory `workdir`.
     """
-    python_path = os.pathsep.join(
-        p for p in (str(_package_root()), os.environ.get("PYTHONPATH", "")) if p
-    )
+    # The child starts in its own empty working directory, so a relative entry of the parent's
+    # PYTHONPATH (`PYTHONPATH=.`) would point somewhere else there: entries are made absolute.
+    inherited = [
+        os.path.abspath(entry)
+        for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+        if entry
+    ]
+    python_path = os.pathsep.join([str(_package_root()), *inherited])
     environment = {
         "PATH": os.defpath,
         "PYTHONPATH": python_path,

@@ -26,6 +26,17 @@ def test_child_environment_holds_no_parent_variables(monkeypatch: pytest.MonkeyP
     assert environment["HOME"] == "/nonexistent"
 
 
+def test_a_relative_pythonpath_entry_is_made_absolute_for_the_child(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The child works in its own empty directory: `PYTHONPATH=.` must still mean the parent's.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", f".{os.pathsep}lib")
+    entries = sandbox.child_environment()["PYTHONPATH"].split(os.pathsep)
+    assert entries[1:] == [str(tmp_path), str(tmp_path / "lib")]
+    assert all(os.path.isabs(entry) for entry in entries)
+
+
 def test_read_answer_takes_the_last_line() -> None:
     assert sandbox.read_answer(b'noise\n{"status": "ok"}\n') == {"status": "ok"}
 
