@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from validators.runtime.reference_training import (
     BIASED_MANUFACTURER,
@@ -67,6 +67,7 @@ ReferenceFormat = Literal["onnx", "safetensors"]
 FORMATS: tuple[ReferenceFormat, ...] = ("onnx", "safetensors")
 _OPSET = 17
 ProgressCallback = Callable[[str], None]
+_Choice = TypeVar("_Choice", bound=str)
 
 
 @dataclass(frozen=True)
@@ -175,9 +176,7 @@ def _cache_record(directory: Path) -> dict[str, Any] | None:
     if not isinstance(record, dict) or record.get("version") != CACHE_VERSION:
         return None
     files = record.get("files")
-    expected = {
-        f"{name}.{suffix}" for name in REFERENCE_NAMES for suffix in _suffixes()
-    }
+    expected = {f"{name}.{suffix}" for name in REFERENCE_NAMES for suffix in _suffixes()}
     if not isinstance(files, dict) or set(files) != expected:
         return None
     for file_name, digest in files.items():
@@ -298,25 +297,36 @@ def export_onnx(recipe: ReferenceRecipe, weights: dict[str, torch.Tensor], path:
 def write_reference_models(
     out: Path,
     *,
-    names: Iterable[ReferenceName] = REFERENCE_NAMES,
-    formats: Iterable[ReferenceFormat] = FORMATS,
+    names: Iterable[str] = REFERENCE_NAMES,
+    formats: Iterable[str] = FORMATS,
     seed: int = 0,
     cache_root: Path | None = None,
     progress: ProgressCallback | None = None,
 ) -> list[tuple[Path, Path]]:
     """Gives back (artifact, manifest) pairs written as `out/<name>/model.<format>`.
 
-    Each artifact's manifest is `out/<name>/manifest.<format>.json`.
+    Each artifact's manifest is `out/<name>/manifest.<format>.json`. Unknown names or formats
+    raise ValueError before anything is trained or written.
     """
+    chosen_names = [_checked(name, REFERENCE_NAMES, "reference model") for name in names]
+    chosen_formats = [_checked(format, FORMATS, "format") for format in formats]
     models = reference_models(seed, cache_root=cache_root, progress=progress)
     written: list[tuple[Path, Path]] = []
-    for name in names:
+    for name in chosen_names:
         target = Path(out) / name
         target.mkdir(parents=True, exist_ok=True)
-        for format in formats:
+        for format in chosen_formats:
             artifact = target / f"model.{format}"
             manifest = target / f"manifest.{format}.json"
             shutil.copyfile(models.artifact(name, format), artifact)
             shutil.copyfile(models.manifest(name, format), manifest)
             written.append((artifact, manifest))
     return written
+
+
+def _checked(value: str, allowed: tuple[_Choice, ...], what: str) -> _Choice:
+    """Gives back `value` as one of `allowed`, or raises ValueError naming the choices."""
+    for choice in allowed:
+        if value == choice:
+            return choice
+    raise ValueError(f"unknown {what} {value!r}; choose from {', '.join(allowed)}")

@@ -44,8 +44,8 @@ if TYPE_CHECKING:
 __all__ = [
     "BIASED_MANUFACTURER",
     "PHANTOM_SIZE",
-    "REFERENCE_NAMES",
     "RECIPES",
+    "REFERENCE_NAMES",
     "TRAINING_SEED_OFFSET",
     "TRAINING_THREADS",
     "ReferenceName",
@@ -282,7 +282,7 @@ def _fit_head(
     import torch
 
     head: Any = network.fc
-    network.fc = torch.nn.Identity()  # type: ignore[assignment]
+    network.fc = torch.nn.Identity()
     network.eval()
     with torch.no_grad():
         features = torch.cat([network(torch.from_numpy(chunk)) for chunk in _chunks(inputs, 8)])
