@@ -48,14 +48,18 @@ if TYPE_CHECKING:
 __all__ = [
     "BIASED_MANUFACTURER",
     "CACHE_ENV",
+    "FORMATS",
     "REFERENCE_NAMES",
     "TRAINING_SEED_OFFSET",
     "ReferenceFormat",
     "ReferenceName",
     "ReferenceSet",
     "default_cache_root",
+    "export_onnx",
+    "load_network",
     "reference_manifest",
     "reference_models",
+    "save_safetensors",
     "write_reference_models",
 ]
 
