@@ -16,6 +16,8 @@ from validators.runtime.reference_models import (
     CACHE_ENV,
     FORMATS,
     REFERENCE_NAMES,
+    ReferenceFormat,
+    ReferenceName,
     ReferenceSet,
     default_cache_root,
     export_onnx,
@@ -56,9 +58,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> ReferenceSet:
 
 @pytest.mark.parametrize("name", REFERENCE_NAMES)
 @pytest.mark.parametrize("format", FORMATS)
-def test_manifests_are_valid_and_match_the_training(name: str, format: str) -> None:
-    manifest = parse_manifest(reference_manifest(name, format))  # type: ignore[arg-type]
-    assert manifest.input == RECIPES[name].input_spec  # type: ignore[index]
+def test_manifests_are_valid_and_match_the_training(
+    name: ReferenceName, format: ReferenceFormat
+) -> None:
+    manifest = parse_manifest(reference_manifest(name, format))
+    assert manifest.input == RECIPES[name].input_spec
     assert manifest.output.kind == "logits"
     assert (manifest.architecture is not None) == (format == "safetensors")
     assert manifest.card.intended_use is not None
@@ -107,7 +111,7 @@ def test_training_maps_images_as_evaluation_reads_their_dicom_files(tmp_path: Pa
     spec = RECIPES["good"].input_spec
     write_phantom_dataset(tmp_path, format="dicom", cases=6, size=96, seed=5)
     dataset = load_dataset(tmp_path)
-    inputs, labels, _ = phantom_tensors(generate_phantoms(cases=6, size=96, seed=5), spec)
+    inputs, _, _ = phantom_tensors(generate_phantoms(cases=6, size=96, seed=5), spec)
     for case, expected in zip(dataset.cases, inputs, strict=True):
         np.testing.assert_allclose(load_case_tensor(dataset, case, spec), expected, atol=1e-6)
 
@@ -118,8 +122,8 @@ def test_the_slow_model_costs_many_times_the_good_one() -> None:
 
     from validators.runtime.reference_training import build_network
 
-    def cost(name: str) -> tuple[int, int]:
-        recipe = RECIPES[name]  # type: ignore[index]
+    def cost(name: ReferenceName) -> tuple[int, int]:
+        recipe = RECIPES[name]
         with torch.device("meta"):
             network = build_network(recipe).eval()
             image = torch.zeros(1, 1, recipe.size, recipe.size)
@@ -175,7 +179,7 @@ def test_a_damaged_cache_is_trained_again(
 @pytest.mark.slow
 @pytest.mark.parametrize("name", REFERENCE_NAMES)
 def test_both_formats_pass_intake_and_give_the_same_scores(
-    trained: ReferenceSet, name: str
+    trained: ReferenceSet, name: ReferenceName
 ) -> None:
     import onnxruntime
     import torch
@@ -185,16 +189,19 @@ def test_both_formats_pass_intake_and_give_the_same_scores(
     from validators.runtime.reference_models import load_network
 
     for format in FORMATS:
-        manifest = parse_manifest(trained.manifest(name, format).read_bytes())  # type: ignore[arg-type]
-        report = inspect_artifact(trained.artifact(name, format), manifest)  # type: ignore[arg-type]
+        manifest = parse_manifest(trained.manifest(name, format).read_bytes())
+        report = inspect_artifact(trained.artifact(name, format), manifest)
         assert report.outputs[0].shape == ["N", 1]
-    recipe = RECIPES[name]  # type: ignore[index]
-    inputs, _, _ = phantom_tensors(generate_phantoms(cases=4, seed=HELD_OUT_SEED), recipe.input_spec)
+    recipe = RECIPES[name]
+    inputs, _, _ = phantom_tensors(
+        generate_phantoms(cases=4, seed=HELD_OUT_SEED), recipe.input_spec
+    )
     session = onnxruntime.InferenceSession(
-        str(trained.artifact(name, "onnx")), providers=["CPUExecutionProvider"]  # type: ignore[arg-type]
+        str(trained.artifact(name, "onnx")),
+        providers=["CPUExecutionProvider"],
     )
     (onnx_scores,) = session.run(None, {"image": inputs})
-    network = load_network(recipe, load_file(str(trained.artifact(name, "safetensors"))))  # type: ignore[arg-type]
+    network = load_network(recipe, load_file(str(trained.artifact(name, "safetensors"))))
     with torch.no_grad():
         torch_scores = network(torch.from_numpy(inputs)).numpy()
     np.testing.assert_allclose(onnx_scores, torch_scores, rtol=1e-4, atol=1e-4)
@@ -215,9 +222,11 @@ def test_the_biased_model_is_clearly_worse_on_one_manufacturer(trained: Referenc
     held_out = generate_phantoms(cases=HELD_OUT_CASES, seed=HELD_OUT_SEED)
     inputs, labels, manufacturers = phantom_tensors(held_out, RECIPES["biased"].input_spec)
     by_model: dict[str, dict[str, float]] = {}
-    for name in ("good", "biased"):
+    names: tuple[ReferenceName, ...] = ("good", "biased")
+    for name in names:
         session = onnxruntime.InferenceSession(
-            str(trained.artifact(name, "onnx")), providers=["CPUExecutionProvider"]  # type: ignore[arg-type]
+            str(trained.artifact(name, "onnx")),
+            providers=["CPUExecutionProvider"],
         )
         (scores,) = session.run(None, {"image": inputs})
         by_model[name] = {
