@@ -11,17 +11,17 @@ safetensors intake), the input spec it was trained with, and how it is trained:
   low-contrast, noisy one): that detector's images reach it with a contrast it never saw, so it
   is clearly worse on them. Leaving the images out alone was not enough: with each file's own
   window the gap was 0.01 to 0.09 AUROC depending on the bits of training, not a robust finding;
-- `slow`: a full-width ResNet-50 on a large input (256 x 256, four times the
-  pixels of the others). Training it end to end costs
-  far more than the time budget allows, so its convolutional trunk keeps its seeded
-  initialisation and only its final layer is fitted (logistic regression on the trunk's pooled
-  features, folded back into `fc`): a random-feature model, weak but better than chance. Its
-  point is its cost per image, which misses the example policy's latency limit.
+- `slow`: a full-width ResNet-50 on a large input (256 x 256, sixteen times the pixels of the
+  others). Training it end to end costs far more than the time budget allows, so its
+  convolutional trunk keeps its seeded initialisation and only its final layer is fitted
+  (logistic regression on the trunk's pooled features, folded back into `fc`): a random-feature
+  model whose accuracy is near chance (docs/reference-models.md). Its point is its cost per
+  image, which misses the example policy's latency limit on a CPU of a few cores.
 
 Training images are phantoms drawn with seed `TRAINING_SEED_OFFSET + seed`; held-out example
 datasets (`assay example-dataset --seed S`) use seeds below that offset, so no training image
 is ever evaluated on. Images go through `validators.data.preprocess.preprocess` exactly as
-evaluation maps a DICOM phantom: the rescaled values with the file's own VOI window.
+evaluation maps a DICOM phantom: the rescaled values with the recipe's intensity mapping.
 
 Torch and MONAI are imported inside functions only.
 """
