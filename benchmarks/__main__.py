@@ -18,6 +18,7 @@ from benchmarks import (
     fairness,
     http_reads,
     large_artifact,
+    runner_overhead,
     startup,
     submission_latency,
 )
@@ -32,6 +33,7 @@ NAMES = (
     http_reads.NAME,
     decode_cache.NAME,
     decode_cache.PHANTOMS_NAME,
+    runner_overhead.NAME,
 )
 
 
@@ -123,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
             ),
             decode_cache.PHANTOMS_NAME: lambda: decode_cache.run_phantoms(
                 workdir=workdir, images=50 if quick else 200, repeats=1 if quick else 3
+            ),
+            runner_overhead.NAME: lambda: runner_overhead.run(
+                workdir=workdir,
+                cases=1024 if quick else 16384,
+                batch_size=32,
+                repeats=1 if quick else 7,
             ),
         }
         fresh: dict[str, Any] = {}

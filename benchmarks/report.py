@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks import decode_cache
+from benchmarks import decode_cache, runner_overhead
 from benchmarks._common import MIB
 
 
@@ -470,6 +470,7 @@ def render(results: dict[str, Any]) -> str:
         "",
         *_summary(benchmarks),
         *decode_cache.summary_rows(benchmarks),
+        *runner_overhead.summary_rows(benchmarks),
         "",
     ]
     if "large-artifact" in benchmarks:
@@ -486,4 +487,7 @@ def render(results: dict[str, Any]) -> str:
         lines += decode_cache.section(benchmarks[decode_cache.NAME])
     if decode_cache.PHANTOMS_NAME in benchmarks:
         lines += decode_cache.phantoms_section(benchmarks[decode_cache.PHANTOMS_NAME])
+    if runner_overhead.NAME in benchmarks:
+        entry = benchmarks[runner_overhead.NAME]
+        lines += runner_overhead.section(entry, _provenance(entry))
     return "\n".join(lines).rstrip() + "\n"

@@ -119,6 +119,8 @@ class CriterionNeeds:
     """Metrics whose disparities (group against reference) are judged."""
     baseline: tuple[MetricName, str | None, Literal["auto", "delong", "bootstrap"]] | None = None
     """(metric, label, method) of a paired comparison with a baseline model, or None."""
+    speed_batch_sizes: tuple[int, ...] = ()
+    """Batch sizes the speed benchmark must time for this criterion."""
 
 
 class CriterionBase(StrictModel):

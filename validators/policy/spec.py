@@ -31,6 +31,7 @@ from validators.policy.criterion import (
 from validators.policy.registry import criterion_union
 from validators.results import (
     DEFAULT_AGE_BANDS,
+    SpeedProtocolUsed,
     canonical_attribute,
 )
 from validators.results import DEFAULT_SUBGROUP_METRICS as _DEFAULT_SUBGROUP_METRICS
@@ -42,6 +43,7 @@ __all__ = [
     "Criterion",
     "Policy",
     "PolicySubgroups",
+    "SpeedProtocol",
     "Threshold",
     "cross_field_problems",
 ]
@@ -168,6 +170,34 @@ class PolicySubgroups(StrictModel):
     )
 
 
+def _positive_sizes(sizes: list[int]) -> list[int]:
+    if any(size < 1 for size in sizes):
+        raise PydanticCustomError("batch_size", "batch sizes are positive integers")
+    return sizes
+
+
+class SpeedProtocol(StrictModel):
+    """The speed benchmark's protocol, the same for every model version judged by this policy.
+
+    At each batch size: `warmup_iterations` untimed runs, then timed runs until at least
+    `min_iterations` runs AND `min_time_s` seconds are reached. `decode_sample` cases are read
+    from disk, decoded and preprocessed to time the end-to-end figure.
+    """
+
+    warmup_iterations: int = Field(default=10, ge=0, le=10_000, description="Untimed runs.")
+    min_iterations: int = Field(default=50, ge=1, le=10_000, description="Fewest timed runs.")
+    min_time_s: float = Field(default=2.0, ge=0.0, le=600.0, description="Least timed seconds.")
+    batch_sizes: Annotated[
+        list[int], Field(min_length=1, max_length=16), AfterValidator(_positive_sizes)
+    ] = Field(
+        default_factory=lambda: [1, 16],
+        description="Batch sizes timed; a speed criterion's batch size is timed as well.",
+    )
+    decode_sample: int = Field(
+        default=32, ge=0, le=10_000, description="Cases decoded from disk for end-to-end time."
+    )
+
+
 if TYPE_CHECKING:
     # The union is built from the registry at import time; the type checker sees the base.
     Criterion: TypeAlias = CriterionBase
@@ -204,6 +234,7 @@ class Policy(StrictModel):
     calibration_bins: int = Field(default=10, ge=1, le=100)
     ci: CiSpec = Field(default_factory=CiSpec)
     subgroups: PolicySubgroups = Field(default_factory=PolicySubgroups)
+    speed: SpeedProtocol = Field(default_factory=SpeedProtocol)
     criteria: list[Criterion] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -219,6 +250,20 @@ class Policy(StrictModel):
     def default(cls, task: Task = "binary") -> Policy:
         """Return the policy used without one: default metrics, 95% bootstrap CIs, no criteria."""
         return cls(name="default", version="1", task=task)
+
+    def speed_protocol(self) -> SpeedProtocolUsed:
+        """Return the speed protocol to run: the `speed` section, plus every batch size a speed
+        criterion reads, so no criterion lacks its figure for want of a batch size."""
+        sizes = set(self.speed.batch_sizes)
+        for criterion in self.criteria:
+            sizes.update(criterion.needs().speed_batch_sizes)
+        return SpeedProtocolUsed(
+            warmup_iterations=self.speed.warmup_iterations,
+            min_iterations=self.speed.min_iterations,
+            min_time_s=self.speed.min_time_s,
+            batch_sizes=sorted(sizes),
+            decode_sample=self.speed.decode_sample,
+        )
 
     def threshold_for(self, label: str) -> float:
         """Return the operating threshold of `label` (the one threshold of a binary task)."""

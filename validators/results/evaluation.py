@@ -9,9 +9,17 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal, Self
 
-from pydantic import Field, ModelWrapValidatorHandler, computed_field, model_validator
+from pydantic import (
+    Field,
+    ModelWrapValidatorHandler,
+    SerializerFunctionWrapHandler,
+    computed_field,
+    model_serializer,
+    model_validator,
+)
 
 from validators.results.estimates import BootstrapUnit, _Result
+from validators.results.speed import RuntimeInfo, SpeedResult
 from validators.results.subgroups import Disparity, FairnessGap, MetricsOf, SubgroupTable
 from validators.vocabulary import Task
 
@@ -93,6 +101,9 @@ class Verdict(_Result):
 STATISTICAL_PROVENANCE = ("seed", "replicates", "level", "ci_method", "bootstrap_unit")
 """The provenance fields that decide the numbers (the others say when and with what software)."""
 
+MEASUREMENT_BLOCKS = frozenset({"speed", "runtime"})
+"""Blocks that measure hardware and software, not statistics: outside the statistics digest."""
+
 
 class EvaluationResult(_Result):
     """The evaluation of one model on one dataset.
@@ -116,6 +127,8 @@ class EvaluationResult(_Result):
     fairness: list[FairnessGap] = Field(default_factory=list)
     verdict: Verdict | None = None
     policy: dict[str, object] | None = None
+    speed: SpeedResult | None = None
+    runtime: RuntimeInfo | None = None
 
     @model_validator(mode="wrap")
     @classmethod
@@ -138,6 +151,16 @@ class EvaluationResult(_Result):
             raise ValueError(f"a {self.task} result holds {self.overall.task} metrics")
         return self
 
+    @model_serializer(mode="wrap")
+    def _without_empty_measurements(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Leave out `speed` and `runtime` when empty, so `assay score` prints what it did."""
+        data = handler(self)
+        if isinstance(data, dict):
+            for block in MEASUREMENT_BLOCKS:
+                if data.get(block, ...) is None:
+                    del data[block]
+        return data
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def statistics_digest(self) -> str:
@@ -152,8 +175,13 @@ def statistics_digest_of(result: EvaluationResult) -> str:
     replicates, level, interval method and unit stay: they decide the numbers), written as
     canonical JSON (keys sorted, no spaces, floats in Python's shortest round-trip form, which
     is the same on every platform). Equal digests mean equal numbers to the last bit.
+
+    The `speed` and `runtime` blocks are left out (`MEASUREMENT_BLOCKS`): timings and the
+    machine's fingerprint differ on every run and every host, while the statistics do not, and
+    results written before these blocks existed keep their digest. A speed criterion's observed
+    figure is still covered, through the verdict.
     """
-    content = result.model_dump(mode="json", exclude={"statistics_digest"})
+    content = result.model_dump(mode="json", exclude={"statistics_digest", *MEASUREMENT_BLOCKS})
     provenance = content.pop("provenance")
     content["provenance"] = {key: provenance[key] for key in STATISTICAL_PROVENANCE}
     text = json.dumps(
