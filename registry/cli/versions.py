@@ -7,6 +7,7 @@ submit. The top-level commands are plain functions, registered in `registry/cli/
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -268,14 +269,52 @@ def manifest_schema(url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> 
     print_json(schema)
 
 
+class ReferenceChoice(StrEnum):
+    good = "good"
+    biased = "biased"
+    slow = "slow"
+    all = "all"
+
+
+class ReferenceFormatChoice(StrEnum):
+    onnx = "onnx"
+    safetensors = "safetensors"
+    both = "both"
+
+
 def example_model(
     out: Annotated[Path, typer.Option(file_okay=False, help="Directory to write into.")],
     variant: Annotated[
-        int, typer.Option(min=0, help="Which example (each has its own digest).")
+        int, typer.Option(min=0, help="Which untrained example (each has its own digest).")
     ] = 0,
+    reference: Annotated[
+        ReferenceChoice | None,
+        typer.Option(
+            help="Write trained reference models instead: good, biased (worse on one "
+            "manufacturer), slow (misses the example policy's latency limit) or all."
+        ),
+    ] = None,
+    format: Annotated[
+        ReferenceFormatChoice,
+        typer.Option("--format", help="Reference models only: ONNX, safetensors or both."),
+    ] = ReferenceFormatChoice.both,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Reference models only: the training seed (cached by seed).")
+    ] = 0,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            file_okay=False,
+            help="Reference models only: cache root (default $ASSAY_REFERENCE_CACHE or "
+            "~/.cache/assay/reference-models).",
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Write a small example model and its manifest, ready to submit."""
+    if reference is not None:
+        _write_references(out, reference, format, seed, cache_dir, json_output)
+        return
     with local(json_output):
         from validators.runtime.example import write_example_model
 
@@ -287,3 +326,41 @@ def example_model(
     typer.echo(f"  and its manifest to {manifest_path}")
     typer.echo("Submit it with:")
     typer.echo(f"  assay submit MODEL_ID --artifact {model_path} --manifest {manifest_path}")
+
+
+def _write_references(
+    out: Path,
+    reference: ReferenceChoice,
+    format: ReferenceFormatChoice,
+    seed: int,
+    cache_dir: Path | None,
+    json_output: bool,
+) -> None:
+    """Writes the chosen reference models (trained once per seed, then from the cache)."""
+
+    def say(message: str) -> None:
+        # Progress goes to stderr so that --json keeps stdout one JSON document.
+        typer.echo(message, err=True)
+
+    with local(json_output):
+        from validators.runtime.reference_models import REFERENCE_NAMES, write_reference_models
+
+        written = write_reference_models(
+            Path(out),
+            names=REFERENCE_NAMES if reference == ReferenceChoice.all else (reference.value,),
+            formats=("onnx", "safetensors")
+            if format == ReferenceFormatChoice.both
+            else (format.value,),
+            seed=seed,
+            cache_root=cache_dir,
+            progress=say,
+        )
+    if json_output:
+        print_json([{"artifact": str(a), "manifest": str(m)} for a, m in written])
+        return
+    for artifact, manifest in written:
+        typer.echo(f"Wrote {artifact}")
+        typer.echo(f"  and its manifest {manifest}")
+    typer.echo("Submit one with:")
+    artifact, manifest = written[0]
+    typer.echo(f"  assay submit MODEL_ID --artifact {artifact} --manifest {manifest}")

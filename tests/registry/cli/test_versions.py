@@ -7,6 +7,7 @@ import json
 import types
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tests.registry.cli.conftest import (
     DIGEST,
@@ -121,3 +122,43 @@ def test_example_model_prints_the_paths_and_the_next_command(
     assert f"--artifact {model} --manifest {manifest}" in result.stdout
     as_json = invoke("example-model", "--out", str(tmp_path), "--json")
     assert json.loads(as_json.stdout) == {"artifact": str(model), "manifest": str(manifest)}
+
+
+def test_example_model_reference_writes_the_chosen_models_with_progress(
+    server_modules: Callable[..., types.ModuleType], tmp_path: Path
+) -> None:
+    calls: list[dict[str, object]] = []
+
+    def write_reference_models(out: Path, **options: Any) -> list[tuple[Path, Path]]:
+        calls.append({"out": out, **options, "names": tuple(options["names"])})
+        options["progress"]("training good")
+        return [(out / "good" / "model.onnx", out / "good" / "manifest.onnx.json")]
+
+    server_modules(
+        "validators.runtime.reference_models",
+        REFERENCE_NAMES=("good", "biased", "slow"),
+        write_reference_models=write_reference_models,
+    )
+    result = invoke(
+        "example-model", "--out", str(tmp_path), "--reference", "good", "--format", "onnx",
+        "--seed", "3", "--cache-dir", str(tmp_path / "cache"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (call,) = calls
+    assert call["names"] == ("good",) and call["formats"] == ("onnx",)
+    assert (call["seed"], call["cache_root"]) == (3, tmp_path / "cache")
+    assert "training good" in result.stderr
+    model = tmp_path / "good" / "model.onnx"
+    assert f"--artifact {model} --manifest {tmp_path / 'good' / 'manifest.onnx.json'}" in (
+        result.stdout
+    )
+    as_json = invoke("example-model", "--out", str(tmp_path), "--reference", "all", "--json")
+    assert calls[1]["names"] == ("good", "biased", "slow")
+    assert calls[1]["formats"] == ("onnx", "safetensors")
+    assert json.loads(as_json.stdout)[0]["artifact"] == str(model)
+
+
+def test_example_model_refuses_an_unknown_reference(tmp_path: Path) -> None:
+    result = invoke("example-model", "--out", str(tmp_path), "--reference", "best")
+    assert result.exit_code == 2
+    assert "best" in result.output
