@@ -342,7 +342,7 @@ def _run(
         except (EvaluationSetupInvalid, DatasetInvalid) as exc:
             _fail_problems(
                 list(exc.problems),
-                detail=f"{exc.source} refused: {len(exc.problems)} problem(s)",
+                detail=f"{exc.source}: {len(exc.problems)} problem(s), each below",
                 error=exc.code,
                 json_output=json_output,
             )

@@ -274,9 +274,9 @@ def evaluate_predictions(
     `baseline` (the same cases scored by the model being replaced) feeds non-inferiority
     criteria. `speed`, `runtime` and `inputs` are the blocks a run of the model adds
     (`validators.runtime.pipeline`); they are set before the verdict, so speed criteria judge
-    the benchmark's figures. Raises EvaluationInputError (a ValueError) when the inputs do not fit together,
-    PolicyInvalid when an override makes the policy invalid, and ValueError from the metrics on
-    unusable data.
+    the benchmark's figures. Raises EvaluationInputError (a ValueError) when the inputs do not
+    fit together, PolicyInvalid when an override makes the policy invalid, and ValueError from
+    the metrics on unusable data.
     """
     progress = on_progress or _quiet
     # Resample in the order the data define (case ids), so the row order of the file never

@@ -188,7 +188,7 @@ class EvaluationResult(_Result):
 
     @model_serializer(mode="wrap")
     def _without_empty_measurements(self, handler: SerializerFunctionWrapHandler) -> Any:
-        """Leave out `speed`, `runtime` and `inputs` when empty: `assay score` prints what it did."""
+        """Return the JSON without empty `speed`, `runtime` and `inputs` (as `assay score` has)."""
         data = handler(self)
         if isinstance(data, dict):
             for block in OPTIONAL_BLOCKS:

@@ -77,9 +77,7 @@ class ModelFailed(Exception):
     def __init__(self, outcome: RunOutcome, role: str) -> None:
         reason = outcome.reason or "no reason given"
         super().__init__(f"the {role} {outcome.status}: {reason}")
-        self.status: Literal["failed", "error"] = (
-            "error" if outcome.status == "error" else "failed"
-        )
+        self.status: Literal["failed", "error"] = "error" if outcome.status == "error" else "failed"
         self.reason = reason
         self.role = role
         self.outcome = outcome
@@ -288,26 +286,45 @@ def write_predictions(
 # --- the run -----------------------------------------------------------------------------------
 
 
-def _intake(model: ModelFiles, settings: PipelineSettings, role: str) -> str:
-    """Return the artifact's format after static intake in the sandbox; refusals raise."""
+def _intake(model: ModelFiles, settings: PipelineSettings, role: str) -> list[Problem]:
+    """Return the problems static intake (in the sandbox) finds in the artifact; none: accepted."""
     from validators.runtime.intake import IntakeRefused, inspect_in_subprocess
 
     try:
-        report = inspect_in_subprocess(
+        inspect_in_subprocess(
             model.artifact,
             model.manifest,
             timeout_s=settings.intake_timeout_s,
             hide=settings.hide,
         )
     except IntakeRefused as exc:
-        problems = [
-            Problem(path=f"{role}.{p.get('path', '')}".rstrip("."), message=p.get("message", ""))
+        located = [
+            Problem(
+                path=f"{role}.{p.get('path', '')}".rstrip("."),
+                message=f"{p.get('message', '')} ({exc.detail})",
+            )
             for p in exc.problems
-        ] or [Problem(path=role, message=exc.detail)]
-        raise EvaluationSetupInvalid(
-            problems, source=f"the {role} {model.artifact} ({exc.detail})"
-        ) from exc
-    return str(report.format)
+        ]
+        return located or [Problem(path=role, message=f"{model.artifact}: {exc.detail}")]
+    return []
+
+
+def _dataset_or_problems(
+    root: Path, cases: str | Path, attributes: Sequence[str], earlier: list[Problem]
+) -> Dataset:
+    """Return the checked dataset; its refusal lists the earlier problems too, when any."""
+    from validators.data.datasets import DatasetInvalid, load_dataset
+
+    try:
+        return load_dataset(root, cases, attributes=attributes)
+    except DatasetInvalid as exc:
+        if not earlier:
+            raise
+        located = [
+            Problem(path=f"dataset.{p.path}" if p.path else "dataset", message=p.message)
+            for p in exc.problems
+        ]
+        raise EvaluationSetupInvalid([*earlier, *located]) from exc
 
 
 def _run(
@@ -336,9 +353,7 @@ def _run(
     return outcome
 
 
-def _scores_on(
-    outcome: RunOutcome, manifest: ModelManifest, scale: str
-) -> NDArray[np.float64]:
+def _scores_on(outcome: RunOutcome, manifest: ModelManifest, scale: str) -> NDArray[np.float64]:
     """Return the scores to write: as the model returned them, or as probabilities."""
     import numpy as np
 
@@ -370,22 +385,24 @@ def evaluate_model(
     for the infrastructure's, with the runner's reason).
     """
     from validators.data.cache import open_cache
-    from validators.data.datasets import load_dataset
     from validators.data.predictions import read_predictions
     from validators.evaluation import evaluate_predictions
+    from validators.runtime.formats import detect_format
     from validators.runtime.speed import measure_decode
 
     step = on_step or (lambda _: None)
     clock = _Clock()
     with clock.stage("intake"):
         step("intake: inspecting the model")
-        model_format = _intake(model, settings, "model")
+        # Every refusal is gathered before any is reported: the artifacts', the dataset's and
+        # how they fit the policy, so one run lists every problem to fix.
+        problems = _intake(model, settings, "model")
         if baseline is not None:
-            _intake(baseline, settings, "baseline")
+            problems += _intake(baseline, settings, "baseline")
         step("checking the dataset")
         needed = [*policy.subgroups.attributes]
-        dataset = load_dataset(dataset_root, cases, attributes=needed)
-        problems = _fit_problems(model.manifest, policy, dataset.labels, "model")
+        dataset = _dataset_or_problems(dataset_root, cases, needed, problems)
+        problems += _fit_problems(model.manifest, policy, dataset.labels, "model")
         if baseline is not None:
             problems += _fit_problems(baseline.manifest, policy, dataset.labels, "baseline")
             problems += _baseline_problems(model.manifest, baseline.manifest)
@@ -481,7 +498,7 @@ def evaluate_model(
         )
         inputs = EvaluationInputs(
             model_sha256=_sha256(model.artifact),
-            model_format="safetensors" if model_format == "safetensors" else "onnx",
+            model_format=detect_format(model.artifact),
             dataset_digest=dataset.digest,
             dataset_cases=dataset.n_cases,
             policy_name=policy.name,
@@ -521,4 +538,3 @@ def _with_hidden(settings: RunnerSettings, hide: Sequence[Path]) -> RunnerSettin
 
     merged = tuple(dict.fromkeys((*settings.hide, *hide)))
     return replace(settings, hide=merged)
-

@@ -134,9 +134,7 @@ def test_the_effective_policy_is_the_manifests_operating_point() -> None:
     assert isinstance(as_probability.threshold, float) and 0.66 < as_probability.threshold < 0.67
 
 
-def test_a_model_returning_nan_fails_with_the_runners_reason(
-    workdir: Path, dataset: Path
-) -> None:
+def test_a_model_returning_nan_fails_with_the_runners_reason(workdir: Path, dataset: Path) -> None:
     with pytest.raises(ModelFailed) as caught:
         evaluate_model(
             model_files(workdir / "models", variant="nan"),
