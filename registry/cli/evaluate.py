@@ -13,8 +13,6 @@ every problem listed) or an error of the machine (an unavailable sandbox names t
 
 import json
 import os
-import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -130,6 +128,9 @@ def _check_out(out: Path, *, json_output: bool) -> None:
 
 def _write_out(out: Path, run: "EvaluationRun") -> None:
     """Writes every file into a temporary directory beside `out`, then renames it to `out`."""
+    import shutil
+    import tempfile
+
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
