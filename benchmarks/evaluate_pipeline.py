@@ -1,0 +1,274 @@
+"""Benchmark 9: `assay evaluate` of the good reference model on 2,000 phantoms, end to end.
+
+The command runs as a user runs it, in its own process (`assay evaluate --model good.onnx
+--manifest ... --dataset DIR --policy policies/example-binary.yaml --out ... --cache-dir ...`),
+twice: cold (an empty decode cache: every image decoded) and warm (the cache verified, nothing
+decoded). Each run writes `stages.json`: wall time and peak resident memory at the end of each
+stage (intake, decoding, inference, benchmark, statistics); the whole command's wall time and
+its peak memory (the largest process: the command itself, a decoding worker or the sandboxed
+model) are measured from here.
+
+Reference, in this process: what a hand-written script does for the same verdict without Assay's
+pipeline: read and preprocess every image in one loop (`load_case_tensor`), score them with an
+onnxruntime session (same threads, same batch), and `evaluate_predictions` under the same
+policy; no intake, no sandbox, no decode cache, no speed protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import (
+    REPO_ROOT,
+    BenchmarkError,
+    benchmark_environment,
+    progress,
+    ratio,
+)
+
+NAME = "evaluate"
+POLICY = REPO_ROOT / "policies" / "example-binary.yaml"
+STAGE_NAMES = ("intake", "decoding", "inference", "benchmark", "statistics")
+
+
+def _children_peak() -> int:
+    return int(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) * 1024
+
+
+def _command_run(
+    model: Path, manifest: Path, dataset: Path, out: Path, cache: Path, home: Path
+) -> dict[str, Any]:
+    """Runs `assay evaluate` in its own process; gives its wall time, stages and verdict."""
+    arguments = [
+        "--model",
+        str(model),
+        "--manifest",
+        str(manifest),
+        "--dataset",
+        str(dataset),
+        "--policy",
+        str(POLICY),
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(cache),
+        "--json",
+    ]
+    code = "import sys; sys.argv[0] = 'assay'; from registry.cli import main; main()"
+    env = {**benchmark_environment(), "ASSAY_HOME": str(home)}
+    started = time.perf_counter()
+    finished = subprocess.run(
+        [sys.executable, "-c", code, "evaluate", *arguments],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    if finished.returncode not in (0, 1) or not (out / "stages.json").exists():
+        raise BenchmarkError(
+            f"assay evaluate exited with {finished.returncode}: {finished.stderr[-600:]}"
+        )
+    stages = json.loads((out / "stages.json").read_text())
+    result = json.loads((out / "result.json").read_text())
+    speed = result.get("speed") or {}
+    return {
+        "wall_s": wall,
+        "exit_code": finished.returncode,
+        "decoded": stages["decoded"],
+        "stages": stages["stages"],
+        "auroc": result["overall"]["auroc"]["estimate"],
+        "passed": (result.get("verdict") or {}).get("passed"),
+        "model_peak_resident_bytes": speed.get("peak_memory_bytes"),
+        "batches": [
+            {
+                "batch_size": b["batch_size"],
+                "latency_p50_ms": b["latency_p50_ms"],
+                "latency_p95_ms": b["latency_p95_ms"],
+                "throughput_per_s": b["throughput_per_s"],
+                "end_to_end_ms_per_case": b["end_to_end_ms_per_case"],
+            }
+            for b in speed.get("batches", [])
+        ],
+    }
+
+
+def _hand_rolled(model: Path, manifest_path: Path, dataset_root: Path) -> dict[str, Any]:
+    """Times the same verdict by hand in this process: loop decode, raw session, statistics."""
+    import io
+
+    import numpy as np
+
+    from validators.data.datasets import load_dataset
+    from validators.data.predictions import read_predictions
+    from validators.data.preprocess import load_case_tensor
+    from validators.evaluation import evaluate_predictions
+    from validators.manifest import parse_manifest
+    from validators.policy import load_policy
+    from validators.runtime.pipeline import effective_policy, write_predictions
+    from validators.runtime.runner_child import OnnxModel
+
+    manifest = parse_manifest(manifest_path.read_bytes())
+    policy = effective_policy(load_policy(POLICY), manifest, scale="logit")
+    started = time.perf_counter()
+    dataset = load_dataset(dataset_root)
+    tensors = np.stack([load_case_tensor(dataset, c, manifest.input) for c in dataset.cases])
+    decoded = time.perf_counter()
+    session = OnnxModel(
+        model.read_bytes(),
+        {"device": "cpu", "intra_op_threads": len(os.sched_getaffinity(0)), "inter_op_threads": 1},
+    )
+    scores = np.concatenate(
+        [
+            np.asarray(
+                session.infer(np.ascontiguousarray(tensors[s : s + 32])), np.float32
+            ).reshape(-1, 1)
+            for s in range(0, len(tensors), 32)
+        ]
+    )
+    inferred = time.perf_counter()
+    text = write_predictions(dataset, manifest, scores.astype(np.float64))
+    evaluate_predictions(read_predictions(io.StringIO(text)), policy=policy)
+    ended = time.perf_counter()
+    return {
+        "wall_s": ended - started,
+        "decoding_s": decoded - started,
+        "inference_s": inferred - decoded,
+        "statistics_s": ended - inferred,
+    }
+
+
+def run(*, workdir: Path, cases: int) -> dict[str, Any]:
+    """Writes the phantoms, runs `assay evaluate` cold and warm, and the hand-rolled reference."""
+    from validators.data.phantoms import write_phantom_dataset
+    from validators.runtime.reference_models import reference_models
+
+    references = reference_models(0, progress=progress)
+    model = references.artifact("good", "onnx")
+    manifest = references.manifest("good", "onnx")
+    dataset = workdir / "evaluate-phantoms"
+    progress(f"writing {cases} DICOM phantoms")
+    write_phantom_dataset(dataset, format="dicom", cases=cases, seed=20_000)
+    home, cache = workdir / "evaluate-home", workdir / "evaluate-cache"
+    runs: dict[str, Any] = {}
+    for kind in ("cold", "warm"):
+        before = _children_peak()
+        runs[kind] = _command_run(
+            model, manifest, dataset, workdir / f"evaluate-{kind}", cache, home
+        )
+        # RUSAGE_CHILDREN keeps the largest peak of any process that ended: a rise means this
+        # run's largest process set a new high; otherwise it stayed at or below the earlier one.
+        runs[kind]["largest_process_peak_bytes_at_least"] = max(before, _children_peak())
+        stages = ", ".join(f"{s['stage']} {s['seconds']:.2f} s" for s in runs[kind]["stages"])
+        progress(f"{kind}: {runs[kind]['wall_s']:.1f} s ({stages})")
+    reference = _hand_rolled(model, manifest, dataset)
+    progress(f"hand-rolled reference: {reference['wall_s']:.1f} s")
+    cold = runs["cold"]
+    benchmark_s = next(s["seconds"] for s in cold["stages"] if s["stage"] == "benchmark")
+    return {
+        "model": "good reference model (ONNX, seed 0)",
+        "cases": cases,
+        "policy": "policies/example-binary.yaml",
+        "threads": len(os.sched_getaffinity(0)),
+        "cold": cold,
+        "warm": runs["warm"],
+        "reference": reference,
+        "ratios": {
+            "cold_over_hand_rolled": ratio(cold["wall_s"], reference["wall_s"]),
+            "cold_without_speed_protocol_over_hand_rolled": ratio(
+                cold["wall_s"] - benchmark_s, reference["wall_s"]
+            ),
+        },
+    }
+
+
+# --- the page ----------------------------------------------------------------------------------
+
+
+def _mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / 1024**2:,.0f} MiB"
+
+
+def _x(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def summary_rows(benchmarks: dict[str, Any]) -> list[str]:
+    """Gives back the summary table's row for this benchmark (none when not measured)."""
+    entry = benchmarks.get(NAME)
+    if not entry:
+        return []
+    cold, reference = entry["cold"], entry["reference"]
+    return [
+        f"| `assay evaluate`, good reference model, {entry['cases']:,} DICOM phantoms, cold "
+        "cache: wall time (reference: a hand-written loop decode, raw onnxruntime and "
+        f"`evaluate_predictions`, no sandbox and no speed protocol) | {cold['wall_s']:.1f} s | "
+        f"{reference['wall_s']:.1f} s | {_x(entry['ratios']['cold_over_hand_rolled'])} | |"
+    ]
+
+
+def section(entry: dict[str, Any], provenance: str) -> list[str]:
+    """Gives back the `assay evaluate` section of docs/benchmarks.md."""
+    cold, warm, reference = entry["cold"], entry["warm"], entry["reference"]
+    lines = [
+        "## `assay evaluate` end to end",
+        "",
+        f"{entry['model']}, {entry['cases']:,} DICOM phantoms (256 x 256, resized to the "
+        f"model's input), policy `{entry['policy']}` (its speed protocol: 10 warm-up runs, then "
+        "at least 50 runs and 2 s at batch sizes 1 and 16), "
+        f"{entry['threads']} cores. The command runs in its own process; cold: an empty decode "
+        "cache, warm: the cache found and verified. Peak memory is resident memory at the end "
+        "of each stage (the command's own process, a lifelong peak, so it only grows; and the "
+        "largest child that had ended: decoding workers, intake's and the model's sandboxed "
+        "processes).",
+        "",
+        "| stage | cold: seconds | cold: command's peak | cold: largest child | "
+        "warm: seconds | warm: command's peak |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    warm_stages = {s["stage"]: s for s in warm["stages"]}
+    for stage in cold["stages"]:
+        other = warm_stages.get(stage["stage"], {})
+        lines.append(
+            f"| {stage['stage']} | {stage['seconds']:.2f} | {_mib(stage['peak_rss_bytes'])} | "
+            f"{_mib(stage['children_peak_rss_bytes'])} | {other.get('seconds', 0):.2f} | "
+            f"{_mib(other.get('peak_rss_bytes'))} |"
+        )
+    lines += [
+        f"| **whole command** (wall, start-up and writing included) | **{cold['wall_s']:.1f}** "
+        f"| | {_mib(cold['largest_process_peak_bytes_at_least'])} | **{warm['wall_s']:.1f}** | |",
+        "",
+        f"Cases decoded: {cold['decoded']:,} cold, {warm['decoded']:,} warm. AUROC "
+        f"{cold['auroc']:.3f}; verdict {'passed' if cold['passed'] else 'failed'} (the example "
+        "policy's required criteria). The model's own peak resident memory in the sandbox: "
+        f"{_mib(cold['model_peak_resident_bytes'])}. Inference includes the sandbox's "
+        "start-up and the model's load; the benchmark stage is the speed protocol plus the "
+        "end-to-end decoding sample.",
+        "",
+        "| batch | p50 ms | p95 ms | cases/s | end to end ms/case |",
+        "| --- | --- | --- | --- | --- |",
+        *(
+            f"| {b['batch_size']} | {b['latency_p50_ms']:.2f} | {b['latency_p95_ms']:.2f} | "
+            f"{b['throughput_per_s']:,.0f} | {b['end_to_end_ms_per_case']:.2f} |"
+            for b in cold["batches"]
+        ),
+        "",
+        f"Reference (hand-written, in process): {reference['wall_s']:.1f} s "
+        f"(decoding {reference['decoding_s']:.1f} s in one loop, inference "
+        f"{reference['inference_s']:.2f} s, statistics {reference['statistics_s']:.1f} s). "
+        f"`assay evaluate` cold ÷ reference: {_x(entry['ratios']['cold_over_hand_rolled'])}; "
+        "without the speed protocol, which the reference does not run: "
+        f"{_x(entry['ratios']['cold_without_speed_protocol_over_hand_rolled'])}.",
+        "",
+        provenance,
+        "",
+    ]
+    return lines
