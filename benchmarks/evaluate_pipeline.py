@@ -263,7 +263,8 @@ def section(entry: dict[str, Any], provenance: str) -> list[str]:
         "",
         f"Reference (hand-written, in process): {reference['wall_s']:.1f} s "
         "(the dataset checked and every image decoded in one loop "
-        f"{reference['decoding_s']:.1f} s, inference {reference['inference_s']:.2f} s, statistics {reference['statistics_s']:.1f} s; "
+        f"{reference['decoding_s']:.1f} s, inference {reference['inference_s']:.2f} s, "
+        f"statistics {reference['statistics_s']:.1f} s; "
         "Assay's intake stage holds the same dataset check). "
         f"`assay evaluate` cold ÷ reference: {_x(entry['ratios']['cold_over_hand_rolled'])}; "
         "without the speed protocol, which the reference does not run: "
