@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 workdir=workdir,
                 cases=1024 if quick else 16384,
                 batch_size=32,
-                repeats=1 if quick else 7,
+                repeats=1 if quick else 9,
             ),
             evaluate_pipeline.NAME: lambda: evaluate_pipeline.run(
                 workdir=workdir, cases=200 if quick else 2000

@@ -32,7 +32,7 @@ from validators.results.speed import (
     SpeedProtocolUsed,
     SpeedResult,
 )
-from validators.runtime.formats import ArtifactFormat, detect_format
+from validators.runtime.formats import ArtifactFormat, IntakeRefused, detect_format
 from validators.runtime.frames import (
     FrameClosed,
     FrameError,
@@ -321,7 +321,12 @@ def _started(
     settings: RunnerSettings, device: Device, head: dict[str, Any], tensors: NDArray[np.float32]
 ) -> Iterator[_Child]:
     """Yield the started child, with the tensors passed to it read-only; end it on the way out."""
-    shared = share(tensors)
+    try:
+        shared = share(tensors)
+    except OSError as exc:
+        raise RunFailure(
+            "error", f"the tensors could not be handed to the model's process ({exc})"
+        ) from exc
     try:
         head["tensors"] = shared.describe()
         child = _Child(settings, device, int(head["device_memory_bytes"]), (shared.fd,))
@@ -509,8 +514,12 @@ def run_model(
         model_bytes = model_path.read_bytes()
     except RunFailure as exc:
         return RunOutcome(exc.status, exc.reason)
-    except Exception as exc:  # intake should have refused it; the run refuses it again
-        return RunOutcome("failed", f"the model cannot be run: {exc}")
+    except IntakeRefused as exc:  # intake should have refused it; the run refuses it again
+        return RunOutcome("failed", f"the model cannot be run: {exc.detail}")
+    except OSError as exc:
+        return RunOutcome(
+            "error", f"the model file {model_path} could not be read ({exc}); check the store"
+        )
     run_deadline = time.monotonic() + settings.total_timeout_s
     runtime: RuntimeInfo | None = None
     try:
@@ -545,10 +554,13 @@ def _load(
     run_deadline: float,
 ) -> RuntimeInfo:
     """Return the runtime the child loaded the model on; its failures raise RunFailure."""
-    write_frame(child.stdin, head, model_bytes)
     deadline = min(run_deadline, time.monotonic() + settings.load_timeout_s)
     try:
+        write_frame(child.stdin, head, model_bytes)
         _answer(child, deadline=deadline, max_payload=0, waiting="while starting")
+    except (BrokenPipeError, ConnectionResetError):
+        death = child.death("while starting")
+        raise RunFailure("error", death.reason.replace("model's", "runner's")) from None
     except ChildDied as exc:
         # Before the runtime was imported nothing of the model has run: the machine is at fault.
         raise RunFailure("error", exc.reason.replace("model's", "runner's")) from None

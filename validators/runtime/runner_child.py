@@ -28,7 +28,7 @@ import time
 from typing import Any, BinaryIO
 
 from validators.runtime.frames import FrameError, read_frame, write_frame
-from validators.runtime.shared_tensors import map_rows
+from validators.runtime.shared_tensors import RowWindows
 from validators.runtime.speed import LoadedModel, nvml_memory_used
 
 __all__ = ["LoadedModel", "OnnxModel", "TorchModel", "load_model", "main"]
@@ -300,6 +300,7 @@ def _reader(
     Mapping here, on its own thread, lets the kernel read the next rows in (read-ahead) while
     the main thread infers the current ones. A broken stream or a bad range puts its error.
     """
+    windows = RowWindows(shared)
     try:
         while True:
             frame = read_frame(stream, max_payload=0)
@@ -311,7 +312,7 @@ def _reader(
                 batches.put(None)
                 return
             start, stop = int(head.get("start", 0)), int(head.get("stop", 0))
-            batches.put((head, map_rows(shared, start, stop)))
+            batches.put((head, windows.rows(start, stop)))
     except BaseException as exc:  # handed to the main thread, which reports it
         batches.put(exc)
 

@@ -40,6 +40,37 @@ def test_onnx_scores_match_running_the_model_directly(tmp_path: Path) -> None:
     np.testing.assert_array_equal(outcome.scores, _direct_onnx(path, images))
 
 
+def test_the_child_is_sent_no_path_only_rows_and_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    sent: list[dict[str, object]] = []
+    from validators.runtime.frames import write_frame as original
+
+    def recording(stream: object, head: dict[str, object], payload: bytes = b"") -> None:
+        sent.append(head)
+        original(stream, head, payload)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner, "write_frame", recording)
+    path = models.onnx_model(tmp_path / "m.onnx")
+    outcome = run_model(path, models.manifest(), models.tensors(6), settings=QUICK)
+    assert outcome.status == "succeeded"
+    text = json.dumps(sent)
+    assert str(tmp_path) not in text and "m.onnx" not in text
+    assert {str(head["op"]) for head in sent} == {"load", "infer", "end"}
+    assert set(sent[0]) <= {
+        "op",
+        "format",
+        "device",
+        "intra_op_threads",
+        "inter_op_threads",
+        "device_memory_fraction",
+        "device_memory_bytes",
+        "tensors",
+    }
+
+
 def test_outcome_carries_probabilities_and_decisions_at_the_manifest_threshold(
     tmp_path: Path,
 ) -> None:
@@ -145,6 +176,17 @@ def test_a_sandbox_that_cannot_be_set_up_is_an_error(
     outcome = run_model(path, models.manifest(), models.tensors(4), settings=QUICK)
     assert outcome.status == "error"
     assert outcome.reason is not None and "refused in this test" in outcome.reason
+
+
+def test_a_file_intake_would_refuse_fails_without_running(tmp_path: Path) -> None:
+    import pickle
+
+    path = tmp_path / "model.onnx"
+    path.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    outcome = run_model(path, models.manifest(), models.tensors(2), settings=QUICK)
+    assert outcome.status == "failed"
+    assert outcome.reason is not None and "a Python pickle" in outcome.reason
+    assert outcome.runtime is None
 
 
 def test_tensors_of_another_spec_are_an_error(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from tests.validators.runtime import models
 from validators.runtime.runner import run_model
-from validators.runtime.shared_tensors import map_rows, share
+from validators.runtime.shared_tensors import RowWindows, map_rows, share
 
 
 def _saved(tmp_path: Path, tensors: np.ndarray) -> np.memmap:
@@ -63,3 +63,19 @@ def test_the_runner_scores_a_cache_file_like_an_array(tmp_path: Path) -> None:
     assert from_file.status == in_memory.status == "succeeded"
     assert from_file.scores is not None and in_memory.scores is not None
     np.testing.assert_array_equal(from_file.scores, in_memory.scores)
+
+
+def test_windows_serve_batches_across_their_edges() -> None:
+    tensors = models.tensors(10)
+    shared = share(tensors)
+    try:
+        row_bytes = tensors[0].nbytes
+        windows = RowWindows(shared.describe(), window_bytes=3 * row_bytes)
+        for start in range(0, 10, 2):
+            expected = tensors[start : start + 2]
+            np.testing.assert_array_equal(windows.rows(start, start + 2), expected)
+        # A batch larger than a window, and one before the current window, are mapped too.
+        np.testing.assert_array_equal(windows.rows(1, 9), tensors[1:9])
+        np.testing.assert_array_equal(windows.rows(0, 1), tensors[0:1])
+    finally:
+        shared.close()
