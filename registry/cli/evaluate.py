@@ -283,7 +283,10 @@ def evaluate(
 
         stdout = console()
         render_scorecard(result, console=stdout if stdout.is_terminal else console(width=160))
-    typer.echo(f"wrote {PREDICTIONS_FILE}, {POLICY_FILE} and {RESULT_FILE} to {target}", err=True)
+    typer.echo(
+        f"wrote {PREDICTIONS_FILE}, {POLICY_FILE}, {RESULT_FILE} and {STAGES_FILE} to {target}",
+        err=True,
+    )
     if result.verdict is not None and not result.verdict.passed:
         raise typer.Exit(EXIT_REFUSED)
 
