@@ -82,8 +82,7 @@ def _speed_table(speed: SpeedResult) -> Table:
     fingerprint = speed.fingerprint
     device = fingerprint.gpu_name or f"{fingerprint.cpu_model} ({fingerprint.cpu_cores} cores)"
     table = Table(
-        title=f"Speed on {device}, {fingerprint.execution_provider} (timing: {speed.timing}; "
-        f"peak {speed.memory_kind} memory {_bytes(speed.peak_memory_bytes)})",
+        title=f"Speed on {device}, {fingerprint.execution_provider}",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
@@ -114,7 +113,8 @@ def _speed_table(speed: SpeedResult) -> Table:
     table.caption = (
         f"{protocol.warmup_iterations} warm-up runs, then at least {protocol.min_iterations} runs "
         f"and {protocol.min_time_s:g} s per batch size; end to end adds decoding "
-        f"({_ms(speed.decode_ms_per_case)} ms/case over {speed.decode_cases} cases)"
+        f"({_ms(speed.decode_ms_per_case)} ms/case over {speed.decode_cases} cases); timing "
+        f"{speed.timing}; peak {speed.memory_kind} memory {_bytes(speed.peak_memory_bytes)}"
     )
     table.caption_justify = "left"
     return table
