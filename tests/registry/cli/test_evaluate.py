@@ -201,3 +201,19 @@ def test_the_manifest_of_another_task_than_the_policy_is_refused(
     ran = evaluate(inputs, tmp_path / "out", "--json", manifest=multilabel)
     assert ran.exit_code == 2, ran.output
     assert json.loads(ran.stdout)["problems"]
+
+
+def test_an_unavailable_sandbox_exits_2_and_names_the_setting(
+    inputs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from registry.settings import get_settings
+    from validators.runtime import sandbox
+
+    monkeypatch.setenv("ASSAY_SANDBOX_ALLOW_WEAKER", "false")
+    get_settings.cache_clear()
+    monkeypatch.setattr(sandbox, "_namespace_support", lambda: ((), "unshare is not installed"))
+    ran = evaluate(inputs, tmp_path / "out", "--json")
+    assert ran.exit_code == 2, ran.output
+    assert json.loads(ran.stdout)["error"] == "model_error"
+    assert "ASSAY_SANDBOX_ALLOW_WEAKER" in ran.output
+    assert not (tmp_path / "out").exists()
