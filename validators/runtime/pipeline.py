@@ -152,10 +152,14 @@ class _Clock:
         yield
         self.add(name, time.perf_counter() - started)
 
-    def add(self, name: Stage, seconds: float) -> None:
+    def add(self, name: Stage, seconds: float, *, own_peak: int | None = None) -> None:
+        """Record a stage that ended now (`own_peak`: this process's peak when it really ended)."""
         self.measures.append(
             StageMeasure(
-                name, seconds, _max_rss(resource.RUSAGE_SELF), _max_rss(resource.RUSAGE_CHILDREN)
+                name,
+                seconds,
+                own_peak if own_peak is not None else _max_rss(resource.RUSAGE_SELF),
+                _max_rss(resource.RUSAGE_CHILDREN),
             )
         )
 
@@ -441,11 +445,11 @@ def evaluate_model(
 
     protocol = effective.speed_protocol()
     started = time.perf_counter()
-    scored_at: list[float] = []
+    scored_at: list[tuple[float, int]] = []
 
     def inference_done(done: int, total: int) -> None:
         if done == total:
-            scored_at.append(time.perf_counter())
+            scored_at.append((time.perf_counter(), _max_rss(resource.RUSAGE_SELF)))
         if inference_progress is not None:
             inference_progress(done, total)
 
@@ -465,7 +469,7 @@ def evaluate_model(
     )
     # The runner scores, then times, in one child: the last batch's answer divides the two.
     ended = time.perf_counter()
-    scored = scored_at[-1] if scored_at else ended
+    scored, peak_when_scored = scored_at[-1] if scored_at else (ended, None)
     baseline_outcome = None
     baseline_s = 0.0
     if baseline is not None:
@@ -481,7 +485,14 @@ def evaluate_model(
             role="baseline",
         )
         baseline_s = time.perf_counter() - baseline_started
-    clock.add("inference", scored - run_started + baseline_s)
+    # The model's child ends only after the benchmark, so both stages see its peak among the
+    # children; this process's own peak is taken when the last batch's scores came back (after
+    # the baseline's run, when there is one).
+    clock.add(
+        "inference",
+        scored - run_started + baseline_s,
+        own_peak=peak_when_scored if baseline is None else None,
+    )
     clock.add("benchmark", ended - scored + decode_s)
 
     with clock.stage("statistics"):

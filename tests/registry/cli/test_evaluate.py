@@ -217,3 +217,15 @@ def test_an_unavailable_sandbox_exits_2_and_names_the_setting(
     assert json.loads(ran.stdout)["error"] == "model_error"
     assert "ASSAY_SANDBOX_ALLOW_WEAKER" in ran.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_pickle_is_refused_at_intake_and_exits_2(inputs: dict[str, Path], tmp_path: Path) -> None:
+    import pickle
+
+    unsafe = tmp_path / "model.pt"
+    unsafe.write_bytes(pickle.dumps({"weights": [1.0, 2.0]}))
+    ran = evaluate(inputs, tmp_path / "out", "--json", model=unsafe)
+    assert ran.exit_code == 2, ran.output
+    document = json.loads(ran.stdout)
+    assert document["error"] == "evaluation_inputs_invalid"
+    assert any("ONNX" in problem["message"] for problem in document["problems"])
