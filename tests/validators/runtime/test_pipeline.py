@@ -166,3 +166,54 @@ def test_inputs_that_do_not_fit_list_every_problem(workdir: Path, dataset: Path)
     paths = [problem.path for problem in caught.value.problems]
     assert paths == ["model.task", "baseline.task"]
     assert "binary" in caught.value.problems[0].message
+
+
+def test_a_multilabel_model_writes_a_column_pair_per_label_and_reproduces(
+    workdir: Path, dataset: Path
+) -> None:
+    import csv
+    import shutil
+
+    multilabel_root = workdir / "multilabel"
+    shutil.copytree(dataset, multilabel_root)
+    with open(dataset / "cases.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for index, row in enumerate(rows):
+        label = row.pop("label")
+        row["label:lesion"], row["label:effusion"] = label, "1" if index % 3 == 0 else "0"
+    columns = ["case_id", "patient_id", "path", "label:lesion", "label:effusion"]
+    columns += [c for c in rows[0] if c not in columns]
+    with open(multilabel_root / "cases.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    model = model_files(workdir / "models", variant="two_outputs")
+    manifest = dicom_manifest(
+        task="multilabel",
+        labels=["effusion", "lesion"],
+        output={"kind": "logits", "shape": ["N", 2]},
+        thresholds={"effusion": 0.25, "lesion": 0.0},
+    )
+    policy = parse_policy(
+        policy_document(task="multilabel", threshold={"effusion": 0.5, "lesion": 0.5}, criteria=[])
+    )
+    run = evaluate_model(
+        type(model)(model.artifact, manifest),
+        multilabel_root,
+        policy,
+        settings=pipeline_settings(workdir / "cache"),
+    )
+    header = run.predictions_csv.splitlines()[0].split(",")
+    assert header[:6] == [
+        "case_id",
+        "patient_id",
+        "label:effusion",
+        "score:effusion",
+        "label:lesion",
+        "score:lesion",
+    ]
+    assert run.policy.threshold == {"effusion": 0.25, "lesion": 0.0}
+    again = evaluate_predictions(
+        read_predictions(io.StringIO(run.predictions_csv)), policy=run.policy
+    )
+    assert again.overall == run.result.overall
