@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                 repeats=1 if quick else 9,
             ),
             evaluate_pipeline.NAME: lambda: evaluate_pipeline.run(
-                workdir=workdir, cases=200 if quick else 2000
+                workdir=workdir, cases=200 if quick else 2000, repeats=1 if quick else 3
             ),
         }
         fresh: dict[str, Any] = {}

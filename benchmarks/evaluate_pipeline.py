@@ -146,8 +146,18 @@ def _hand_rolled(model: Path, manifest_path: Path, dataset_root: Path) -> dict[s
     }
 
 
-def run(*, workdir: Path, cases: int) -> dict[str, Any]:
-    """Writes the phantoms, runs `assay evaluate` cold and warm, and the hand-rolled reference."""
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Gives back the run with the median wall time (the lower middle one of an even count)."""
+    return sorted(runs, key=lambda r: r["wall_s"])[(len(runs) - 1) // 2]
+
+
+def run(*, workdir: Path, cases: int, repeats: int) -> dict[str, Any]:
+    """Writes the phantoms; runs `assay evaluate` cold and warm and the reference, alternating.
+
+    Each repeat starts from an empty decode cache (cold), runs again on it (warm), then runs the
+    hand-written reference; the run with the median wall time of each kind is reported whole
+    (its stages), and every run's wall time is kept.
+    """
     from validators.data.phantoms import write_phantom_dataset
     from validators.runtime.reference_models import reference_models
 
@@ -157,30 +167,34 @@ def run(*, workdir: Path, cases: int) -> dict[str, Any]:
     dataset = workdir / "evaluate-phantoms"
     progress(f"writing {cases} DICOM phantoms")
     write_phantom_dataset(dataset, format="dicom", cases=cases, seed=20_000)
-    home, cache = workdir / "evaluate-home", workdir / "evaluate-cache"
-    runs: dict[str, Any] = {}
-    for kind in ("cold", "warm"):
-        before = _children_peak()
-        runs[kind] = _command_run(
-            model, manifest, dataset, workdir / f"evaluate-{kind}", cache, home
-        )
-        # RUSAGE_CHILDREN keeps the largest peak of any process that ended: a rise means this
-        # run's largest process set a new high; otherwise it stayed at or below the earlier one.
-        runs[kind]["largest_process_peak_bytes_at_least"] = max(before, _children_peak())
-        stages = ", ".join(f"{s['stage']} {s['seconds']:.2f} s" for s in runs[kind]["stages"])
-        progress(f"{kind}: {runs[kind]['wall_s']:.1f} s ({stages})")
-    reference = _hand_rolled(model, manifest, dataset)
-    progress(f"hand-rolled reference: {reference['wall_s']:.1f} s")
-    cold = runs["cold"]
+    home = workdir / "evaluate-home"
+    runs: dict[str, list[dict[str, Any]]] = {"cold": [], "warm": [], "reference": []}
+    for attempt in range(repeats):
+        cache = workdir / f"evaluate-cache-{attempt}"
+        for kind in ("cold", "warm"):
+            before = _children_peak()
+            out = workdir / f"evaluate-{kind}-{attempt}"
+            measured = _command_run(model, manifest, dataset, out, cache, home)
+            # RUSAGE_CHILDREN keeps the largest peak of any process that ended: a rise means
+            # this run's largest process set a new high; otherwise it stayed at or below it.
+            measured["largest_process_peak_bytes_at_least"] = max(before, _children_peak())
+            runs[kind].append(measured)
+            stages = ", ".join(f"{s['stage']} {s['seconds']:.2f} s" for s in measured["stages"])
+            progress(f"{kind} {attempt + 1}/{repeats}: {measured['wall_s']:.1f} s ({stages})")
+        runs["reference"].append(_hand_rolled(model, manifest, dataset))
+        progress(f"hand-rolled reference: {runs['reference'][-1]['wall_s']:.1f} s")
+    cold, warm, reference = (_median_run(runs[kind]) for kind in ("cold", "warm", "reference"))
     benchmark_s = next(s["seconds"] for s in cold["stages"] if s["stage"] == "benchmark")
     return {
         "model": "good reference model (ONNX, seed 0)",
         "cases": cases,
         "policy": "policies/example-binary.yaml",
         "threads": len(os.sched_getaffinity(0)),
+        "repeats": repeats,
         "cold": cold,
-        "warm": runs["warm"],
+        "warm": warm,
         "reference": reference,
+        "wall_s_runs": {kind: [round(r["wall_s"], 2) for r in runs[kind]] for kind in runs},
         "ratios": {
             "cold_over_hand_rolled": ratio(cold["wall_s"], reference["wall_s"]),
             "cold_without_speed_protocol_over_hand_rolled": ratio(
@@ -225,7 +239,9 @@ def section(entry: dict[str, Any], provenance: str) -> list[str]:
         f"model's input), policy `{entry['policy']}` (its speed protocol: 10 warm-up runs, then "
         "at least 50 runs and 2 s at batch sizes 1 and 16), "
         f"{entry['threads']} cores. The command runs in its own process; cold: an empty decode "
-        "cache, warm: the cache found and verified. Peak memory is resident memory at the end "
+        "cache, warm: the cache found and verified; "
+        f"{entry.get('repeats', 1)} alternating repeats (cold, warm, reference), the run with "
+        "the median wall time of each shown. Peak memory is resident memory at the end "
         "of each stage (the command's own process, a lifelong peak, so it only grows; and the "
         "largest child that had ended: decoding workers, intake's and the model's sandboxed "
         "processes).",
@@ -266,6 +282,7 @@ def section(entry: dict[str, Any], provenance: str) -> list[str]:
         f"{reference['decoding_s']:.1f} s, inference {reference['inference_s']:.2f} s, "
         f"statistics {reference['statistics_s']:.1f} s; "
         "Assay's intake stage holds the same dataset check). "
+        f"Every run's wall time (s): {entry.get('wall_s_runs', '-')}. "
         f"`assay evaluate` cold ÷ reference: {_x(entry['ratios']['cold_over_hand_rolled'])}; "
         "without the speed protocol, which the reference does not run: "
         f"{_x(entry['ratios']['cold_without_speed_protocol_over_hand_rolled'])}.",
