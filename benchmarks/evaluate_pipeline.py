@@ -215,6 +215,12 @@ def _x(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}x"
 
 
+def _runs_text(runs: dict[str, list[float]]) -> str:
+    return "; ".join(
+        f"{kind} {', '.join(f'{v:.1f}' for v in values)} s" for kind, values in runs.items()
+    )
+
+
 def summary_rows(benchmarks: dict[str, Any]) -> list[str]:
     """Gives back the summary table's row for this benchmark (none when not measured)."""
     entry = benchmarks.get(NAME)
@@ -282,7 +288,7 @@ def section(entry: dict[str, Any], provenance: str) -> list[str]:
         f"{reference['decoding_s']:.1f} s, inference {reference['inference_s']:.2f} s, "
         f"statistics {reference['statistics_s']:.1f} s; "
         "Assay's intake stage holds the same dataset check). "
-        f"Every run's wall time (s): {entry.get('wall_s_runs', '-')}. "
+        f"Every run's wall time: {_runs_text(entry.get('wall_s_runs', {}))}. "
         f"`assay evaluate` cold ÷ reference: {_x(entry['ratios']['cold_over_hand_rolled'])}; "
         "without the speed protocol, which the reference does not run: "
         f"{_x(entry['ratios']['cold_without_speed_protocol_over_hand_rolled'])}.",
