@@ -136,6 +136,17 @@ class EvaluationRun:
 
 
 def _max_rss(who: int) -> int:
+    """Return the peak resident bytes of this process (RUSAGE_SELF) or of its ended children."""
+    if who == resource.RUSAGE_SELF:
+        # Linux keeps ru_maxrss across execve, so a process started from a large one reports
+        # its parent's peak; the mapping's own high-water mark (VmHWM) starts afresh at exec.
+        try:
+            with open("/proc/self/status", encoding="ascii") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
     # ru_maxrss is in kilobytes on Linux.
     return int(resource.getrusage(who).ru_maxrss) * 1024
 
