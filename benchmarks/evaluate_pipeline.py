@@ -266,8 +266,9 @@ def section(entry: dict[str, Any], provenance: str) -> list[str]:
         "",
         f"Cases decoded: {cold['decoded']:,} cold, {warm['decoded']:,} warm. AUROC "
         f"{cold['auroc']:.3f}; verdict {'passed' if cold['passed'] else 'failed'} (the example "
-        "policy's required criteria). The model's own peak resident memory in the sandbox: "
-        f"{_mib(cold['model_peak_resident_bytes'])}. Inference includes the sandbox's "
+        "policy's required criteria). The model's peak resident memory in the sandbox, as the "
+        f"speed block reports it: {_mib(cold['model_peak_resident_bytes'])} (the child's "
+        "ru_maxrss, an upper bound for the same reason). Inference includes the sandbox's "
         "start-up and the model's load; the benchmark stage is the speed protocol plus the "
         "end-to-end decoding sample.",
         "",
