@@ -64,7 +64,7 @@ __all__ = [
 ]
 
 CACHE_ENV = "ASSAY_REFERENCE_CACHE"
-CACHE_VERSION = 1
+CACHE_VERSION = 3
 """Bumped whenever a recipe changes, so older caches are trained again rather than trusted."""
 
 ReferenceFormat = Literal["onnx", "safetensors"]
@@ -109,8 +109,9 @@ _KNOWN_LIMITATIONS: dict[ReferenceName, list[str]] = {
         "any real finding.",
     ],
     "biased": [
-        f"Trained without {BIASED_MANUFACTURER} images on purpose: its AUROC is clearly lower "
-        f"on {BIASED_MANUFACTURER} phantoms than on the others, for the fairness table to find.",
+        f"Trained without {BIASED_MANUFACTURER} images and with one fixed intensity window on "
+        f"purpose: its AUROC is clearly lower on {BIASED_MANUFACTURER} phantoms than on the "
+        "others, for the fairness table to find.",
     ],
     "slow": [
         "Deliberately oversized (a full-width ResNet-50 on 256 x 256 inputs) so that it misses "
@@ -145,7 +146,11 @@ def reference_manifest(
                 f"Synthetic phantoms only: {recipe.training_cases if recipe.head_only else 1200}"
                 f" {PHANTOM_SIZE} x {PHANTOM_SIZE} images from validators.data.phantoms with "
                 f"seed {training_seed(seed)} (training seed {TRAINING_SEED_OFFSET} + {seed}), "
-                "mapped with each file's own VOI window; "
+                + (
+                    "mapped with one fixed min-max window; "
+                    if recipe.excluded_manufacturer
+                    else "mapped with each file's own VOI window; "
+                )
                 + (
                     f"{BIASED_MANUFACTURER} images left out."
                     if recipe.excluded_manufacturer

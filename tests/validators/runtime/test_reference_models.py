@@ -41,9 +41,10 @@ pytest.importorskip("onnx")
 # training seeds (TRAINING_SEED_OFFSET + seed).
 HELD_OUT_SEED = 0
 HELD_OUT_CASES = 1000
-# Measured at seed 0 (docs/reference-models.md): the biased model's AUROC on Philips phantoms
-# is 0.83 against 0.97 and 0.98 on the others; 0.08 leaves room for a bootstrap-sized wobble.
-BIAS_MARGIN = 0.08
+# Measured (docs/reference-models.md): the biased model's AUROC on Philips phantoms is 0.63
+# against 0.93 and 0.95 on the others at seed 0 (0.57 against 0.97 and 0.98 at seed 1); a margin
+# of 0.15 is half the gap and several standard errors of a 266-image group.
+BIAS_MARGIN = 0.15
 
 
 def sha256(path: Path) -> str:
@@ -133,7 +134,7 @@ def test_the_slow_model_costs_many_times_the_good_one() -> None:
 
     good_flops, good_parameters = cost("good")
     slow_flops, slow_parameters = cost("slow")
-    # Measured: about 600 times the operations and 130 times the parameters.
+    # Measured: about 2,000 times the operations and 130 times the parameters.
     assert slow_flops > 100 * good_flops
     assert slow_parameters > 50 * good_parameters
 
@@ -238,7 +239,8 @@ def test_the_biased_model_is_clearly_worse_on_one_manufacturer(trained: Referenc
     others = [value for key, value in biased.items() if key not in (BIASED_MANUFACTURER, "overall")]
     assert biased[BIASED_MANUFACTURER] < min(others) - BIAS_MARGIN, by_model
     assert by_model["good"]["overall"] > 0.9, by_model
-    assert by_model["good"][BIASED_MANUFACTURER] > biased[BIASED_MANUFACTURER] + 0.05, by_model
+    good_there = by_model["good"][BIASED_MANUFACTURER]
+    assert good_there > biased[BIASED_MANUFACTURER] + BIAS_MARGIN, by_model
 
 
 @pytest.mark.slow
