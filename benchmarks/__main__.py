@@ -15,6 +15,7 @@ from typing import Any
 
 from benchmarks import (
     decode_cache,
+    evaluate_pipeline,
     fairness,
     http_reads,
     large_artifact,
@@ -34,6 +35,7 @@ NAMES = (
     decode_cache.NAME,
     decode_cache.PHANTOMS_NAME,
     runner_overhead.NAME,
+    evaluate_pipeline.NAME,
 )
 
 
@@ -131,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
                 cases=1024 if quick else 16384,
                 batch_size=32,
                 repeats=1 if quick else 9,
+            ),
+            evaluate_pipeline.NAME: lambda: evaluate_pipeline.run(
+                workdir=workdir, cases=200 if quick else 2000, repeats=1 if quick else 3
             ),
         }
         fresh: dict[str, Any] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks import decode_cache, runner_overhead
+from benchmarks import decode_cache, evaluate_pipeline, runner_overhead
 from benchmarks._common import MIB
 
 
@@ -471,6 +471,7 @@ def render(results: dict[str, Any]) -> str:
         *_summary(benchmarks),
         *decode_cache.summary_rows(benchmarks),
         *runner_overhead.summary_rows(benchmarks),
+        *evaluate_pipeline.summary_rows(benchmarks),
         "",
     ]
     if "large-artifact" in benchmarks:
@@ -490,4 +491,7 @@ def render(results: dict[str, Any]) -> str:
     if runner_overhead.NAME in benchmarks:
         entry = benchmarks[runner_overhead.NAME]
         lines += runner_overhead.section(entry, _provenance(entry))
+    if evaluate_pipeline.NAME in benchmarks:
+        entry = benchmarks[evaluate_pipeline.NAME]
+        lines += evaluate_pipeline.section(entry, _provenance(entry))
     return "\n".join(lines).rstrip() + "\n"

@@ -1,7 +1,8 @@
 """Renders an `EvaluationResult` as terminal tables: the scorecard `assay score` prints.
 
 Overall metrics with their intervals, each subgroup table with its flags, the differences to
-overall and to the reference group, the fairness gaps, and the verdict with each criterion.
+overall and to the reference group, the fairness gaps, what was run, where and how fast (when the
+result carries it: `dashboards.scorecard_run`), and the verdict with each criterion.
 Numbers come from the result only; nothing is recomputed. rich is imported inside the functions
 (the command line starts without it).
 """
@@ -396,6 +397,9 @@ def scorecard_renderables(result: EvaluationResult) -> list[RenderableType]:
     fairness = _fairness_table(result)
     if fairness is not None:
         parts.append(fairness)
+    from dashboards.scorecard_run import run_renderables
+
+    parts.extend(run_renderables(result.inputs, result.runtime, result.speed))
     verdict = result.verdict
     if verdict is None:
         parts.append(Text("No policy given: no verdict (assay score --policy POLICY.yaml).", "dim"))

@@ -31,6 +31,7 @@ import typer
 from registry.cli import (
     audit,
     datasets,
+    evaluate,
     example_dataset,
     local_admin,
     models,
@@ -62,6 +63,7 @@ app.command()(local_admin.serve)
 app.command()(local_admin.doctor)
 app.command()(versions.example_model)
 app.command()(scoring.score)
+app.command()(evaluate.evaluate)
 app.command()(scoring.example_predictions)
 app.command()(example_dataset.example_dataset)
 

@@ -53,8 +53,9 @@ from validators.policy import (
     subgroup_tables_named,
 )
 from validators.results.estimates import BootstrapUnit, canonical_attribute
-from validators.results.evaluation import EvaluationResult, Provenance
+from validators.results.evaluation import EvaluationInputs, EvaluationResult, Provenance
 from validators.results.metrics import BinaryMetrics, MultilabelMetrics
+from validators.results.speed import RuntimeInfo, SpeedResult
 from validators.results.subgroups import Disparity, FairnessGap, SubgroupTable
 from validators.suppression.view import vendor_view
 from validators.vocabulary import ScoreScale
@@ -262,15 +263,20 @@ def evaluate_predictions(
     scores: ScoreScale | None = None,
     view: Literal["committee", "vendor"] = "committee",
     on_progress: Progress | None = None,
+    speed: SpeedResult | None = None,
+    runtime: RuntimeInfo | None = None,
+    inputs: EvaluationInputs | None = None,
 ) -> EvaluationResult:
     """Return the evaluation of a predictions file under `policy` (the default one if None).
 
     `threshold` and `scores` override the policy's. With a policy the result carries its
     verdict; without one, `verdict` is None. The effective policy is echoed in `policy`.
     `baseline` (the same cases scored by the model being replaced) feeds non-inferiority
-    criteria. Raises EvaluationInputError (a ValueError) when the inputs do not fit together,
-    PolicyInvalid when an override makes the policy invalid, and ValueError from the metrics on
-    unusable data.
+    criteria. `speed`, `runtime` and `inputs` are the blocks a run of the model adds
+    (`validators.runtime.pipeline`); they are set before the verdict, so speed criteria judge
+    the benchmark's figures. Raises EvaluationInputError (a ValueError) when the inputs do not
+    fit together, PolicyInvalid when an override makes the policy invalid, and ValueError from
+    the metrics on unusable data.
     """
     progress = on_progress or _quiet
     # Resample in the order the data define (case ids), so the row order of the file never
@@ -315,6 +321,9 @@ def evaluate_predictions(
         disparities=subgroups[1],
         fairness=subgroups[2],
         policy=effective.model_dump(mode="json"),
+        speed=speed,
+        runtime=runtime,
+        inputs=inputs,
     )
     if policy is not None:
         progress("policy verdict")

@@ -28,9 +28,11 @@ from validators.results.estimates import (
 )
 from validators.results.evaluation import (
     CriterionResult,
+    EvaluationInputs,
     EvaluationResult,
     Provenance,
     Verdict,
+    policy_digest,
     statistics_digest_of,
 )
 from validators.results.metrics import (
@@ -86,6 +88,7 @@ __all__ = [
     "Disparity",
     "Estimate",
     "EstimateStatus",
+    "EvaluationInputs",
     "EvaluationResult",
     "FairnessGap",
     "FairnessGapName",
@@ -106,5 +109,6 @@ __all__ = [
     "Verdict",
     "canonical_attribute",
     "fairness_participants",
+    "policy_digest",
     "statistics_digest_of",
 ]

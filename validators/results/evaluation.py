@@ -105,6 +105,40 @@ MEASUREMENT_BLOCKS = frozenset({"speed", "runtime"})
 """Blocks that measure hardware and software, not statistics: outside the statistics digest."""
 
 
+class EvaluationInputs(_Result):
+    """What was evaluated: the model, the dataset and the policy, each by its digest, and the seed.
+
+    Filled by `assay evaluate` (`validators.runtime.pipeline`), which knows the files; `assay
+    score` sees only a predictions file and leaves the block out. Digests are SHA-256 in hex:
+    of the artifact's bytes, of the dataset (`validators.data.datasets`: manifest and every
+    image file) and of the policy as loaded (`policy_digest`: canonical JSON, so comments and
+    key order in the file do not change it).
+    """
+
+    model_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    model_format: Literal["onnx", "safetensors"]
+    dataset_digest: str = Field(pattern=r"^[0-9a-f]{64}$")
+    dataset_cases: int = Field(ge=1)
+    policy_name: str
+    policy_version: str
+    policy_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    seed: int = Field(ge=0)
+    baseline_model_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+
+def policy_digest(policy: dict[str, object]) -> str:
+    """Return the SHA-256 (hex) of a policy's canonical JSON (keys sorted, no spaces)."""
+    text = json.dumps(
+        policy, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+OPTIONAL_BLOCKS = frozenset({*MEASUREMENT_BLOCKS, "inputs"})
+"""Blocks left out of the JSON when empty, so results written before them read and verify as
+they were."""
+
+
 class EvaluationResult(_Result):
     """The evaluation of one model on one dataset.
 
@@ -129,6 +163,7 @@ class EvaluationResult(_Result):
     policy: dict[str, object] | None = None
     speed: SpeedResult | None = None
     runtime: RuntimeInfo | None = None
+    inputs: EvaluationInputs | None = None
 
     @model_validator(mode="wrap")
     @classmethod
@@ -153,10 +188,10 @@ class EvaluationResult(_Result):
 
     @model_serializer(mode="wrap")
     def _without_empty_measurements(self, handler: SerializerFunctionWrapHandler) -> Any:
-        """Leave out `speed` and `runtime` when empty, so `assay score` prints what it did."""
+        """Return the JSON without empty `speed`, `runtime` and `inputs` (as `assay score` has)."""
         data = handler(self)
         if isinstance(data, dict):
-            for block in MEASUREMENT_BLOCKS:
+            for block in OPTIONAL_BLOCKS:
                 if data.get(block, ...) is None:
                     del data[block]
         return data
@@ -180,8 +215,15 @@ def statistics_digest_of(result: EvaluationResult) -> str:
     machine's fingerprint differ on every run and every host, while the statistics do not, and
     results written before these blocks existed keep their digest. A speed criterion's observed
     figure is still covered, through the verdict.
+
+    The `inputs` block is covered when present: the digests of the model, dataset and policy
+    decide the numbers as much as the seed does, so a signature on the digest binds to what was
+    evaluated. When empty (`assay score`, results from before the block) it is absent from the
+    content, so those digests are unchanged.
     """
     content = result.model_dump(mode="json", exclude={"statistics_digest", *MEASUREMENT_BLOCKS})
+    if content.get("inputs", ...) is None:
+        del content["inputs"]
     provenance = content.pop("provenance")
     content["provenance"] = {key: provenance[key] for key in STATISTICAL_PROVENANCE}
     text = json.dumps(
