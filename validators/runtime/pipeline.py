@@ -31,6 +31,7 @@ from validators.manifest import ModelManifest
 from validators.problems import InputInvalid, Problem
 from validators.results.evaluation import EvaluationInputs, EvaluationResult, policy_digest
 from validators.runtime.runner import RunnerSettings, RunOutcome
+from validators.runtime.speed import resident_peak_bytes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -135,22 +136,6 @@ class EvaluationRun:
     """Cases decoded by this run: 0 when the decode cache was already there."""
 
 
-def _max_rss(who: int) -> int:
-    """Return the peak resident bytes of this process (RUSAGE_SELF) or of its ended children."""
-    if who == resource.RUSAGE_SELF:
-        # Linux keeps ru_maxrss across execve, so a process started from a large one reports
-        # its parent's peak; the mapping's own high-water mark (VmHWM) starts afresh at exec.
-        try:
-            with open("/proc/self/status", encoding="ascii") as status:
-                for line in status:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) * 1024
-        except (OSError, ValueError, IndexError):
-            pass
-    # ru_maxrss is in kilobytes on Linux.
-    return int(resource.getrusage(who).ru_maxrss) * 1024
-
-
 class _Clock:
     """Times the stages and records the peak memory at the end of each."""
 
@@ -169,8 +154,8 @@ class _Clock:
             StageMeasure(
                 name,
                 seconds,
-                own_peak if own_peak is not None else _max_rss(resource.RUSAGE_SELF),
-                _max_rss(resource.RUSAGE_CHILDREN),
+                own_peak if own_peak is not None else resident_peak_bytes(resource.RUSAGE_SELF),
+                resident_peak_bytes(resource.RUSAGE_CHILDREN),
             )
         )
 
@@ -460,7 +445,7 @@ def evaluate_model(
 
     def inference_done(done: int, total: int) -> None:
         if done == total:
-            scored_at.append((time.perf_counter(), _max_rss(resource.RUSAGE_SELF)))
+            scored_at.append((time.perf_counter(), resident_peak_bytes(resource.RUSAGE_SELF)))
         if inference_progress is not None:
             inference_progress(done, total)
 

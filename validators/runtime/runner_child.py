@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 
 from validators.runtime.frames import FrameError, read_frame, write_frame
 from validators.runtime.shared_tensors import RowWindows
-from validators.runtime.speed import LoadedModel, nvml_memory_used
+from validators.runtime.speed import LoadedModel, nvml_memory_used, resident_peak_bytes
 
 __all__ = ["LoadedModel", "OnnxModel", "TorchModel", "load_model", "main"]
 
@@ -43,22 +43,6 @@ class ModelFault(Exception):
 
 class InfrastructureFault(Exception):
     """The runtime cannot be imported or started here: not the model's fault."""
-
-
-def _resident_peak() -> int:
-    import resource
-
-    # Linux keeps ru_maxrss across execve, so a child started from a large process (a server
-    # worker) would report its parent's peak; the high-water mark VmHWM starts afresh at exec.
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    # ru_maxrss is in KiB on Linux.
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -155,7 +139,7 @@ class OnnxModel:
         """Return the device memory above the start (CUDA) or the resident peak (CPU)."""
         if self.device == "cuda":
             return (self._device_peak if self._device_baseline is not None else None), "device"
-        return _resident_peak(), "resident"
+        return resident_peak_bytes(), "resident"
 
     def reset_peak_memory(self) -> None:
         """Start a new device-memory peak; resident peaks cannot be reset."""
@@ -243,7 +227,7 @@ class TorchModel:
         """Return torch's peak allocated device memory (CUDA) or the resident peak (CPU)."""
         if self.device == "cuda":
             return int(self._torch.cuda.max_memory_allocated()), "device"
-        return _resident_peak(), "resident"
+        return resident_peak_bytes(), "resident"
 
     def reset_peak_memory(self) -> None:
         """Start a new device-memory peak; resident peaks cannot be reset."""

@@ -38,6 +38,7 @@ __all__ = [
     "measure_in_child",
     "nvml_memory_used",
     "percentile",
+    "resident_peak_bytes",
     "summarize",
 ]
 
@@ -64,6 +65,28 @@ class LoadedModel(Protocol):
 
     def reset_peak_memory(self) -> None:
         """Start a new peak-memory measurement (device memory only; resident peaks are lifelong)."""
+
+
+def resident_peak_bytes(who: int | None = None) -> int:
+    """Return the peak resident bytes of this process, or (RUSAGE_CHILDREN) of its ended children.
+
+    Linux keeps ru_maxrss across execve, so a process started from a large one (a model child
+    of a server worker) would report its parent's peak; this process's own high-water mark
+    (VmHWM) starts afresh at exec, so it is read first.
+    """
+    import resource
+
+    if who is None or who == resource.RUSAGE_SELF:
+        try:
+            with open("/proc/self/status", encoding="ascii") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
+        who = resource.RUSAGE_SELF
+    # ru_maxrss is in kilobytes on Linux.
+    return int(resource.getrusage(who).ru_maxrss) * 1024
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
