@@ -83,26 +83,23 @@ def _build_network(variant: int) -> Any:
     return network.eval()
 
 
-def write_example_model(out_dir: Path, *, variant: int = 0) -> tuple[Path, Path]:
-    """Return the paths of `model.onnx` and `manifest.json`, written into `out_dir`.
+def export_onnx_network(network: Any, image_shape: tuple[int, int, int], path: Path) -> None:
+    """Writes `network` (a torch module) as one self-contained ONNX file, opset 17, dynamic batch.
 
-    The model is exported with PyTorch's TorchScript-based exporter (`dynamo=False`), which
-    needs no extra package; `external_data=False` keeps the weights inside the one file.
+    The TorchScript-based exporter (`dynamo=False`) needs no extra package, and
+    `external_data=False` keeps the weights inside the file, as intake requires. The input is
+    named `image` ([N, *image_shape]) and the output `logits` ([N, ...]).
     """
     import torch
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model_path = out_dir / "model.onnx"
-    manifest_path = out_dir / "manifest.json"
-    network = _build_network(variant)
-    example_input = torch.zeros(2, 1, EXAMPLE_IMAGE_SIZE, EXAMPLE_IMAGE_SIZE)
+    example_input = torch.zeros(2, *image_shape)
     with warnings.catch_warnings(), torch.no_grad():
         # The legacy exporter announces its deprecation; the export itself is what we want.
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             network,
             (example_input,),
-            str(model_path),
+            str(path),
             dynamo=False,
             external_data=False,
             input_names=["image"],
@@ -110,6 +107,20 @@ def write_example_model(out_dir: Path, *, variant: int = 0) -> tuple[Path, Path]
             dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}},
             opset_version=_OPSET,
         )
+
+
+def write_example_model(out_dir: Path, *, variant: int = 0) -> tuple[Path, Path]:
+    """Return the paths of `model.onnx` and `manifest.json`, written into `out_dir`.
+
+    The model is exported with PyTorch's TorchScript-based exporter (`dynamo=False`), which
+    needs no extra package; `external_data=False` keeps the weights inside the one file.
+    """
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_path = out_dir / "model.onnx"
+    manifest_path = out_dir / "manifest.json"
+    network = _build_network(variant)
+    export_onnx_network(network, (1, EXAMPLE_IMAGE_SIZE, EXAMPLE_IMAGE_SIZE), model_path)
     manifest_path.write_text(json.dumps(example_manifest(variant=variant), indent=2) + "\n")
     return model_path, manifest_path
 

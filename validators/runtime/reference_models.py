@@ -23,12 +23,12 @@ import os
 import shutil
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from validators.runtime.example import export_onnx_network
 from validators.runtime.reference_training import (
     BIASED_MANUFACTURER,
     PHANTOM_SIZE,
@@ -69,7 +69,6 @@ CACHE_VERSION = 3
 
 ReferenceFormat = Literal["onnx", "safetensors"]
 FORMATS: tuple[ReferenceFormat, ...] = ("onnx", "safetensors")
-_OPSET = 17
 ProgressCallback = Callable[[str], None]
 _Choice = TypeVar("_Choice", bound=str)
 
@@ -277,30 +276,11 @@ def load_network(recipe: ReferenceRecipe, weights: dict[str, torch.Tensor]) -> t
 
 
 def export_onnx(recipe: ReferenceRecipe, weights: dict[str, torch.Tensor], path: Path) -> None:
-    """Writes the trained network as one self-contained ONNX file (opset 17, dynamic batch).
-
-    The TorchScript-based exporter (`dynamo=False`) needs no extra package, and
-    `external_data=False` keeps the weights inside the file, as intake requires.
-    """
-    import torch
-
-    network = load_network(recipe, weights)
+    """Writes the trained network as one self-contained ONNX file (opset 17, dynamic batch)."""
     spec = recipe.input_spec
-    example = torch.zeros(2, spec.channels, spec.height, spec.width)
-    with warnings.catch_warnings(), torch.no_grad():
-        # The legacy exporter announces its deprecation; the export itself is what we want.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            network,
-            (example,),
-            str(path),
-            dynamo=False,
-            external_data=False,
-            input_names=["image"],
-            output_names=["logits"],
-            dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}},
-            opset_version=_OPSET,
-        )
+    export_onnx_network(
+        load_network(recipe, weights), (spec.channels, spec.height, spec.width), path
+    )
 
 
 def write_reference_models(
