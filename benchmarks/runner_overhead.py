@@ -165,8 +165,9 @@ def section(entry: dict[str, Any], provenance: str) -> list[str]:
         "same onnxruntime session options on both sides. Raw: the runner child's session "
         "wrapper in this process. Sandboxed: `run_model` (a fresh child in new "
         f"{measures} namespaces as {isolation.get('user', 'unknown')}, rlimits; the tensors "
-        "passed as one read-only descriptor, each batch mapped while the previous one is "
-        "inferred; requests and scores framed over pipes, every answer checked). "
+        "passed as one read-only descriptor, mapped in windows while the previous rows are "
+        "inferred; requests of eight batches and their scores framed over pipes, every answer "
+        "checked). "
         "Steady-state throughput from the end of the first batch to the end of the last; "
         f"{entry['repeats']} alternating runs.",
         "",

@@ -314,8 +314,30 @@ def _failure(status: str, reason: str) -> dict[str, Any]:
     return {"ok": False, "status": status, "reason": reason}
 
 
-def _serve(model: LoadedModel, shared: dict[str, Any], stdin: BinaryIO, out: BinaryIO) -> None:
+def _infer_in_batches(
+    model: LoadedModel, rows: Any, batch_size: int, declared: list[int | str]
+) -> tuple[Any, int]:
+    """Return (scores, rows) of `rows` run in batches of `batch_size`, as one contiguous array.
+
+    A batch whose scores are not shaped as `declared` ("N" its rows) or not float32 is answered
+    alone, as it came, with its own row count: the parent then reports the model's fault on the
+    batch the model actually saw.
+    """
     import numpy as np
+
+    parts: list[Any] = []
+    for start in range(0, len(rows), max(1, batch_size)):
+        batch = rows[start : start + batch_size]
+        scores = np.asarray(model.infer(batch))
+        expected = [len(batch) if dim == "N" else dim for dim in declared]
+        if list(scores.shape) != expected or scores.dtype != np.float32:
+            return np.ascontiguousarray(scores), len(batch)
+        parts.append(scores)
+    whole = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return np.ascontiguousarray(whole), len(rows)
+
+
+def _serve(model: LoadedModel, shared: dict[str, Any], stdin: BinaryIO, out: BinaryIO) -> None:
 
     from validators.runtime.speed import measure_in_child
 
@@ -333,10 +355,17 @@ def _serve(model: LoadedModel, shared: dict[str, Any], stdin: BinaryIO, out: Bin
         op = head.get("op")
         try:
             if op == "infer":
-                scores = np.ascontiguousarray(model.infer(batch))
+                scores, answered = _infer_in_batches(
+                    model, batch, int(head.get("batch") or len(batch)), list(head["declared"])
+                )
                 write_frame(
                     out,
-                    {"ok": True, "shape": list(scores.shape), "dtype": str(scores.dtype)},
+                    {
+                        "ok": True,
+                        "rows": answered,
+                        "shape": list(scores.shape),
+                        "dtype": str(scores.dtype),
+                    },
                     scores.data,
                 )
             elif op == "speed":

@@ -31,11 +31,34 @@ def test_onnx_scores_match_running_the_model_directly(tmp_path: Path) -> None:
     path = models.onnx_model(tmp_path / "m.onnx")
     images = models.tensors(10)
     seen: list[tuple[int, int]] = []
+    one_batch_per_request = models.settings(batches_per_request=1)
     outcome = run_model(
-        path, models.manifest(), images, settings=QUICK, progress=lambda *p: seen.append(p)
+        path,
+        models.manifest(),
+        images,
+        settings=one_batch_per_request,
+        progress=lambda *p: seen.append(p),
     )
     assert outcome.status == "succeeded", outcome.reason
     assert seen == [(4, 10), (8, 10), (10, 10)]
+    assert outcome.scores is not None
+    np.testing.assert_array_equal(outcome.scores, _direct_onnx(path, images))
+
+
+def test_several_batches_per_request_give_the_same_scores(tmp_path: Path) -> None:
+    # Batches of 4, two per request: the child answers 8 rows at once, then the last 2.
+    path = models.onnx_model(tmp_path / "m.onnx")
+    images = models.tensors(10)
+    seen: list[tuple[int, int]] = []
+    outcome = run_model(
+        path,
+        models.manifest(),
+        images,
+        settings=models.settings(batches_per_request=2),
+        progress=lambda *p: seen.append(p),
+    )
+    assert outcome.status == "succeeded", outcome.reason
+    assert seen == [(8, 10), (10, 10)]
     assert outcome.scores is not None
     np.testing.assert_array_equal(outcome.scores, _direct_onnx(path, images))
 
