@@ -49,7 +49,33 @@ class Actor:
 
     @property
     def audit(self) -> tuple[str, str]:
+        """The `(id, name)` pair that signs this actor's audit events."""
         return (str(self.id), self.name)
+
+
+@dataclass(frozen=True)
+class SystemActor:
+    """The signer of work that no authenticated request did.
+
+    That is the registry itself (background workers, maintenance: `SYSTEM`) or a local command
+    run on the host (`local:<os user>`).
+    """
+
+    id: str
+    name: str
+
+    @property
+    def audit(self) -> tuple[str, str]:
+        """The `(id, name)` pair that signs this actor's audit events."""
+        return (self.id, self.name)
+
+
+# The registry itself: evaluation workers, startup repairs and alert-driven suspensions sign as it.
+SYSTEM = SystemActor(id="system", name="system")
+
+# Whoever a service acts for: a request's caller or the system. Services that only record who did
+# something take this; services that check roles or vendors take `Actor`.
+Signer = Actor | SystemActor
 
 
 def _bearer(request: Request) -> str:

@@ -1,4 +1,4 @@
-"""Engine, one session per request (committed once, at the end), naming convention, migrations."""
+"""Engine, one session per request and transaction() for work outside one; naming, migrations."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import threading
 import uuid
 import weakref
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -228,6 +229,25 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Session]:
+    """A writer session for work outside a request, committed once when the block succeeds.
+
+    The unit of work of background jobs, local commands and startup repairs, the same as a
+    request's (`get_session`): services only flush, the block commits once at its end, and an
+    exception rolls everything back (state change and audit event together) and propagates.
+    """
+    session = new_session(engine)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
 
 
 # --- migrations -----------------------------------------------------------------------------

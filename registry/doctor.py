@@ -17,8 +17,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from registry import audit
+from registry.auth import SYSTEM
 from registry.catalog.models import ModelVersion
-from registry.db import new_session
+from registry.db import new_session, transaction
 from registry.storage import ArtifactStore
 
 logger = logging.getLogger("assay.doctor")
@@ -107,11 +108,11 @@ def _quarantine(
             moved.append((digest, size, store.quarantine(digest, quarantine_dir)))
         if not moved:
             return []
-        with new_session(engine) as session:
+        with transaction(engine) as session:
             for digest, size, target in moved:
                 audit.append(
                     session,
-                    actor=audit.SYSTEM_ACTOR,
+                    actor=SYSTEM.audit,
                     action=QUARANTINED_ACTION,
                     object_type="artifact",
                     object_id=digest.removeprefix("sha256:"),
@@ -122,7 +123,6 @@ def _quarantine(
                         "reason": "no version references it (left by an interrupted submission)",
                     },
                 )
-            session.commit()
     except BaseException:
         for digest, _, target in reversed(moved):
             store.restore(digest, target)

@@ -25,23 +25,6 @@ class VersionStatus(StrEnum):
     retired = "retired"
 
 
-# The lifecycle of DESIGN.md; anything else is refused with 409.
-ALLOWED_TRANSITIONS: dict[VersionStatus, frozenset[VersionStatus]] = {
-    VersionStatus.submitted: frozenset({VersionStatus.validating}),
-    VersionStatus.validating: frozenset(
-        {VersionStatus.validated, VersionStatus.failed, VersionStatus.error}
-    ),
-    VersionStatus.error: frozenset({VersionStatus.validating}),
-    VersionStatus.validated: frozenset({VersionStatus.approved, VersionStatus.rejected}),
-    VersionStatus.approved: frozenset({VersionStatus.deployed, VersionStatus.retired}),
-    VersionStatus.deployed: frozenset({VersionStatus.suspended, VersionStatus.retired}),
-    VersionStatus.suspended: frozenset({VersionStatus.deployed, VersionStatus.retired}),
-    VersionStatus.failed: frozenset({VersionStatus.retired}),
-    VersionStatus.rejected: frozenset({VersionStatus.retired}),
-    VersionStatus.retired: frozenset(),
-}
-
-
 class ModelBase(SQLModel):
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=2000)

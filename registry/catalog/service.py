@@ -1,4 +1,4 @@
-"""Models and versions: creation, visibility, submission intake and lifecycle transitions."""
+"""Models and versions: creation, visibility and submission intake (transitions: lifecycle.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from sqlmodel import Session, col, func, select
 from registry import audit, checkpoints
 from registry.auth import Actor
 from registry.catalog.models import (
-    ALLOWED_TRANSITIONS,
     IdempotencyRecord,
     Model,
     ModelCreate,
@@ -141,39 +140,6 @@ def list_versions(
         .limit(limit)
     )
     return list(rows.all()), _version_count(session, model_id)
-
-
-def transition(
-    session: Session,
-    actor_audit: tuple[str, str],
-    version: ModelVersion,
-    *,
-    to: VersionStatus,
-    reason: str,
-    payload: dict[str, Any] | None = None,
-) -> ModelVersion:
-    """Moves a version along its lifecycle, with its audit event, in the caller's transaction."""
-    current = VersionStatus(version.status)
-    if to not in ALLOWED_TRANSITIONS[current]:
-        allowed = ", ".join(sorted(s.value for s in ALLOWED_TRANSITIONS[current])) or "none"
-        raise Conflict(
-            f"Version {version.id} is {current.value}; it cannot become {to.value} "
-            f"(allowed next: {allowed})."
-        )
-    version.status = to.value
-    version.updated_at = utcnow()
-    session.add(version)
-    session.flush()
-    audit.append(
-        session,
-        actor=actor_audit,
-        action="version.status_changed",
-        object_type="model_version",
-        object_id=version.id,
-        payload={"from": current.value, "to": to.value, "reason": reason, **(payload or {})},
-    )
-    checkpoints.at_state_change(session)
-    return version
 
 
 # --- submission ------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ from pydantic import ValidationError
 from sqlmodel import select
 
 from registry import audit
-from registry.audit import SYSTEM_ACTOR
-from registry.db import check_current, get_engine, new_session, utcnow
+from registry.auth import SYSTEM, SystemActor
+from registry.db import check_current, get_engine, transaction, utcnow
 from registry.errors import Conflict, Invalid
 from registry.principals.models import Principal, Role, TokenCreate
 from registry.principals.service import (
@@ -49,7 +49,7 @@ def init_admin(*, name: str = "admin", settings: Settings | None = None) -> str:
     data = _admin_request(name)
     engine = get_engine(settings or get_settings())
     check_current(engine)
-    with new_session(engine) as session:
+    with transaction(engine) as session:
         existing = session.exec(select(Principal).where(Principal.role == Role.admin.value)).first()
         if existing is not None:
             raise Conflict(
@@ -57,8 +57,7 @@ def init_admin(*, name: str = "admin", settings: Settings | None = None) -> str:
                 "`assay token create --role admin`, or, if no admin token works any more, run "
                 "`assay admin recover` on this host."
             )
-        created = issue_token(session, SYSTEM_ACTOR, data=data)
-        session.commit()
+        created = issue_token(session, SYSTEM, data=data)
         return created.token
 
 
@@ -73,14 +72,14 @@ class Recovery:
     active_admin_tokens_before: int
 
 
-def local_actor() -> tuple[str, str]:
+def local_actor() -> SystemActor:
     """The audit actor of a local command: `local:` and the operating-system user running it."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no USER/LOGNAME and no passwd entry for the uid
         user = "unknown"
     actor = f"local:{user}"[:64]
-    return (actor, actor)
+    return SystemActor(id=actor, name=actor)
 
 
 def recover_admin(*, name: str = "admin", settings: Settings | None = None) -> Recovery:
@@ -93,13 +92,13 @@ def recover_admin(*, name: str = "admin", settings: Settings | None = None) -> R
     engine = get_engine(settings or get_settings())
     check_current(engine)
     actor = local_actor()
-    with new_session(engine) as session:
+    with transaction(engine) as session:
         lock_admin_credentials(session)
         before = count_active_admin_tokens(session, now=utcnow())
         created = issue_token(session, actor, data=data)
         audit.append(
             session,
-            actor=actor,
+            actor=actor.audit,
             action="admin.recovered",
             object_type="principal",
             object_id=created.principal_id,
@@ -109,7 +108,6 @@ def recover_admin(*, name: str = "admin", settings: Settings | None = None) -> R
                 "active_admin_tokens_before": before,
             },
         )
-        session.commit()
         return Recovery(
             token=created.token,
             token_id=created.id,

@@ -26,7 +26,7 @@ def me(session: SessionDep, actor: CurrentActor) -> Me:
     responses=error_responses(401, 403, 409, 422),
 )
 def create_token(data: TokenCreate, session: SessionDep, actor: AdminActor) -> TokenCreated:
-    return service.issue_token(session, actor.audit, data=data)
+    return service.issue_token(session, actor, data=data)
 
 
 @router.get("/tokens", response_model=Page[TokenPublic], responses=error_responses(401, 403, 422))

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, func, or_, select
 
 from registry import audit
-from registry.auth import Actor, as_utc, hash_token, new_token
+from registry.auth import Actor, Signer, as_utc, hash_token, new_token
 from registry.db import utcnow
 from registry.errors import Conflict, Invalid, NotFound
 from registry.principals.models import (
@@ -57,9 +57,7 @@ def _principal_for(session: Session, data: TokenCreate) -> Principal:
     return principal
 
 
-def issue_token(
-    session: Session, actor_audit: tuple[str, str], *, data: TokenCreate
-) -> TokenCreated:
+def issue_token(session: Session, actor: Signer, *, data: TokenCreate) -> TokenCreated:
     """Creates a token (and its principal if new); the plain token is returned only here."""
     if data.expires_at is not None:
         try:
@@ -85,7 +83,7 @@ def issue_token(
     session.flush()
     audit.append(
         session,
-        actor=actor_audit,
+        actor=actor.audit,
         action="token.created",
         object_type="token",
         object_id=api_token.id,

@@ -579,7 +579,7 @@ def test_two_admins_revoking_each_other_at_once_leave_one_admin(
     import contextlib
     import threading
 
-    from registry.auth import Actor
+    from registry.auth import SYSTEM, Actor
     from registry.db import get_engine, new_session
     from registry.errors import Conflict
     from registry.principals import service
@@ -587,12 +587,8 @@ def test_two_admins_revoking_each_other_at_once_leave_one_admin(
 
     engine = get_engine(settings)
     with new_session(engine) as session:
-        first = service.issue_token(
-            session, ("system", "system"), data=TokenCreate(role=Role.admin, name="ann")
-        )
-        second = service.issue_token(
-            session, ("system", "system"), data=TokenCreate(role=Role.admin, name="bob")
-        )
+        first = service.issue_token(session, SYSTEM, data=TokenCreate(role=Role.admin, name="ann"))
+        second = service.issue_token(session, SYSTEM, data=TokenCreate(role=Role.admin, name="bob"))
         session.commit()
 
     # Hold each revocation after its count until the other has counted too (or could not,

@@ -215,8 +215,9 @@ def test_server_signs_a_checkpoint_at_each_version_state_change(
     settings: Any,
     example_model: tuple[bytes, dict[str, Any]],  # noqa: F811
 ) -> None:
+    from registry.auth import SYSTEM
+    from registry.catalog.lifecycle import transition
     from registry.catalog.models import ModelVersion, VersionStatus
-    from registry.catalog.service import transition
     from registry.db import new_session
 
     vendor = make_vendor(client, admin_token, name="acme")
@@ -225,9 +226,7 @@ def test_server_signs_a_checkpoint_at_each_version_state_change(
     with new_session(app.state.engine) as session:
         version = session.get(ModelVersion, uuid.UUID(submitted.json()["id"]))
         assert version is not None
-        transition(
-            session, audit.SYSTEM_ACTOR, version, to=VersionStatus.validating, reason="queued"
-        )
+        transition(session, version, VersionStatus.validating, actor=SYSTEM, reason="queued")
         session.commit()
 
     response = client.get(f"{API}/audit/checkpoints", headers=auth(admin_token))

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from registry import audit
+from registry.auth import SYSTEM
 from tests.registry.conftest import auth, make_model, make_vendor
 from tests.registry.server_process import serve_in_subprocess
 
@@ -91,9 +92,7 @@ def test_an_audit_append_in_a_read_session_is_refused(settings: Any) -> None:
         new_session(get_engine(settings), write=False) as reader,
         pytest.raises(AssertionError, match="write"),
     ):
-        audit.append(
-            reader, actor=audit.SYSTEM_ACTOR, action="test.read", object_type="t", object_id="1"
-        )
+        audit.append(reader, actor=SYSTEM.audit, action="test.read", object_type="t", object_id="1")
 
 
 def test_the_same_connection_serves_a_write_after_a_read(settings: Any) -> None:
