@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from registry import __version__
-from registry.audit_routes import router as audit_router
+from registry.audit.routes import router as audit_router
 from registry.catalog.routes import router as catalog_router
 from registry.checkpoints import periodic_checkpoints
 from registry.db import check_current, get_engine
