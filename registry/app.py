@@ -14,10 +14,11 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from registry import __version__
-from registry.audit_routes import router as audit_router
+from registry.audit.routes import router as audit_router
 from registry.catalog.routes import router as catalog_router
 from registry.checkpoints import periodic_checkpoints
 from registry.db import check_current, get_engine
+from registry.deps import AppResources, app_resources, install_resources
 from registry.errors import (
     INPUT_INVALID_STATUS,
     AssayError,
@@ -173,8 +174,9 @@ def _check_store(app: FastAPI) -> None:
     from registry.doctor import log_report, logger, reconcile
 
     try:
+        resources = app_resources(app)
         report = reconcile(
-            app.state.engine, app.state.store, quarantine_dir=app.state.settings.quarantine_dir
+            resources.engine, resources.store, quarantine_dir=resources.settings.quarantine_dir
         )
     except Exception:
         # Serving reads matters more than tidying up; `assay doctor` shows the same failure.
@@ -203,9 +205,8 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True) -
         description="Local validation and governance registry for medical-imaging AI.",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.engine = engine
-    app.state.store = ArtifactStore(settings.artifacts_dir, settings.tmp_dir)
+    store = ArtifactStore(settings.artifacts_dir, settings.tmp_dir)
+    install_resources(app, AppResources(settings=settings, engine=engine, store=store))
     install_error_handlers(app)
     app.add_middleware(
         RequestGuard, public_paths=PUBLIC_PATHS, max_json_bytes=settings.max_json_bytes

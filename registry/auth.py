@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from registry.db import new_session, utcnow
+from registry.deps import app_resources
 from registry.errors import Forbidden, Unauthorized
 from registry.principals.models import ApiToken, Principal, Role
 
@@ -102,7 +103,7 @@ def authenticate(request: Request) -> Actor:
         return known
     token = _bearer(request)
     now = utcnow()
-    engine = request.app.state.engine
+    engine = app_resources(request.app).engine
     with new_session(engine, write=False) as session:
         row = session.exec(
             select(ApiToken, Principal)

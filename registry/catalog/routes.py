@@ -7,15 +7,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from starlette.applications import Starlette
 
 from registry.auth import CatalogReader, CatalogWriter
 from registry.catalog import service
 from registry.catalog.intake import IntakeBusy, IntakeGate
 from registry.catalog.models import ModelCreate, ModelPublic, VersionPublic
 from registry.db import SessionDep
+from registry.deps import EngineDep, SettingsDep, StoreDep
 from registry.errors import ErrorBody, error_responses
 from registry.limits import STREAMED, body_limit
 from registry.pagination import Page, PageDep
+from registry.settings import Settings
 from registry.uploads import receive_submission
 
 router = APIRouter(tags=["models"])
@@ -94,6 +97,9 @@ async def submit_version(
     model_id: uuid.UUID,
     request: Request,
     actor: CatalogWriter,
+    settings: SettingsDep,
+    engine: EngineDep,
+    store: StoreDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -103,26 +109,25 @@ async def submit_version(
         ),
     ] = None,
 ) -> JSONResponse:
-    state = request.app.state
-    await run_in_threadpool(service.check_model_writable, state.engine, actor, model_id)
+    await run_in_threadpool(service.check_model_writable, engine, actor, model_id)
     submission = await receive_submission(
         request,
-        store=state.store,
-        max_artifact=state.settings.max_artifact_bytes,
-        max_manifest=state.settings.max_manifest_bytes,
+        store=store,
+        max_artifact=settings.max_artifact_bytes,
+        max_manifest=settings.max_manifest_bytes,
     )
     work = partial(
         service.submit_version,
-        state.engine,
-        state.store,
-        state.settings,
+        engine,
+        store,
+        settings,
         actor,
         model_id=model_id,
         submission=submission,
         idempotency_key=idempotency_key,
     )
     try:
-        status, body = await _intake_gate(state).run(work)
+        status, body = await _intake_gate(request.app, settings).run(work)
     except IntakeBusy as busy:
         submission.artifact.discard()
         return JSONResponse(
@@ -136,12 +141,12 @@ async def submit_version(
     return JSONResponse(body, status_code=status)
 
 
-def _intake_gate(state: Any) -> IntakeGate:
-    """The app's intake gate, made on first use (in the event loop that serves the app)."""
-    gate: IntakeGate | None = getattr(state, "intake_gate", None)
+def _intake_gate(app: Starlette, settings: Settings) -> IntakeGate:
+    """Gives back the app's intake gate, made on first use (in the event loop that serves it)."""
+    gate: IntakeGate | None = getattr(app.state, "intake_gate", None)
     if gate is None:
-        gate = state.intake_gate = IntakeGate(
-            capacity=state.settings.max_concurrent_intakes, wait_s=state.settings.intake_wait_s
+        gate = app.state.intake_gate = IntakeGate(
+            capacity=settings.max_concurrent_intakes, wait_s=settings.intake_wait_s
         )
     return gate
 

@@ -4,7 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from registry import audit, checkpoints
+from registry import checkpoints
+from registry.audit import service
+from registry.audit.models import AuditEventPublic, AuditVerification
 from registry.auth import AuditReader
 from registry.checkpoints import CheckpointRecord
 from registry.db import SessionDep
@@ -14,19 +16,13 @@ from registry.pagination import Page, PageDep
 router = APIRouter(prefix="/audit", tags=["audit"])
 
 
-@router.get(
-    "", response_model=Page[audit.AuditEventPublic], responses=error_responses(401, 403, 422)
-)
-def list_events(
-    session: SessionDep, actor: AuditReader, page: PageDep
-) -> Page[audit.AuditEventPublic]:
-    rows, count = audit.list_events(session, limit=page.limit, offset=page.offset)
-    return Page(data=[audit.AuditEventPublic.model_validate(e) for e in rows], count=count)
+@router.get("", response_model=Page[AuditEventPublic], responses=error_responses(401, 403, 422))
+def list_events(session: SessionDep, actor: AuditReader, page: PageDep) -> Page[AuditEventPublic]:
+    rows, count = service.list_events(session, limit=page.limit, offset=page.offset)
+    return Page(data=[AuditEventPublic.model_validate(e) for e in rows], count=count)
 
 
-@router.get(
-    "/verify", response_model=audit.AuditVerification, responses=error_responses(401, 403, 422)
-)
+@router.get("/verify", response_model=AuditVerification, responses=error_responses(401, 403, 422))
 def verify(
     session: SessionDep,
     actor: AuditReader,
@@ -38,8 +34,8 @@ def verify(
             "in the chain.",
         ),
     ] = None,
-) -> audit.AuditVerification:
-    return audit.verify_chain(session, expect_head=expect_head)
+) -> AuditVerification:
+    return service.verify_chain(session, expect_head=expect_head)
 
 
 @router.get(
