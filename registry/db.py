@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel
 
+from registry.deps import app_resources
 from registry.errors import DatabaseBehind
 from registry.settings import Settings, get_settings
 from registry.storage import private_file
@@ -217,7 +218,8 @@ def get_session(request: Request) -> Iterator[Session]:
 
     GET, HEAD and OPTIONS requests get a read-only session; the others a writer.
     """
-    session = new_session(request.app.state.engine, write=request.method not in READ_METHODS)
+    engine = app_resources(request.app).engine
+    session = new_session(engine, write=request.method not in READ_METHODS)
     try:
         yield session
         session.commit()

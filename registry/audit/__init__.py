@@ -8,7 +8,6 @@ names below are the ones the rest of the registry reads as `audit.<name>`.
 from registry.audit.models import AuditEvent, AuditEventPublic, AuditVerification
 from registry.audit.service import (
     GENESIS_HASH,
-    SYSTEM_ACTOR,
     append,
     event_hash,
     format_time,
@@ -22,7 +21,6 @@ from registry.audit.service import (
 
 __all__ = [
     "GENESIS_HASH",
-    "SYSTEM_ACTOR",
     "AuditEvent",
     "AuditEventPublic",
     "AuditVerification",

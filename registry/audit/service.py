@@ -19,7 +19,6 @@ GENESIS_HASH = "0" * 64
 # Any constant will do: every append takes this transaction-scoped lock on PostgreSQL, so two
 # appends can never read the same head (SQLite gets the same from BEGIN IMMEDIATE).
 _PG_AUDIT_LOCK_KEY = 0x4153534159  # "ASSAY"
-SYSTEM_ACTOR = ("system", "system")
 
 
 def format_time(moment: datetime) -> str:
