@@ -4,8 +4,10 @@ This module depends on httpx and pydantic only: vendors and CI install the base 
 the server's dependencies, so it must never import the rest of `registry` or `validators`.
 
 Response models allow extra fields, so a newer server that adds fields does not break an older
-client. Errors come back as `AssayError` subclasses that carry the server's `detail` and the
-`problems` it listed (each `{"path": ..., "message": ...}`).
+client. Roles and version statuses are closed sets (`Role`, `VersionStatus`): a server that adds a
+value is a new contract, and this client says so (`UnexpectedResponse`) instead of guessing.
+Errors come back as `AssayError` subclasses that carry the server's `detail` and the `problems` it
+listed (each `{"path": ..., "message": ...}`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Generic, Self, TypeVar
+from typing import IO, Any, Generic, Literal, Self, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -37,6 +39,7 @@ __all__ = [
     "NotFound",
     "Page",
     "PayloadTooLarge",
+    "Role",
     "ServerError",
     "Token",
     "TokenCreated",
@@ -45,6 +48,7 @@ __all__ = [
     "Unreachable",
     "Vendor",
     "Version",
+    "VersionStatus",
 ]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -212,6 +216,30 @@ class Page(_Resource, Generic[T]):
     count: int
 
 
+Role = Literal["admin", "reviewer", "vendor", "ci", "monitor"]
+"""A principal's role, as the server names it."""
+
+VersionStatus = Literal[
+    "submitted",
+    "validating",
+    "validated",
+    "failed",
+    "error",
+    "approved",
+    "rejected",
+    "deployed",
+    "suspended",
+    "retired",
+]
+"""A version's place in the lifecycle (DESIGN.md), as the server names it."""
+
+
+# Each model below mirrors one schema of the server's OpenAPI document: the same fields, types and
+# enums, and it accepts every answer that schema allows. A field the server always sends may still
+# have a default here (None for "not sent"), so the client also reads a partial or older answer.
+# tests/registry/test_client_contract.py checks this against the server's document.
+
+
 class Health(_Resource):
     status: str
     version: str | None = None
@@ -220,7 +248,7 @@ class Health(_Resource):
 class Me(_Resource):
     id: str
     name: str
-    role: str
+    role: Role
     vendor_id: str | None = None
     vendor_name: str | None = None
     token_id: str | None = None
@@ -240,7 +268,7 @@ class TokenCreated(_Resource):
     token: str
     principal_id: str | None = None
     name: str
-    role: str
+    role: Role
     vendor_id: str | None = None
     expires_at: datetime | None = None
 
@@ -249,7 +277,7 @@ class Token(_Resource):
     id: str
     principal_id: str | None = None
     name: str
-    role: str
+    role: Role
     vendor_id: str | None = None
     prefix: str | None = None
     created_at: datetime | None = None
@@ -273,19 +301,21 @@ class Version(_Resource):
     number: int
     version_label: str | None = None
     digest: str
-    status: str
+    status: VersionStatus
     format: str | None = None
     size_bytes: int | None = None
     intake_report: dict[str, Any] = {}
     manifest: dict[str, Any] = {}
     submitted_by: str | None = None
     created_at: datetime | None = None
+    updated_at: datetime | None = None
 
 
 class AuditEvent(_Resource):
     seq: int
-    at: datetime
-    actor: str | None = None
+    # The server sends the exact string that was hashed (ISO-8601 UTC with microseconds and a
+    # `Z`) and declares it a plain string, not a date-time; it is kept as sent.
+    at: str
     actor_id: str | None = None
     actor_name: str | None = None
     action: str
@@ -295,13 +325,23 @@ class AuditEvent(_Resource):
     prev_hash: str | None = None
     hash: str
 
+    @property
+    def actor(self) -> str | None:
+        """Gives back `actor_name`: the server sends no `actor`, `assay audit list` reads it."""
+        return self.actor_name
+
 
 class AuditVerification(_Resource):
     ok: bool
     length: int
-    head: str | None = None
+    head: str | None
     first_broken_seq: int | None = None
     reason: str | None = None
+    expected_head: str | None = None
+    grown_since_expected: int | None = None
+    checkpoints_verified: int | None = None
+    broken_checkpoint: int | None = None
+    events_after_last_checkpoint: int | None = None
 
 
 # --- upload ------------------------------------------------------------------------------------
