@@ -325,11 +325,6 @@ class AuditEvent(_Resource):
     prev_hash: str | None = None
     hash: str
 
-    @property
-    def actor(self) -> str | None:
-        """Gives back `actor_name`: the server sends no `actor`, `assay audit list` reads it."""
-        return self.actor_name
-
 
 class AuditVerification(_Resource):
     ok: bool

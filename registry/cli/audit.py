@@ -48,12 +48,23 @@ def audit_list(
         print_json(dump(page))
         return
     rows = [
-        (e.seq, e.at, e.actor or e.actor_name, e.action, e.object_type, e.object_id, e.hash[:12])
+        (e.seq, _moment(e.at), e.actor_name, e.action, e.object_type, e.object_id, e.hash[:12])
         for e in page.data
     ]
     columns = ["seq", "at", "actor", "action", "object", "object id", "hash"]
     print_table(columns, rows)
     print_page_footer(page, offset)
+
+
+def _moment(at: str) -> object:
+    """Gives back the event's time as a datetime for the table (minutes, local time), or the
+    server's string as sent when it is not an ISO-8601 time."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(at)
+    except ValueError:
+        return at
 
 
 @audit_app.command("verify")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import types
 from collections.abc import Callable
+from datetime import datetime
 
 from pydantic import BaseModel
 
@@ -26,6 +27,10 @@ def test_audit_list(server: FakeServer) -> None:
     assert "vendor.create" in result.stdout and VENDOR_ID in result.stdout
     as_json = invoke("audit", "list", "--json", "--token", "t")
     assert json.loads(as_json.stdout)["data"][0]["hash"] == HEAD
+    # The table shows the time to the minute in local time; --json keeps the hashed string.
+    shown = datetime.fromisoformat(AUDIT_EVENT["at"]).astimezone().strftime("%Y-%m-%d %H:%M")
+    assert shown in result.stdout
+    assert json.loads(as_json.stdout)["data"][0]["at"] == AUDIT_EVENT["at"]
 
 
 class Verification(BaseModel):
