@@ -194,13 +194,17 @@ def fail(
     problems: Sequence[Mapping[str, Any]] = (),
     status: int | None = None,
     hint: str | None = None,
+    whole: str | None = None,
 ) -> NoReturn:
-    """Prints the error (and, with --json, its JSON document on stdout) and exits with `code`."""
+    """Prints the error (and, with --json, its JSON document on stdout) and exits with `code`.
+
+    `whole` labels the problems of the whole document (no path), as `(dataset)`.
+    """
     if json_output:
         print_json({"status": status, "error": error, "detail": detail, "problems": list(problems)})
     print_error(detail)
     for problem in problems:
-        path, message = problem.get("path"), problem.get("message", "")
+        path, message = problem.get("path") or whole, problem.get("message", "")
         line = f"  {path}: {message}" if path else f"  {message}"
         typer.echo(printable(line), err=True)
     if hint:

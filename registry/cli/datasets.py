@@ -9,14 +9,20 @@ Exit codes: 0 the dataset is valid; 1 it has problems (each listed with its mani
 (permissions, I/O).
 """
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from registry.cli.common import EXIT_REFUSED, EXIT_USAGE, command_group, printable
+from registry.cli.common import (
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    command_group,
+    fail,
+    print_json,
+    printable,
+)
 
 if TYPE_CHECKING:
     from validators.data.datasets import DatasetInvalid
@@ -24,15 +30,8 @@ if TYPE_CHECKING:
 dataset_app = command_group("Held-out datasets (local).")
 
 
-def _echo_json(document: Any) -> None:
-    typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
-
-
 def _usage(message: str, *, json_output: bool) -> NoReturn:
-    if json_output:
-        _echo_json({"status": None, "error": "usage", "detail": message, "problems": []})
-    typer.echo(f"error: {printable(message)}", err=True)
-    raise typer.Exit(EXIT_USAGE)
+    fail(message, code=EXIT_USAGE, json_output=json_output, error="usage")
 
 
 def _percent(part: int, whole: int) -> str:
@@ -67,15 +66,14 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 def _refused(exc: "DatasetInvalid", *, json_output: bool) -> NoReturn:
     """Prints every problem with its line (and the JSON document with --json); exits 1."""
-    problems = [p.model_dump() for p in exc.problems]
-    detail = f"{exc.source} has {len(problems)} problem(s)"
-    if json_output:
-        _echo_json({"status": None, "error": exc.code, "detail": detail, "problems": problems})
-    typer.echo(f"error: {printable(detail)}", err=True)
-    for problem in exc.problems:
-        where = problem.path or "(dataset)"
-        typer.echo(f"  {printable(where)}: {printable(problem.message)}", err=True)
-    raise typer.Exit(EXIT_REFUSED)
+    fail(
+        f"{exc.source} has {len(exc.problems)} problem(s)",
+        code=EXIT_REFUSED,
+        json_output=json_output,
+        error=exc.code,
+        problems=[p.model_dump() for p in exc.problems],
+        whole=exc.whole,
+    )
 
 
 @dataset_app.command("check")
@@ -147,6 +145,6 @@ def check(
         _usage(f"could not read the dataset at {directory}: {exc}", json_output=json_output)
     summary = dataset.summary()
     if json_output:
-        _echo_json(summary)
+        print_json(summary)
     else:
         _print_summary(summary)

@@ -10,7 +10,6 @@ file is written, so an interrupted or failed run leaves nothing half-written beh
 Exit codes: 0 written; 1 refused (the directory is not empty, or cannot be written); 2 usage.
 """
 
-import json
 import os
 import sys
 import time
@@ -20,7 +19,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from registry.cli.common import EXIT_REFUSED
+from registry.cli.common import EXIT_REFUSED, fail, print_json
 
 
 class DatasetFormat(StrEnum):
@@ -30,13 +29,7 @@ class DatasetFormat(StrEnum):
 
 
 def _fail(detail: str, *, json_output: bool, code: int = EXIT_REFUSED) -> NoReturn:
-    """Prints the error (with --json, also its JSON document on stdout) and exits with `code`."""
-    if json_output:
-        typer.echo(
-            json.dumps({"status": None, "error": "refused", "detail": detail, "problems": []})
-        )
-    typer.echo(f"error: {detail}", err=True)
-    raise typer.Exit(code)
+    fail(detail, code=code, json_output=json_output)
 
 
 def _refusal(out: Path) -> str | None:
@@ -139,20 +132,17 @@ def example_dataset(
     files = sorted(p for p in out.rglob("*") if p.is_file())
     written_bytes = sum(p.stat().st_size for p in files)
     if json_output:
-        typer.echo(
-            json.dumps(
-                {
-                    "out": str(out),
-                    "format": format.value,
-                    "cases": cases,
-                    "size": size,
-                    "seed": seed,
-                    "manifest": str(out / "cases.csv"),
-                    "files": len(files),
-                    "bytes": written_bytes,
-                },
-                indent=2,
-            )
+        print_json(
+            {
+                "out": str(out),
+                "format": format.value,
+                "cases": cases,
+                "size": size,
+                "seed": seed,
+                "manifest": str(out / "cases.csv"),
+                "files": len(files),
+                "bytes": written_bytes,
+            }
         )
         return
     typer.echo(
