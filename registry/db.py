@@ -219,29 +219,25 @@ def get_session(request: Request) -> Iterator[Session]:
     GET, HEAD and OPTIONS requests get a read-only session; the others a writer.
     """
     engine = app_resources(request.app).engine
-    session = new_session(engine, write=request.method not in READ_METHODS)
-    try:
+    with transaction(engine, write=request.method not in READ_METHODS) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 @contextmanager
-def transaction(engine: Engine) -> Iterator[Session]:
+def transaction(engine: Engine, *, write: bool = True) -> Iterator[Session]:
     """A writer session for work outside a request, committed once when the block succeeds.
+
+    `write=False` gives a read-only session (what a GET request gets through `get_session`,
+    which is this same unit of work).
 
     The unit of work of background jobs, local commands and startup repairs, the same as a
     request's (`get_session`): services only flush, the block commits once at its end, and an
     exception rolls everything back (state change and audit event together) and propagates.
     """
-    session = new_session(engine)
+    session = new_session(engine, write=write)
     try:
         yield session
         session.commit()
